@@ -1,0 +1,56 @@
+/* orch: Prefect's flow-run orchestration as a pure function. Given a run's facts, a proposed
+ * state, force and the clock, it returns the status (ACCEPT/REJECT/WAIT/ABORT), the state to
+ * write (if any) and the run's new bookkeeping columns. No I/O, no clock reads, no malloc:
+ * everything it needs comes in through bs_orch_input. */
+#ifndef BS_ORCH_H
+#define BS_ORCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef enum { BS_ACCEPT = 0, BS_REJECT, BS_WAIT, BS_ABORT } bs_status;
+
+/* "ACCEPT" etc. */
+const char *bs_status_name(bs_status s);
+/* "accept_details" etc. */
+const char *bs_status_details_type(bs_status s);
+
+typedef struct bs_orch_input {
+    const bs_run *run;        /* facts, with run->current the current state (type BS_NONE if none) */
+    const bs_state *proposal; /* id, timestamp, type, name (defaulted), details filled */
+    bool force;               /* true: MinimalFlowPolicy instead of CoreFlowPolicy */
+    int64_t api_version;      /* major*1000000 + minor*1000 + patch; 0 = header absent */
+    int64_t now_us;           /* the clock, read by the caller */
+    bs_uuid replacement_id;   /* id for a state a rule substitutes (REJECT with a state) */
+    bs_uuid random_pause_key; /* used when a PAUSED proposal carries no pause_key */
+} bs_orch_input;
+
+typedef struct bs_decision {
+    bs_status status;
+    const char *reason; /* NULL or points into reason_buf / a literal */
+    int64_t delay_seconds;
+    bool write;     /* a state row is to be written: state below */
+    bs_state state; /* the proposal as it ends (a replacement after REJECT with a state) */
+    bs_run run;     /* the run's columns after the transition (written only when write) */
+    bool policy_changed; /* empirical_policy changed (persist even when nothing is written) */
+    /* rule scratch */
+    char reason_buf[256];
+    char name_buf[96];
+    char msg_buf[160];
+    bs_policy saved_policy;
+    bool policy_saved;
+    const char *pause_key;
+} bs_decision;
+
+/* Runs the policy and the global transforms. d is fully overwritten. */
+void bs_orch_decide(const bs_orch_input *in, bs_decision *d);
+
+/* Names of the rules that run for force=false / force=true, NULL-terminated (README, tests). */
+const char *const *bs_orch_rule_names(bool force);
+
+/* Parses "x.y.z" (integers) into the api_version encoding; returns -1 when malformed. */
+int64_t bs_orch_parse_api_version(const char *s);
+
+#endif

@@ -1,0 +1,37 @@
+/* result: the reply records (one FlowRunOrchestrationResult per run, one BulkSetStateCompleted
+ * per command) as JSON trees shaped like their Avro schemas, ready for codec.c to encode.
+ * Pure. */
+#ifndef BS_RESULT_H
+#define BS_RESULT_H
+
+#include <jansson.h>
+
+#include "err.h"
+#include "model.h"
+#include "orch.h"
+
+typedef struct bs_result {
+    const char *command_id;
+    int seq, total;
+    const char *flow_run_id;
+    bs_status status;
+    const bs_state *state; /* NULL: "state": null */
+    const char *reason;    /* NULL: null */
+    int64_t delay_seconds; /* WAIT only */
+} bs_result;
+
+typedef struct bs_completion {
+    const char *command_id; /* NULL when unknown */
+    int matched;
+    int counts[4]; /* by bs_status */
+    bool replayed;
+    const char *error_code; /* NULL: no error */
+    const bs_err *err;      /* type/field/msg of the error, may be NULL */
+    int64_t completed_at_us;
+} bs_completion;
+
+/* New references. */
+json_t *bs_result_to_json(const bs_result *r);
+json_t *bs_completion_to_json(const bs_completion *c);
+
+#endif

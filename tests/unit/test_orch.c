@@ -1,0 +1,291 @@
+/* Orchestration: the force path (MinimalFlowPolicy), the ported CoreFlowPolicy rules and the
+ * global bookkeeping transforms, case by case (orchestration.md §2-§4). */
+#include "../t.h"
+#include "orch.h"
+
+#define S 1000000LL
+static const int64_t NOW = 1700000000LL * S;
+
+typedef struct fixture {
+    bs_run run;
+    bs_state proposal;
+    bs_orch_input in;
+    bs_decision d;
+} fixture;
+
+static void setup(fixture *f, int cur_type, const char *cur_name, int to_type, bool force)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->run.id.s, sizeof f->run.id.s, "%s", "11111111-1111-4111-8111-111111111111");
+    f->run.expected_start_time = f->run.next_scheduled_start_time = BS_TS_NULL;
+    f->run.start_time = f->run.end_time = BS_TS_NULL;
+    bs_policy_init(&f->run.policy);
+    f->run.current.type = cur_type;
+    f->run.current.name = cur_name;
+    f->run.current.timestamp = NOW - 60 * S;
+    snprintf(f->run.current.id.s, sizeof f->run.current.id.s, "%s",
+             "22222222-2222-4222-8222-222222222222");
+    bs_details_init(&f->run.current.details);
+    f->proposal.type = to_type;
+    f->proposal.name = bs_state_type_default_name(to_type);
+    f->proposal.timestamp = NOW;
+    snprintf(f->proposal.id.s, sizeof f->proposal.id.s, "%s",
+             "33333333-3333-4333-8333-333333333333");
+    bs_details_init(&f->proposal.details);
+    f->in.run = &f->run;
+    f->in.proposal = &f->proposal;
+    f->in.force = force;
+    f->in.now_us = NOW;
+    snprintf(f->in.replacement_id.s, sizeof f->in.replacement_id.s, "%s",
+             "44444444-4444-4444-8444-444444444444");
+    snprintf(f->in.random_pause_key.s, sizeof f->in.random_pause_key.s, "%s",
+             "55555555-5555-4555-8555-555555555555");
+}
+
+static void decide(fixture *f)
+{
+    bs_orch_decide(&f->in, &f->d);
+}
+
+int main(void)
+{
+    fixture f;
+
+    /* force bypasses terminal protection: COMPLETED -> RUNNING is accepted (Prefect test 3) */
+    setup(&f, BS_COMPLETED, "Completed", BS_RUNNING, true);
+    f.run.start_time = NOW - 120 * S;
+    f.run.end_time = NOW - 60 * S;
+    f.run.run_count = 1;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK(f.d.write);
+    CHECK_INT(f.d.state.type, BS_RUNNING);
+    CHECK_INT(f.d.run.run_count, 2);
+    CHECK_INT(f.d.run.start_time, NOW - 120 * S);
+    CHECK_INT(f.d.run.end_time, BS_TS_NULL);
+    CHECK_STR(f.d.state.details.flow_run_id.s, f.run.id.s);
+
+    /* the same without force is rejected when the result is persisted */
+    setup(&f, BS_COMPLETED, "Completed", BS_RUNNING, false);
+    f.run.current.data = "{\"storage_key\":\"k\"}";
+    f.run.current.data_truthy = f.run.current.data_persisted = true;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK(!f.d.write);
+    CHECK_STR(f.d.reason, "Run is already COMPLETED.");
+
+    /* force: PENDING -> CANCELLED sets start and end time to the state time */
+    setup(&f, BS_PENDING, "Pending", BS_CANCELLED, true);
+    f.run.expected_start_time = NOW - 300 * S;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_INT(f.d.run.start_time, NOW);
+    CHECK_INT(f.d.run.end_time, NOW);
+    CHECK_INT(f.d.run.expected_start_time, NOW - 300 * S);
+    CHECK_INT(f.d.run.run_count, 0);
+
+    /* core: PENDING and RUNNING -> CANCELLED are accepted (Prefect test 4) */
+    setup(&f, BS_RUNNING, "Running", BS_CANCELLED, false);
+    f.run.start_time = NOW - 60 * S;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_INT(f.d.run.total_run_time_us, 60 * S); /* IncrementRunTime */
+    CHECK_INT(f.d.run.end_time, NOW);
+
+    /* G1: the timestamp is bumped past taken ones, 1 µs at a time */
+    setup(&f, BS_PENDING, "Pending", BS_CANCELLED, true);
+    int64_t taken[] = {NOW + 1, NOW};
+    f.run.taken_ts = taken;
+    f.run.n_taken_ts = 2;
+    decide(&f);
+    CHECK_INT(f.d.state.timestamp, NOW + 2);
+
+    /* #4: cancelling runs only go to CANCELLED */
+    setup(&f, BS_CANCELLING, "Cancelling", BS_RUNNING, false);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason,
+              "Cannot transition flows that are cancelling to a state other than Cancelled.");
+    CHECK(!f.d.write);
+
+    /* #6: PENDING -> PENDING aborts; a renamed PENDING passes and inherits scheduled_time */
+    setup(&f, BS_PENDING, "Pending", BS_PENDING, false);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK_STR(f.d.reason, "This run is in a PENDING state and cannot transition to a PENDING state.");
+    setup(&f, BS_PENDING, "Pending", BS_PENDING, false);
+    f.proposal.name = "Submitting";
+    f.run.current.details.scheduled_time = NOW - 5 * S;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_INT(f.d.state.details.scheduled_time, NOW - 5 * S);
+
+    /* #14: WAIT iff the scheduled time is more than 0.5 s away, rounded */
+    static const struct {
+        int64_t ahead_us, delay;
+        bs_status status;
+    } W[] = {{10 * S, 10, BS_WAIT},   {S / 2, 0, BS_ACCEPT},          {S / 2 + 1, 1, BS_WAIT},
+             {1600000, 2, BS_WAIT},   {1500000, 1, BS_WAIT},          {-10 * S, 0, BS_ACCEPT}};
+    for (size_t i = 0; i < sizeof W / sizeof W[0]; i++) {
+        setup(&f, BS_SCHEDULED, "Scheduled", BS_RUNNING, false);
+        f.run.current.details.scheduled_time = NOW + W[i].ahead_us;
+        decide(&f);
+        CHECK_INT(f.d.status, W[i].status);
+        if (W[i].status == BS_WAIT) {
+            CHECK_INT(f.d.delay_seconds, W[i].delay);
+            CHECK_STR(f.d.reason, "Scheduled time is in the future");
+            CHECK(!f.d.write);
+        } else {
+            CHECK_INT(f.d.run.run_count, 1);
+        }
+    }
+
+    /* #15: retries left -> REJECT into AwaitingRetry, written and bookkept */
+    setup(&f, BS_RUNNING, "Running", BS_FAILED, false);
+    f.run.run_count = 1;
+    f.run.policy.retries = 2;
+    f.run.policy.retry_delay = 5;
+    f.proposal.message = "boom";
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason, "Retrying");
+    CHECK(f.d.write);
+    CHECK_INT(f.d.state.type, BS_SCHEDULED);
+    CHECK_STR(f.d.state.name, "AwaitingRetry");
+    CHECK_STR(f.d.state.message, "boom");
+    CHECK_STR(f.d.state.id.s, "44444444-4444-4444-8444-444444444444");
+    CHECK_INT(f.d.state.details.scheduled_time, NOW + 5 * S);
+    CHECK_INT(f.d.run.next_scheduled_start_time, NOW + 5 * S);
+    CHECK_STR(f.d.run.policy.retry_type, "in_process");
+    /* ... and none left -> FAILED accepted */
+    setup(&f, BS_RUNNING, "Running", BS_FAILED, false);
+    f.run.run_count = 3;
+    f.run.policy.retries = 2;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_INT(f.d.state.type, BS_FAILED);
+
+    /* #5 (also with force): a scheduled run without infrastructure is cancelled directly */
+    for (int force = 0; force < 2; force++) {
+        setup(&f, BS_SCHEDULED, "Scheduled", BS_CANCELLING, force);
+        decide(&f);
+        CHECK_INT(f.d.status, BS_REJECT);
+        CHECK_STR(f.d.reason, "Scheduled flow run has no infrastructure to terminate.");
+        CHECK(f.d.write);
+        CHECK_INT(f.d.state.type, BS_CANCELLED);
+        CHECK_STR(f.d.state.name, "Cancelled");
+    }
+    setup(&f, BS_SCHEDULED, "Scheduled", BS_CANCELLING, false);
+    f.run.has_infrastructure_pid = true;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_INT(f.d.state.type, BS_CANCELLING);
+
+    /* #2: a repeated transition_id */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, false);
+    snprintf(f.run.current.details.transition_id.s, 37, "%s", "66666666-6666-4666-8666-666666666666");
+    f.proposal.details.transition_id = f.run.current.details.transition_id;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason, "This run has already made this state transition.");
+
+    /* #3: terminal runs: reschedule needs a deployment, and clears pause/retry bookkeeping */
+    setup(&f, BS_FAILED, "Failed", BS_SCHEDULED, false);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK_STR(f.d.reason, "Cannot reschedule a run without an associated deployment.");
+    setup(&f, BS_FAILED, "Failed", BS_SCHEDULED, false);
+    snprintf(f.run.deployment_id.s, 37, "%s", "77777777-7777-4777-8777-777777777777");
+    f.run.end_time = NOW - 10 * S;
+    f.run.policy.resuming = true;
+    f.proposal.details.scheduled_time = NOW + 60 * S;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_STR(f.d.run.policy.retry_type, "reschedule");
+    CHECK(!f.d.run.policy.resuming);
+    CHECK_INT(f.d.run.end_time, BS_TS_NULL);
+    CHECK_INT(f.d.run.next_scheduled_start_time, NOW + 60 * S);
+    setup(&f, BS_COMPLETED, "Completed", BS_PAUSED, false);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK_STR(f.d.reason, "Run is already in terminal state COMPLETED.");
+
+    /* #10: only scheduled runs are marked late */
+    setup(&f, BS_PENDING, "Pending", BS_SCHEDULED, false);
+    f.proposal.name = "Late";
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason, "Only scheduled flows can be marked late.");
+
+    /* #11: pausing records the pause key; a second pause with the same key is rejected */
+    setup(&f, BS_RUNNING, "Running", BS_PAUSED, false);
+    f.proposal.details.pause_key = "k1";
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_INT(f.d.run.policy.n_pause_keys, 1);
+    CHECK_STR(f.d.run.policy.pause_keys[0], "k1");
+    f.run.policy = f.d.run.policy;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason, "This pause has already fired.");
+    setup(&f, BS_NONE, NULL, BS_PAUSED, false);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK_STR(f.d.reason, "Cannot pause flows with no state.");
+
+    /* #12: a timed-out pause fails the run; the after hook still marks it resuming */
+    setup(&f, BS_PAUSED, "Paused", BS_RUNNING, false);
+    f.run.current.details.pause_timeout = NOW - S;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason, "The flow run pause has timed out and can no longer resume.");
+    CHECK_INT(f.d.state.type, BS_FAILED);
+    CHECK_STR(f.d.state.message, "The flow was running and never resumed.");
+    CHECK(f.d.run.policy.resuming);
+    setup(&f, BS_PAUSED, "Paused", BS_PENDING, false);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason, "This run cannot transition to the StateType.PENDING state from the "
+                          "StateType.PAUSED state.");
+
+    /* #1: the lease id is carried forward */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, false);
+    snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
+             "88888888-8888-4888-8888-888888888888");
+    decide(&f);
+    CHECK_STR(f.d.state.details.deployment_concurrency_lease_id.s,
+              "88888888-8888-4888-8888-888888888888");
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, true); /* not with force */
+    snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
+             "88888888-8888-4888-8888-888888888888");
+    decide(&f);
+    CHECK(bs_uuid_null(&f.d.state.details.deployment_concurrency_lease_id));
+
+    /* a run with no state: RUNNING sets start, expected start and run_count */
+    setup(&f, BS_NONE, NULL, BS_RUNNING, false);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_INT(f.d.run.run_count, 1);
+    CHECK_INT(f.d.run.start_time, NOW);
+    CHECK_INT(f.d.run.expected_start_time, NOW);
+
+    /* subflow: task_run_id is the parent task run */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, true);
+    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    decide(&f);
+    CHECK_STR(f.d.state.details.task_run_id.s, "99999999-9999-4999-8999-999999999999");
+
+    /* MinimalFlowPolicy keeps persisted results */
+    setup(&f, BS_COMPLETED, "Completed", BS_COMPLETED, true);
+    f.run.current.data = "{\"storage_key\":\"k\"}";
+    f.run.current.data_truthy = f.run.current.data_persisted = true;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason, "Cannot overwrite a COMPLETED state that carries persisted result data "
+                          "with one that does not.");
+
+    CHECK_INT(bs_orch_parse_api_version("0.8.4"), 8004);
+    CHECK_INT(bs_orch_parse_api_version("0.8"), -1);
+    CHECK_STR(bs_orch_rule_names(true)[0], "PreventResultDataLoss");
+    return t_done();
+}
