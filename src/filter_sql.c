@@ -41,12 +41,17 @@ char *bs_pg_array(bs_arena *ar, const char *const *v, size_t n)
 {
     size_t len = 3;
     for (size_t i = 0; i < n; i++)
-        len += strlen(v[i]) * 2 + 3;
+        len += (v[i] ? strlen(v[i]) * 2 : 4) + 3;
     char *out = bs_arena_alloc(ar, len), *p = out;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {
         if (i)
             *p++ = ',';
+        if (v[i] == NULL) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
         *p++ = '"';
         for (const char *s = v[i]; *s; s++) {
             if (*s == '"' || *s == '\\')

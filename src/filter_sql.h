@@ -22,7 +22,8 @@ void bs_filter_sql(const bs_filter *f, int first_param, bs_arena *ar, bs_sql *ou
  * The limit parameter is appended to out->params. */
 void bs_filter_select_sql(const bs_filter *f, int limit, bs_arena *ar, bs_sql *out);
 
-/* Renders a PostgreSQL array literal ({"a","b"}) of n strings, quoting every element. */
+/* Renders a PostgreSQL array literal ({"a","b"}) of n strings, quoting every element;
+ * a NULL element is written as NULL. */
 char *bs_pg_array(bs_arena *ar, const char *const *v, size_t n);
 
 #endif

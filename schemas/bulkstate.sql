@@ -1,0 +1,33 @@
+-- bulkstate's own tables, in their own schema beside Prefect's. Idempotent: applied by every
+-- `bulkstate migrate`.
+CREATE SCHEMA IF NOT EXISTS bulkstate;
+
+-- One row per command id: the idempotency record. Written in the same transaction as the
+-- transitions, so a redelivered command finds status 'done' and is not applied again.
+CREATE TABLE IF NOT EXISTS bulkstate.command (
+  command_id text PRIMARY KEY,
+  body_sha256 text NOT NULL,          -- SHA-256 of the normalised command body
+  source_topic text,
+  source_partition integer,
+  source_offset bigint,
+  run_ids uuid[] NOT NULL DEFAULT '{}', -- the selected runs, in Prefect's order (id DESC)
+  status text NOT NULL CHECK (status IN ('running', 'done')),
+  matched integer NOT NULL DEFAULT 0,
+  accepted integer NOT NULL DEFAULT 0,
+  rejected integer NOT NULL DEFAULT 0,
+  waited integer NOT NULL DEFAULT 0,
+  aborted integer NOT NULL DEFAULT 0,
+  attempts integer NOT NULL DEFAULT 1,
+  created timestamptz NOT NULL DEFAULT now(),
+  completed timestamptz
+);
+
+-- Every result exactly as encoded for the reply topic, republished on redelivery.
+CREATE TABLE IF NOT EXISTS bulkstate.command_result (
+  command_id text NOT NULL REFERENCES bulkstate.command (command_id) ON DELETE CASCADE,
+  seq integer NOT NULL,
+  flow_run_id uuid NOT NULL,
+  status text NOT NULL,
+  reply bytea NOT NULL,
+  PRIMARY KEY (command_id, seq)
+);

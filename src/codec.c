@@ -1,0 +1,477 @@
+/* codec: avro-c and framing. Only this file includes avro.h. Decoding goes Avro value →
+ * JSON tree by walking the value (records by field name, unions to their branch, enums to
+ * symbols), so validation has one input shape; encoding walks the other way. */
+#include "codec.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <avro.h>
+
+#include "arena.h"
+#include "pcf.h"
+
+static const char *const SCHEMA_FILES[BS_NSCHEMAS] = {
+    "BulkSetStateCommand.avsc", "FlowRunOrchestrationResult.avsc", "BulkSetStateCompleted.avsc"};
+
+typedef struct sch {
+    avro_schema_t schema;
+    avro_value_iface_t *iface;
+    avro_value_t value;
+    uint64_t fingerprint;
+} sch;
+
+struct bs_codec {
+    bs_codec_conf conf;
+    sch s[BS_NSCHEMAS];
+    avro_reader_t reader;
+};
+
+static size_t alloc_cap = 64u << 20;
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (nsize > alloc_cap)
+        return NULL; /* avro-c reports ENOMEM; the message is rejected */
+    return realloc(ptr, nsize);
+}
+
+void bs_codec_cap_allocations(size_t max_bytes)
+{
+    alloc_cap = max_bytes;
+    avro_set_allocator(capped_alloc, NULL);
+}
+
+const char *bs_framing_name(bs_framing f)
+{
+    static const char *const n[] = {"single-object", "confluent", "json"};
+    return n[f];
+}
+
+int bs_framing_parse(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, bs_framing_name((bs_framing)i)) == 0)
+            return i;
+    return -1;
+}
+
+static char *slurp(const char *path, bs_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        bs_err_set(err, BS_EFATAL, "could not open schema \"%s\": %s", path, strerror(errno));
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = bs_xmalloc((size_t)(n < 0 ? 0 : n) + 1);
+    size_t got = fread(s, 1, (size_t)(n < 0 ? 0 : n), f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}
+
+bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
+{
+    bs_codec *cd = bs_xcalloc(1, sizeof *cd);
+    cd->conf = *conf;
+    for (int i = 0; i < BS_NSCHEMAS; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", conf->schema_dir, SCHEMA_FILES[i]);
+        char *text = slurp(path, err);
+        if (text == NULL)
+            goto fail;
+        if (avro_schema_from_json_length(text, strlen(text), &cd->s[i].schema) != 0) {
+            bs_err_set(err, BS_EFATAL, "could not parse schema \"%s\": %s", path,
+                       avro_strerror());
+            free(text);
+            goto fail;
+        }
+        /* fingerprint of the text as written: avro-c would drop logicalType (harmless for
+         * the canonical form, but the file is the source of truth) */
+        cd->s[i].fingerprint = bs_schema_fingerprint(text);
+        free(text);
+        cd->s[i].iface = avro_generic_class_from_schema(cd->s[i].schema);
+        if (cd->s[i].iface == NULL ||
+            avro_generic_value_new(cd->s[i].iface, &cd->s[i].value) != 0) {
+            bs_err_set(err, BS_EFATAL, "could not build Avro class for \"%s\": %s", path,
+                       avro_strerror());
+            goto fail;
+        }
+    }
+    cd->reader = avro_reader_memory(NULL, 0);
+    return cd;
+fail:
+    bs_codec_free(cd);
+    return NULL;
+}
+
+void bs_codec_free(bs_codec *cd)
+{
+    if (cd == NULL)
+        return;
+    for (int i = 0; i < BS_NSCHEMAS; i++) {
+        if (cd->s[i].iface) {
+            if (cd->s[i].value.self)
+                avro_value_decref(&cd->s[i].value);
+            avro_value_iface_decref(cd->s[i].iface);
+        }
+        if (cd->s[i].schema)
+            avro_schema_decref(cd->s[i].schema);
+    }
+    if (cd->reader)
+        avro_reader_free(cd->reader);
+    free(cd);
+}
+
+uint64_t bs_codec_fingerprint(const bs_codec *cd, bs_schema which)
+{
+    return cd->s[which].fingerprint;
+}
+
+/* ---- Avro value → JSON ---- */
+
+static json_t *to_json(avro_value_t *v, int depth)
+{
+    if (depth > 32)
+        return NULL;
+    switch (avro_value_get_type(v)) {
+    case AVRO_NULL:
+        return json_null();
+    case AVRO_BOOLEAN: {
+        int b = 0;
+        avro_value_get_boolean(v, &b);
+        return json_boolean(b);
+    }
+    case AVRO_INT32: {
+        int32_t n = 0;
+        avro_value_get_int(v, &n);
+        return json_integer(n);
+    }
+    case AVRO_INT64: {
+        int64_t n = 0;
+        avro_value_get_long(v, &n);
+        return json_integer(n);
+    }
+    case AVRO_DOUBLE: {
+        double d = 0;
+        avro_value_get_double(v, &d);
+        return json_real(d);
+    }
+    case AVRO_FLOAT: {
+        float d = 0;
+        avro_value_get_float(v, &d);
+        return json_real(d);
+    }
+    case AVRO_STRING: {
+        const char *s = NULL;
+        size_t n = 0;
+        avro_value_get_string(v, &s, &n);
+        return json_stringn(s ? s : "", n ? n - 1 : 0);
+    }
+    case AVRO_ENUM: {
+        int e = 0;
+        avro_value_get_enum(v, &e);
+        const char *sym = avro_schema_enum_get(avro_value_get_schema(v), e);
+        return sym ? json_string(sym) : NULL;
+    }
+    case AVRO_UNION: {
+        avro_value_t b;
+        if (avro_value_get_current_branch(v, &b) != 0)
+            return NULL;
+        return to_json(&b, depth + 1);
+    }
+    case AVRO_RECORD:
+    case AVRO_MAP: {
+        size_t n = 0;
+        json_t *o = json_object();
+        avro_value_get_size(v, &n);
+        for (size_t i = 0; i < n; i++) {
+            avro_value_t c;
+            const char *name = NULL;
+            if (avro_value_get_by_index(v, i, &c, &name) != 0 || name == NULL) {
+                json_decref(o);
+                return NULL;
+            }
+            json_t *cj = to_json(&c, depth + 1);
+            if (cj == NULL) {
+                json_decref(o);
+                return NULL;
+            }
+            json_object_set_new(o, name, cj);
+        }
+        return o;
+    }
+    case AVRO_ARRAY: {
+        size_t n = 0;
+        json_t *a = json_array();
+        avro_value_get_size(v, &n);
+        for (size_t i = 0; i < n; i++) {
+            avro_value_t c;
+            json_t *cj = avro_value_get_by_index(v, i, &c, NULL) == 0 ? to_json(&c, depth + 1)
+                                                                      : NULL;
+            if (cj == NULL) {
+                json_decref(a);
+                return NULL;
+            }
+            json_array_append_new(a, cj);
+        }
+        return a;
+    }
+    default:
+        return NULL; /* bytes, fixed: not in our schemas */
+    }
+}
+
+/* ---- JSON → Avro value ---- */
+
+static int from_json(avro_value_t *v, const json_t *j, const char *path, bs_err *err)
+{
+    switch (avro_value_get_type(v)) {
+    case AVRO_NULL:
+        return avro_value_set_null(v);
+    case AVRO_BOOLEAN:
+        if (j == NULL)
+            return avro_value_set_boolean(v, 0); /* our boolean fields default to false */
+        if (!json_is_boolean(j))
+            break;
+        return avro_value_set_boolean(v, json_is_true(j));
+    case AVRO_INT32:
+        if (!json_is_integer(j) || json_integer_value(j) < INT32_MIN ||
+            json_integer_value(j) > INT32_MAX)
+            break;
+        return avro_value_set_int(v, (int32_t)json_integer_value(j));
+    case AVRO_INT64:
+        if (!json_is_integer(j))
+            break;
+        return avro_value_set_long(v, json_integer_value(j));
+    case AVRO_DOUBLE:
+        if (!json_is_number(j))
+            break;
+        return avro_value_set_double(v, json_number_value(j));
+    case AVRO_STRING:
+        if (!json_is_string(j))
+            break;
+        return avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
+    case AVRO_ENUM: {
+        avro_schema_t s = avro_value_get_schema(v);
+        if (j == NULL)
+            return avro_value_set_enum(v, 0); /* our enum fields default to their first symbol */
+        int e = json_is_string(j) ? avro_schema_enum_get_by_name(s, json_string_value(j)) : -1;
+        if (e < 0)
+            break;
+        return avro_value_set_enum(v, e);
+    }
+    case AVRO_UNION: {
+        avro_schema_t s = avro_value_get_schema(v);
+        size_t n = avro_schema_union_size(s);
+        bool want_null = j == NULL || json_is_null(j);
+        for (size_t i = 0; i < n; i++) {
+            avro_schema_t b = avro_schema_union_branch(s, (int)i);
+            if (is_avro_null(b) != want_null)
+                continue;
+            avro_value_t bv;
+            if (avro_value_set_branch(v, (int)i, &bv) != 0)
+                break;
+            return want_null ? avro_value_set_null(&bv) : from_json(&bv, j, path, err);
+        }
+        break;
+    }
+    case AVRO_RECORD: {
+        size_t n = 0;
+        if (!json_is_object(j))
+            break;
+        avro_value_get_size(v, &n);
+        for (size_t i = 0; i < n; i++) {
+            avro_value_t c;
+            const char *name = NULL;
+            char cpath[256];
+            avro_value_get_by_index(v, i, &c, &name);
+            snprintf(cpath, sizeof cpath, "%s%s%s", path, *path ? "." : "", name);
+            if (from_json(&c, json_object_get(j, name), cpath, err) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    case AVRO_MAP: {
+        const char *k;
+        json_t *cj;
+        if (!json_is_object(j))
+            break;
+        json_object_foreach((json_t *)j, k, cj)
+        {
+            avro_value_t c;
+            if (avro_value_add(v, k, &c, NULL, NULL) != 0 || from_json(&c, cj, path, err) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    case AVRO_ARRAY:
+        if (!json_is_array(j))
+            break;
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            avro_value_t c;
+            char cpath[256];
+            snprintf(cpath, sizeof cpath, "%s[%zu]", path, i);
+            if (avro_value_append(v, &c, NULL) != 0 ||
+                from_json(&c, json_array_get(j, i), cpath, err) != 0)
+                return -1;
+        }
+        return 0;
+    default:
+        break;
+    }
+    if (err->msg[0] == '\0')
+        bs_err_input(err, "avro_encode", path, "value of \"%s\" does not fit its Avro type",
+                     path);
+    return -1;
+}
+
+json_t *bs_codec_body_to_command(const json_t *body)
+{
+    json_t *c = json_deep_copy(body);
+    json_t *st = json_object_get(c, "state");
+    json_t *data = json_is_object(st) ? json_object_get(st, "data") : NULL;
+    if (data != NULL && !json_is_null(data)) {
+        char *txt = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_object_set_new(st, "data", json_string(txt));
+        free(txt);
+    }
+    if (json_object_get(c, "limit") == NULL || json_is_null(json_object_get(c, "limit")))
+        json_object_set_new(c, "limit", json_integer(50));
+    return c;
+}
+
+/* ---- framing ---- */
+
+int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, bool json,
+                    json_t **out, bs_err *err)
+{
+    const unsigned char *p = buf;
+    *out = NULL;
+    if (len > cd->conf.max_message_bytes)
+        return bs_err_input(err, "message_too_large", "",
+                            "message of %zu bytes exceeds max_message_bytes (%zu)", len,
+                            cd->conf.max_message_bytes);
+    if (json) {
+        json_error_t jerr;
+        *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (*out == NULL)
+            return bs_err_input(err, "json_parse", "", "invalid JSON at line %d column %d: %s",
+                                jerr.line, jerr.column, jerr.text);
+        return 0;
+    }
+    size_t off;
+    if (len >= 10 && p[0] == 0xC3 && p[1] == 0x01) {
+        uint64_t fp = 0;
+        for (int i = 7; i >= 0; i--)
+            fp = fp << 8 | p[2 + i];
+        if (fp != cd->s[which].fingerprint)
+            return bs_err_input(err, "unknown_schema", "",
+                                "single-object fingerprint %016llx is not the %s schema's "
+                                "(%016llx)",
+                                (unsigned long long)fp, SCHEMA_FILES[which],
+                                (unsigned long long)cd->s[which].fingerprint);
+        off = 10;
+    } else if (len >= 5 && p[0] == 0x00) {
+        int32_t id = (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 |
+                               p[4]);
+        if (cd->conf.confluent_ids[which] < 0 || id != cd->conf.confluent_ids[which])
+            return bs_err_input(err, "unknown_schema", "",
+                                "Confluent schema id %d is not mapped to %s in the config", id,
+                                SCHEMA_FILES[which]);
+        off = 5;
+    } else {
+        return bs_err_input(err, "bad_framing", "",
+                            "unknown framing: expected Avro single-object (C3 01), Confluent "
+                            "(00 + schema id) or a content-type: application/json header");
+    }
+    sch *s = &cd->s[which];
+    avro_reader_memory_set_source(cd->reader, (const char *)p + off, (int64_t)(len - off));
+    if (avro_value_read(cd->reader, &s->value) != 0)
+        return bs_err_input(err, "avro_decode", "", "could not decode Avro body: %s",
+                            avro_strerror());
+    if (avro_skip(cd->reader, 1) == 0)
+        return bs_err_input(err, "avro_decode", "", "trailing bytes after the Avro record");
+    *out = to_json(&s->value, 0);
+    avro_value_reset(&s->value);
+    if (*out == NULL)
+        return bs_err_input(err, "avro_decode", "", "could not convert the Avro record");
+    if (which == BS_SCHEMA_COMMAND) {
+        json_t *st = json_object_get(*out, "state");
+        json_t *data = json_is_object(st) ? json_object_get(st, "data") : NULL;
+        if (json_is_string(data)) {
+            json_error_t jerr;
+            json_t *parsed = json_loads(json_string_value(data), JSON_DECODE_ANY, &jerr);
+            if (parsed == NULL) {
+                json_decref(*out);
+                *out = NULL;
+                return bs_err_input(err, "json_parse", "state.data",
+                                    "state.data is not JSON text: %s", jerr.text);
+            }
+            json_object_set_new(st, "data", parsed);
+        }
+    }
+    return 0;
+}
+
+int bs_codec_encode(bs_codec *cd, bs_schema which, const json_t *j, bs_framing framing,
+                    unsigned char **buf, size_t *len, bs_err *err)
+{
+    *buf = NULL;
+    *len = 0;
+    if (framing == BS_FRAME_JSON) {
+        char *txt = json_dumps(j, JSON_COMPACT);
+        *len = strlen(txt);
+        *buf = (unsigned char *)txt;
+        return 0;
+    }
+    sch *s = &cd->s[which];
+    avro_value_reset(&s->value);
+    err->msg[0] = '\0';
+    if (from_json(&s->value, j, "", err) != 0)
+        return -1;
+    size_t body = 0;
+    if (avro_value_sizeof(&s->value, &body) != 0)
+        return bs_err_set(err, BS_EFATAL, "could not size Avro record: %s", avro_strerror());
+    size_t hdr = framing == BS_FRAME_SINGLE_OBJECT ? 10 : 5;
+    unsigned char *out = bs_xmalloc(hdr + body);
+    if (framing == BS_FRAME_SINGLE_OBJECT) {
+        out[0] = 0xC3;
+        out[1] = 0x01;
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (unsigned char)(s->fingerprint >> (8 * i));
+    } else {
+        uint32_t id = (uint32_t)cd->conf.confluent_ids[which];
+        if (cd->conf.confluent_ids[which] < 0) {
+            free(out);
+            return bs_err_set(err, BS_EFATAL, "no Confluent schema id configured for %s",
+                              SCHEMA_FILES[which]);
+        }
+        out[0] = 0;
+        out[1] = (unsigned char)(id >> 24);
+        out[2] = (unsigned char)(id >> 16);
+        out[3] = (unsigned char)(id >> 8);
+        out[4] = (unsigned char)id;
+    }
+    avro_writer_t w = avro_writer_memory((const char *)out + hdr, (int64_t)body);
+    int rc = avro_value_write(w, &s->value);
+    avro_writer_free(w);
+    if (rc != 0) {
+        free(out);
+        return bs_err_set(err, BS_EFATAL, "could not write Avro record: %s", avro_strerror());
+    }
+    *buf = out;
+    *len = hdr + body;
+    return 0;
+}

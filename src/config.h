@@ -1,0 +1,33 @@
+/* config: the ini file (config/bulkstate.ini), one table of known keys with types, defaults,
+ * bounds and help; a [kafka] section passed verbatim to librdkafka; environment overrides
+ * BULKSTATE_<SECTION>_<KEY> (for [kafka], underscores become dots). Every error names
+ * file:line. */
+#ifndef BS_CONFIG_H
+#define BS_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct bs_config {
+    char *command_topic, *reply_topic, *dlq_topic;
+    char *schema_dir, *output_framing, *log_level, *log_format;
+    char *conninfo;
+    int poll_timeout_ms, flush_timeout_ms, max_message_bytes;
+    int retry_backoff_initial_ms, retry_backoff_max_ms;
+    int statement_timeout_ms, lock_timeout_ms;
+    int confluent_command_id, confluent_result_id, confluent_completed_id;
+    size_t nkafka;
+    char **kafka_keys, **kafka_vals;
+} bs_config;
+
+/* Loads path (NULL: defaults only) then the environment. Errors are printed to errs, each
+ * as "file:line: message"; returns their count (0 = valid). *out is filled even on errors. */
+int bs_config_load(const char *path, FILE *errs, bs_config **out);
+void bs_config_free(bs_config *cfg); /* NULL is a no-op */
+/* Sets or replaces a [kafka] key. */
+void bs_config_set_kafka(bs_config *cfg, const char *key, const char *val);
+const char *bs_config_get_kafka(const bs_config *cfg, const char *key);
+/* Prints the key reference (for --help and the README). */
+void bs_config_print_reference(FILE *out);
+
+#endif

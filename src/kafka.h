@@ -1,0 +1,73 @@
+/* kafka: the two librdkafka handles. The consumer is in a group with manual offset store (an
+ * offset is stored only when the worker says the command is settled); the producer is
+ * idempotent and reports every delivery. Only this file includes rdkafka.h. */
+#ifndef BS_KAFKA_H
+#define BS_KAFKA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+
+typedef struct bs_consumer bs_consumer;
+typedef struct bs_producer bs_producer;
+
+typedef struct bs_msg {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key;
+    size_t key_len;
+    const void *payload;
+    size_t len;
+    bool json;         /* header content-type: application/json */
+    char *command_id;  /* header command-id, or NULL */
+    void *rkmessage;   /* the librdkafka message, owned */
+} bs_msg;
+
+typedef struct bs_header {
+    const char *name;
+    const void *value;
+    size_t len;
+} bs_header;
+
+/* Delivery accounting for a group of produced messages. */
+typedef struct bs_delivery {
+    int pending, failed;
+    char error[256];
+} bs_delivery;
+
+/* Creates the consumer and subscribes to topic. Uses every [kafka] key of cfg. */
+bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *err);
+/* A consumer with no group, assigned to every partition of topic at its current end (for
+ * `bulkstate send`, which waits for replies). */
+bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_err *err);
+/* NULL on timeout. Consumer errors are logged; fatal ones set err and return NULL. */
+bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err);
+void bs_msg_free(bs_msg *m); /* NULL is a no-op */
+/* Stores offset+1 of m for the next commit. */
+int bs_consumer_store(bs_consumer *cons, const bs_msg *m, bs_err *err);
+/* Seeks m's partition back to m, so m is consumed again. */
+void bs_consumer_rewind(bs_consumer *cons, const bs_msg *m);
+/* Whether m's partition is still assigned to this consumer. */
+bool bs_consumer_owns(bs_consumer *cons, const bs_msg *m);
+void bs_consumer_pause(bs_consumer *cons, bool pause);
+int bs_consumer_assigned(const bs_consumer *cons);
+/* Commits stored offsets, leaves the group, destroys. NULL is a no-op. */
+void bs_consumer_close(bs_consumer *cons);
+
+bs_producer *bs_producer_new(const bs_config *cfg, bs_err *err);
+/* Queues one message; dv->pending counts it until its delivery report. */
+int bs_producer_send(bs_producer *prod, const char *topic, const void *key, size_t key_len,
+                     const void *value, size_t len, const bs_header *hdrs, size_t nhdrs,
+                     bs_delivery *dv, bs_err *err);
+/* Serves delivery reports until dv has none pending or timeout; -1 (BS_ETRANSIENT) on timeout
+ * or a failed delivery. */
+int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err *err);
+void bs_producer_poll(bs_producer *prod);
+/* Flushes (bounded) and destroys. NULL is a no-op. */
+void bs_producer_free(bs_producer *prod, int flush_timeout_ms);
+
+#endif

@@ -1,0 +1,169 @@
+/* main: argv, config, signals, subcommands and exit codes. The worker's loop lives in
+ * worker.c; this file only starts and stops it. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "orch.h"
+#include "send.h"
+#include "store.h"
+#include "worker.h"
+
+#define EX_USAGE 64
+#define EX_UNAVAILABLE 69
+#define EX_CONFIG 78
+
+static volatile sig_atomic_t stop_requested, reload_requested;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    if (stop_requested)
+        _exit(1); /* a second signal: give up at once */
+    stop_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bulkstate [-c FILE] COMMAND [options]\n\n"
+            "Applies Prefect bulk-set-state commands from Kafka to Prefect's PostgreSQL tables.\n\n"
+            "commands:\n"
+            "  worker         consume commands, apply them, publish the results (the daemon)\n"
+            "  migrate        create Prefect's tables if absent, and bulkstate's schema\n"
+            "  send           produce one command and print its results (send --help)\n"
+            "  check-config   validate the configuration; exit 78 on any error\n"
+            "  rules          list the orchestration rules that run (force off / on)\n\n"
+            "options:\n"
+            "  -c, --config FILE   ini file (default: $BULKSTATE_CONFIG, else built-in defaults\n"
+            "                      and BULKSTATE_* environment variables)\n"
+            "  -V, --version\n"
+            "  -h, --help\n\n"
+            "configuration keys:\n");
+    bs_config_print_reference(out);
+    fprintf(out, "\nexit status: 0 ok, 1 runtime failure, 64 usage, 69 a service is "
+                 "unavailable, 78 configuration error\n");
+}
+
+static int cmd_worker(const bs_config *cfg)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    bs_err err = {0};
+    bs_worker *w = bs_worker_new(cfg, &err);
+    if (w == NULL) {
+        bs_log(BS_LOG_ERROR, "main", "could not start: %s", err.msg);
+        return err.code == BS_ETRANSIENT ? EX_UNAVAILABLE : 1;
+    }
+    int rc = bs_worker_run(w, &stop_requested, &err);
+    if (rc < 0)
+        bs_log(BS_LOG_ERROR, "main", "worker failed: %s", err.msg);
+    bs_worker_free(w); /* flush the producer, commit offsets, leave the group */
+    bs_log(BS_LOG_INFO, "main", "stopped");
+    return rc < 0 ? 1 : 0;
+}
+
+static int cmd_migrate(const bs_config *cfg)
+{
+    bs_err err = {0};
+    bool created = false;
+    bs_store *st = bs_store_new(cfg, &err);
+    if (st == NULL) {
+        fprintf(stderr, "bulkstate migrate: %s\n", err.msg);
+        return EX_UNAVAILABLE;
+    }
+    int rc = bs_store_migrate(st, cfg->schema_dir, &created, &err);
+    bs_store_free(st);
+    if (rc < 0) {
+        fprintf(stderr, "bulkstate migrate: %s\n", err.msg);
+        return 1;
+    }
+    printf("migrated: %s; bulkstate schema ready\n",
+           created ? "created Prefect's tables" : "Prefect's tables already present, left alone");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = getenv("BULKSTATE_CONFIG");
+    int c;
+    while ((c = getopt_long(argc, argv, "+c:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'V':
+            printf("bulkstate %s\n", BS_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EX_USAGE;
+    }
+    const char *cmd = argv[optind];
+    if (strcmp(cmd, "rules") == 0) {
+        for (int force = 0; force < 2; force++) {
+            printf("force=%s:", force ? "true" : "false");
+            for (const char *const *n = bs_orch_rule_names(force); *n; n++)
+                printf(" %s", *n);
+            printf("\n");
+        }
+        return 0;
+    }
+    bs_config *cfg = NULL;
+    int nerr = bs_config_load(path, stderr, &cfg);
+    int rc;
+    if (strcmp(cmd, "check-config") == 0) {
+        if (nerr == 0)
+            printf("%s: configuration is valid\n", path ? path : "(defaults + environment)");
+        rc = nerr ? EX_CONFIG : 0;
+    } else if (nerr > 0) {
+        fprintf(stderr, "bulkstate: %d configuration error%s\n", nerr, nerr == 1 ? "" : "s");
+        rc = EX_CONFIG;
+    } else {
+        bs_log_setup((bs_log_level)bs_log_level_parse(cfg->log_level),
+                     strcmp(cfg->log_format, "json") == 0);
+        if (strcmp(cmd, "worker") == 0)
+            rc = cmd_worker(cfg);
+        else if (strcmp(cmd, "migrate") == 0)
+            rc = cmd_migrate(cfg);
+        else if (strcmp(cmd, "send") == 0)
+            rc = bs_send_main(cfg, argc - optind, argv + optind);
+        else {
+            fprintf(stderr, "bulkstate: unknown command \"%s\"\n", cmd);
+            usage(stderr);
+            rc = EX_USAGE;
+        }
+    }
+    bs_config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,317 @@
+/* send: `bulkstate send`, the client side: produce one command (Avro single-object by
+ * default, or the seed's JSON body with a content-type header, or raw bytes for testing),
+ * then wait for its results and completion on the reply topic and print them. */
+#include "send.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "arena.h"
+#include "codec.h"
+#include "ids.h"
+#include "kafka.h"
+#include "log.h"
+#include "timeutil.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bulkstate send [options]\n"
+            "Produce one bulk-set-state command and print its results and completion.\n\n"
+            "  -f, --file FILE        command body: the seed's JSON request body, optionally\n"
+            "                         with command_id and reply_topic ('-' = stdin)\n"
+            "  -i, --command-id ID    command id (default: the body's, else a new UUID)\n"
+            "  -F, --format FMT       avro (single-object, default), json (content-type\n"
+            "                         header) or raw (the file's bytes as they are)\n"
+            "  -t, --timeout SECONDS  how long to wait for the completion (default 30)\n"
+            "  -j, --json             print replies as JSON lines\n"
+            "  -n, --no-wait          produce and exit\n"
+            "  -h, --help\n\n"
+            "exit status: 0 completed without error, 1 the completion carries an error,\n"
+            "2 no completion before the timeout, 64 usage, 69 Kafka unavailable, 78 config\n");
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = bs_xmalloc(cap);
+    for (size_t got; (got = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap)
+            buf = bs_xrealloc(buf, cap *= 2);
+    }
+    if (f != stdin)
+        fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+typedef struct reply {
+    int seq;
+    json_t *j;
+} reply;
+
+static int by_seq(const void *a, const void *b)
+{
+    return ((const reply *)a)->seq - ((const reply *)b)->seq;
+}
+
+static void print_result(const json_t *r)
+{
+    const json_t *st = json_object_get(r, "state");
+    const json_t *det = json_object_get(r, "details");
+    const char *reason = json_string_value(json_object_get(det, "reason"));
+    printf("  [%lld] %s  %-6s", (long long)json_integer_value(json_object_get(r, "seq")),
+           json_string_value(json_object_get(r, "flow_run_id")),
+           json_string_value(json_object_get(r, "status")));
+    if (json_is_object(st))
+        printf("  state=%s \"%s\"", json_string_value(json_object_get(st, "type")),
+               json_string_value(json_object_get(st, "name")));
+    else
+        printf("  state=null");
+    if (json_is_integer(json_object_get(det, "delay_seconds")))
+        printf("  delay_seconds=%lld",
+               (long long)json_integer_value(json_object_get(det, "delay_seconds")));
+    if (reason)
+        printf("  reason: %s", reason);
+    printf("\n");
+}
+
+static int print_completion(const json_t *c, const char *id)
+{
+    const json_t *e = json_object_get(c, "error");
+    if (json_is_object(e)) {
+        const char *type = json_string_value(json_object_get(e, "type"));
+        const char *field = json_string_value(json_object_get(e, "field"));
+        printf("command %s: error %s%s%s%s%s%s: %s\n", id,
+               json_string_value(json_object_get(e, "code")), type ? " (" : "", type ? type : "",
+               type ? ")" : "", field ? " at " : "", field ? field : "",
+               json_string_value(json_object_get(e, "message")));
+        return 1;
+    }
+    printf("command %s: matched=%lld accepted=%lld rejected=%lld waited=%lld aborted=%lld%s\n",
+           id, (long long)json_integer_value(json_object_get(c, "matched")),
+           (long long)json_integer_value(json_object_get(c, "accepted")),
+           (long long)json_integer_value(json_object_get(c, "rejected")),
+           (long long)json_integer_value(json_object_get(c, "waited")),
+           (long long)json_integer_value(json_object_get(c, "aborted")),
+           json_is_true(json_object_get(c, "replayed")) ? " (replayed from the record)" : "");
+    return 0;
+}
+
+int bs_send_main(const bs_config *cfg, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, 'f'},    {"command-id", required_argument, NULL, 'i'},
+        {"format", required_argument, NULL, 'F'},  {"timeout", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},          {"no-wait", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    const char *file = NULL, *id = NULL, *format = "avro";
+    int timeout_s = 30, as_json = 0, no_wait = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:i:F:t:jnh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            file = optarg;
+            break;
+        case 'i':
+            id = optarg;
+            break;
+        case 'F':
+            format = optarg;
+            break;
+        case 't':
+            timeout_s = atoi(optarg);
+            break;
+        case 'j':
+            as_json = 1;
+            break;
+        case 'n':
+            no_wait = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 64;
+        }
+    }
+    if (file == NULL || (strcmp(format, "avro") && strcmp(format, "json") && strcmp(format, "raw"))) {
+        usage(stderr);
+        return 64;
+    }
+    size_t len;
+    char *text = read_all(file, &len);
+    if (text == NULL) {
+        fprintf(stderr, "bulkstate send: could not read \"%s\": %s\n", file, strerror(errno));
+        return 64;
+    }
+
+    bs_err err = {0};
+    bs_codec_conf cc = {.schema_dir = cfg->schema_dir, .max_message_bytes = 64u << 20,
+                        .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
+                                          cfg->confluent_completed_id}};
+    bs_codec *cd = bs_codec_new(&cc, &err);
+    if (cd == NULL) {
+        fprintf(stderr, "bulkstate send: %s\n", err.msg);
+        free(text);
+        return 78;
+    }
+    unsigned char *payload = (unsigned char *)text;
+    size_t plen = len;
+    const char *reply_topic = cfg->reply_topic;
+    bs_uuid fresh;
+    json_t *body = NULL;
+    if (strcmp(format, "raw") != 0) {
+        json_error_t jerr;
+        body = json_loadb(text, len, 0, &jerr);
+        if (!json_is_object(body)) {
+            fprintf(stderr, "bulkstate send: %s is not a JSON object: %s\n", file, jerr.text);
+            return 64;
+        }
+        if (id != NULL)
+            json_object_set_new(body, "command_id", json_string(id));
+        if (!json_is_string(json_object_get(body, "command_id"))) {
+            bs_uuid4(&fresh);
+            json_object_set_new(body, "command_id", json_string(fresh.s));
+        }
+        id = json_string_value(json_object_get(body, "command_id"));
+        if (json_is_string(json_object_get(body, "reply_topic")))
+            reply_topic = json_string_value(json_object_get(body, "reply_topic"));
+        if (strcmp(format, "avro") == 0) {
+            json_t *cmd = bs_codec_body_to_command(body);
+            if (!json_is_integer(json_object_get(cmd, "issued_at")))
+                json_object_set_new(cmd, "issued_at", json_integer(bs_now_us() / 1000));
+            int rc = bs_codec_encode(cd, BS_SCHEMA_COMMAND, cmd, BS_FRAME_SINGLE_OBJECT, &payload,
+                                     &plen, &err);
+            json_decref(cmd);
+            if (rc < 0) {
+                fprintf(stderr, "bulkstate send: cannot encode the command as Avro: %s (use "
+                                "--format json to let the worker validate it)\n",
+                        err.msg);
+                return 64;
+            }
+        } else {
+            char *t = json_dumps(body, JSON_COMPACT);
+            payload = (unsigned char *)t;
+            plen = strlen(t);
+        }
+    }
+
+    bs_consumer *tail = NULL;
+    if (!no_wait && id != NULL) {
+        tail = bs_consumer_new_tail(cfg, reply_topic, &err);
+        if (tail == NULL) {
+            fprintf(stderr, "bulkstate send: %s\n", err.msg);
+            return 69;
+        }
+    }
+    bs_producer *prod = bs_producer_new(cfg, &err);
+    if (prod == NULL) {
+        fprintf(stderr, "bulkstate send: %s\n", err.msg);
+        return 78;
+    }
+    bs_delivery dv = {0};
+    bs_header h[2] = {{"content-type", "application/json", 16}, {"command-id", id, id ? strlen(id) : 0}};
+    bool json_hdr = strcmp(format, "json") == 0;
+    size_t nh = 0;
+    bs_header hdrs[2];
+    if (json_hdr)
+        hdrs[nh++] = h[0];
+    if (id != NULL)
+        hdrs[nh++] = h[1];
+    if (bs_producer_send(prod, cfg->command_topic, id, id ? strlen(id) : 0, payload, plen, hdrs,
+                         nh, &dv, &err) < 0 ||
+        bs_producer_wait(prod, &dv, 30000, &err) < 0) {
+        fprintf(stderr, "bulkstate send: %s\n", err.msg);
+        return 69;
+    }
+    if (!as_json)
+        printf("sent command %s to %s (%s, %zu bytes)\n", id ? id : "(none)", cfg->command_topic,
+               format, plen);
+    int status = 0;
+    if (tail != NULL) {
+        size_t nrep = 0, cap = 64;
+        reply *reps = bs_xmalloc(sizeof *reps * cap);
+        json_t *completion = NULL;
+        int64_t deadline = bs_mono_ms() + (int64_t)timeout_s * 1000;
+        while (bs_mono_ms() < deadline) {
+            bs_msg *m = bs_consumer_poll(tail, 100, &err);
+            if (m == NULL)
+                continue;
+            json_t *j = NULL;
+            bs_err derr = {0};
+            bool is_result = true;
+            if (bs_codec_decode(cd, BS_SCHEMA_RESULT, m->payload, m->len, m->json, &j, &derr) < 0) {
+                memset(&derr, 0, sizeof derr);
+                is_result = false;
+                bs_codec_decode(cd, BS_SCHEMA_COMPLETED, m->payload, m->len, m->json, &j, &derr);
+            } else if (m->json && json_object_get(j, "seq") == NULL) {
+                is_result = false;
+            }
+            bs_msg_free(m);
+            const char *cid = j ? json_string_value(json_object_get(j, "command_id")) : NULL;
+            if (cid == NULL || strcmp(cid, id) != 0) {
+                json_decref(j);
+                continue;
+            }
+            if (is_result) {
+                if (nrep == cap)
+                    reps = bs_xrealloc(reps, sizeof *reps * (cap *= 2));
+                reps[nrep].seq = (int)json_integer_value(json_object_get(j, "seq"));
+                reps[nrep++].j = j;
+            } else {
+                json_decref(completion);
+                completion = j;
+            }
+            if (completion != NULL &&
+                (json_is_object(json_object_get(completion, "error")) ||
+                 (long long)nrep >= json_integer_value(json_object_get(completion, "matched"))))
+                break;
+        }
+        qsort(reps, nrep, sizeof *reps, by_seq);
+        if (completion == NULL) {
+            fprintf(stderr, "bulkstate send: no completion for command %s within %d s\n", id,
+                    timeout_s);
+            status = 2;
+        } else {
+            if (as_json) {
+                for (size_t i = 0; i < nrep; i++) {
+                    char *t = json_dumps(reps[i].j, JSON_COMPACT);
+                    printf("%s\n", t);
+                    free(t);
+                }
+                char *t = json_dumps(completion, JSON_COMPACT);
+                printf("%s\n", t);
+                free(t);
+                status = json_is_object(json_object_get(completion, "error")) ? 1 : 0;
+            } else {
+                status = print_completion(completion, id);
+                for (size_t i = 0; i < nrep; i++)
+                    print_result(reps[i].j);
+            }
+        }
+        for (size_t i = 0; i < nrep; i++)
+            json_decref(reps[i].j);
+        free(reps);
+        json_decref(completion);
+        bs_consumer_close(tail);
+    }
+    bs_producer_free(prod, 5000);
+    if (payload != (unsigned char *)text)
+        free(payload);
+    free(text);
+    json_decref(body);
+    bs_codec_free(cd);
+    return status;
+}

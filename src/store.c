@@ -1,0 +1,588 @@
+/* store: the PostgreSQL side. Every value travels as a parameter; arrays as one array
+ * parameter each, so a batch is a fixed number of statements. */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "command.h"
+#include "log.h"
+#include "timeutil.h"
+
+struct bs_store {
+    PGconn *conn;
+    char *conninfo;
+    int statement_timeout_ms, lock_timeout_ms;
+};
+
+/* SQLSTATE → what the worker does: retry (transient) or give up on the command. */
+static bs_code store_code(const PGconn *conn, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (PQstatus(conn) != CONNECTION_OK || state == NULL)
+        return BS_ETRANSIENT;
+    if (strncmp(state, "08", 2) == 0 || strcmp(state, "40001") == 0 ||
+        strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
+        strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0)
+        return BS_ETRANSIENT;
+    return BS_EFATAL;
+}
+
+static int fail(bs_store *st, PGresult *res, bs_err *err, const char *what)
+{
+    bs_code code = store_code(st->conn, res);
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(st->conn);
+    char clean[400];
+    snprintf(clean, sizeof clean, "%s", msg);
+    for (char *p = clean; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    bs_err_set(err, code, "could not %s: %s", what, clean);
+    PQclear(res);
+    return -1;
+}
+
+static PGresult *exec(bs_store *st, const char *sql, int n, const char *const *params)
+{
+    return PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+}
+
+static int exec_ok(bs_store *st, const char *sql, int n, const char *const *params,
+                   const char *what, bs_err *err)
+{
+    PGresult *res = exec(st, sql, n, params);
+    ExecStatusType s = PQresultStatus(res);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+        return fail(st, res, err, what);
+    PQclear(res);
+    return 0;
+}
+
+static void on_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    bs_log(BS_LOG_DEBUG, "postgres", "notice=\"%.*s\"", (int)strcspn(msg, "\n"), msg);
+}
+
+static int session_setup(bs_store *st, bs_err *err)
+{
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%d", st->statement_timeout_ms);
+    snprintf(b, sizeof b, "%d", st->lock_timeout_ms);
+    const char *p[2] = {a, b};
+    PQsetNoticeProcessor(st->conn, on_notice, NULL);
+    return exec_ok(st,
+                   "SELECT set_config('statement_timeout', $1, false), "
+                   "set_config('lock_timeout', $2, false), "
+                   "set_config('application_name', 'bulkstate', false), "
+                   "set_config('timezone', 'UTC', false)",
+                   2, p, "configure the session", err);
+}
+
+bs_store *bs_store_new(const bs_config *cfg, bs_err *err)
+{
+    bs_store *st = bs_xcalloc(1, sizeof *st);
+    st->conninfo = bs_xstrdup(cfg->conninfo);
+    st->statement_timeout_ms = cfg->statement_timeout_ms;
+    st->lock_timeout_ms = cfg->lock_timeout_ms;
+    st->conn = PQconnectdb(st->conninfo);
+    if (PQstatus(st->conn) != CONNECTION_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(st->conn));
+        msg[strcspn(msg, "\n")] = '\0';
+        bs_err_set(err, BS_ETRANSIENT, "could not connect to PostgreSQL: %s", msg);
+        bs_store_free(st);
+        return NULL;
+    }
+    if (session_setup(st, err) < 0) {
+        bs_store_free(st);
+        return NULL;
+    }
+    return st;
+}
+
+void bs_store_free(bs_store *st)
+{
+    if (st == NULL)
+        return;
+    if (st->conn)
+        PQfinish(st->conn);
+    free(st->conninfo);
+    free(st);
+}
+
+int bs_store_check(bs_store *st, bs_err *err)
+{
+    if (PQstatus(st->conn) == CONNECTION_OK)
+        return 0;
+    PQreset(st->conn);
+    if (PQstatus(st->conn) != CONNECTION_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(st->conn));
+        msg[strcspn(msg, "\n")] = '\0';
+        return bs_err_set(err, BS_ETRANSIENT, "could not reconnect to PostgreSQL: %s", msg);
+    }
+    bs_log(BS_LOG_INFO, "store", "reconnected to PostgreSQL");
+    return session_setup(st, err);
+}
+
+static char *read_file(const char *path, bs_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        bs_err_set(err, BS_EFATAL, "could not open \"%s\": %s", path, strerror(errno));
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = bs_xmalloc((size_t)(n < 0 ? 0 : n) + 1);
+    size_t got = fread(s, 1, (size_t)(n < 0 ? 0 : n), f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}
+
+static int run_script(bs_store *st, const char *path, bs_err *err)
+{
+    char *sql = read_file(path, err);
+    if (sql == NULL)
+        return -1;
+    PGresult *res = PQexec(st->conn, sql); /* a trusted file of ours: several statements */
+    free(sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        int rc = fail(st, res, err, "apply the schema script");
+        bs_err_prefix(err, "%s", path);
+        return rc;
+    }
+    PQclear(res);
+    return 0;
+}
+
+int bs_store_migrate(bs_store *st, const char *schema_dir, bool *created_prefect, bs_err *err)
+{
+    char path[1024];
+    PGresult *res = exec(st, "SELECT to_regclass('public.flow_run') IS NOT NULL", 0, NULL);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "inspect the database");
+    bool have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    *created_prefect = false;
+    if (exec_ok(st, "BEGIN", 0, NULL, "begin the migration", err) < 0)
+        return -1;
+    /* one migration at a time, whatever runs it */
+    if (exec_ok(st, "SELECT pg_advisory_xact_lock(7301180624)", 0, NULL, "lock the migration",
+                err) < 0)
+        goto fail;
+    if (!have) {
+        snprintf(path, sizeof path, "%s/prefect.sql", schema_dir);
+        if (run_script(st, path, err) < 0)
+            goto fail;
+        *created_prefect = true;
+    }
+    snprintf(path, sizeof path, "%s/bulkstate.sql", schema_dir);
+    if (run_script(st, path, err) < 0)
+        goto fail;
+    return exec_ok(st, "COMMIT", 0, NULL, "commit the migration", err);
+fail:
+    bs_store_rollback(st);
+    return -1;
+}
+
+int bs_store_begin(bs_store *st, bs_err *err)
+{
+    return exec_ok(st, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, "begin", err);
+}
+
+int bs_store_commit(bs_store *st, bs_err *err)
+{
+    return exec_ok(st, "COMMIT", 0, NULL, "commit", err);
+}
+
+void bs_store_rollback(bs_store *st)
+{
+    PQclear(PQexec(st->conn, "ROLLBACK"));
+}
+
+int bs_store_savepoint(bs_store *st, bs_err *err)
+{
+    return exec_ok(st, "SAVEPOINT bs_run", 0, NULL, "set a savepoint", err);
+}
+
+void bs_store_rollback_to_savepoint(bs_store *st)
+{
+    PQclear(PQexec(st->conn, "ROLLBACK TO SAVEPOINT bs_run"));
+}
+
+int bs_store_claim(bs_store *st, const char *command_id, const char *body, const bs_source *src,
+                   bs_claim *out, bs_command_record *rec, bs_err *err)
+{
+    char part[16], off[32];
+    snprintf(part, sizeof part, "%" PRId32, src->partition);
+    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    const char *p[5] = {command_id, body, src->topic, part, off};
+    PGresult *res = exec(st,
+                         "INSERT INTO bulkstate.command (command_id, body_sha256, source_topic, "
+                         "source_partition, source_offset, status) VALUES ($1, "
+                         "encode(sha256(convert_to($2, 'UTF8')), 'hex'), $3, $4, $5, 'running') "
+                         "ON CONFLICT (command_id) DO NOTHING RETURNING 1",
+                         5, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "record the command");
+    bool inserted = PQntuples(res) == 1;
+    PQclear(res);
+    if (inserted) {
+        *out = BS_CLAIM_NEW;
+        return 0;
+    }
+    res = exec(st,
+               "SELECT body_sha256 = encode(sha256(convert_to($2, 'UTF8')), 'hex'), status, "
+               "matched, accepted, rejected, waited, aborted FROM bulkstate.command WHERE "
+               "command_id = $1 FOR UPDATE",
+               2, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return fail(st, res, err, "read the command record");
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        *out = BS_CLAIM_CONFLICT;
+    } else if (strcmp(PQgetvalue(res, 0, 1), "done") == 0) {
+        *out = BS_CLAIM_DONE;
+        rec->matched = atoi(PQgetvalue(res, 0, 2));
+        for (int i = 0; i < 4; i++)
+            rec->counts[i] = atoi(PQgetvalue(res, 0, 3 + i));
+    } else {
+        /* a row left 'running' cannot be seen here: it is written in the same transaction as
+         * the transitions. Treat it as new work. */
+        *out = BS_CLAIM_NEW;
+    }
+    PQclear(res);
+    return 0;
+}
+
+int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char ***ids, size_t *n,
+                    bs_err *err)
+{
+    PGresult *res = exec(st, sql->text, (int)sql->nparams, sql->params);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "select the flow runs");
+    *n = (size_t)PQntuples(res);
+    *ids = bs_arena_alloc(ar, sizeof(char *) * (*n ? *n : 1));
+    for (size_t i = 0; i < *n; i++)
+        (*ids)[i] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 0));
+    PQclear(res);
+    return 0;
+}
+
+#define US(x) "(extract(epoch FROM " x ") * 1000000)::bigint"
+
+static const char SQL_LOCK[] =
+    "SELECT fr.id, fr.deployment_id, fr.parent_task_run_id, "
+    "COALESCE(fr.infrastructure_pid, '') <> '', fr.run_count, " US("fr.expected_start_time") ", "
+    US("fr.next_scheduled_start_time") ", " US("fr.start_time") ", " US("fr.end_time") ", "
+    US("fr.total_run_time") ", fr.empirical_policy::text, "
+    "s.id, s.type, s.name, s.message, " US("s.timestamp") ", s.state_details::text, "
+    "COALESCE(NULLIF(s.data, 'null'::jsonb), a.data::jsonb)::text, "
+    "ARRAY(SELECT " US("x.timestamp") " FROM flow_run_state x WHERE x.flow_run_id = fr.id AND "
+    "x.timestamp >= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond') "
+    "FROM flow_run fr LEFT JOIN flow_run_state s ON s.id = fr.state_id "
+    "LEFT JOIN artifact a ON a.id = s.result_artifact_id "
+    "WHERE fr.id = ANY($1::uuid[]) ORDER BY fr.id DESC FOR UPDATE OF fr";
+
+static int64_t col_ts(const PGresult *res, int r, int c)
+{
+    return PQgetisnull(res, r, c) ? BS_TS_NULL : strtoll(PQgetvalue(res, r, c), NULL, 10);
+}
+
+static const char *col_str(const PGresult *res, int r, int c, bs_arena *ar)
+{
+    return PQgetisnull(res, r, c) ? NULL : bs_arena_strdup(ar, PQgetvalue(res, r, c));
+}
+
+static void col_uuid(const PGresult *res, int r, int c, bs_uuid *out)
+{
+    out->s[0] = '\0';
+    if (!PQgetisnull(res, r, c))
+        snprintf(out->s, sizeof out->s, "%s", PQgetvalue(res, r, c));
+}
+
+static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
+{
+    memset(run, 0, sizeof *run);
+    col_uuid(res, r, 0, &run->id);
+    col_uuid(res, r, 1, &run->deployment_id);
+    col_uuid(res, r, 2, &run->parent_task_run_id);
+    run->has_infrastructure_pid = strcmp(PQgetvalue(res, r, 3), "t") == 0;
+    run->run_count = strtoll(PQgetvalue(res, r, 4), NULL, 10);
+    run->expected_start_time = col_ts(res, r, 5);
+    run->next_scheduled_start_time = col_ts(res, r, 6);
+    run->start_time = col_ts(res, r, 7);
+    run->end_time = col_ts(res, r, 8);
+    run->total_run_time_us = col_ts(res, r, 9);
+    if (run->total_run_time_us == BS_TS_NULL)
+        run->total_run_time_us = 0;
+    json_t *pol = json_loads(PQgetvalue(res, r, 10), 0, NULL);
+    bs_policy_from_json(pol, ar, &run->policy);
+    json_decref(pol);
+
+    bs_state *cur = &run->current;
+    if (PQgetisnull(res, r, 11)) {
+        cur->type = BS_NONE;
+        bs_details_init(&cur->details);
+    } else {
+        col_uuid(res, r, 11, &cur->id);
+        cur->type = bs_state_type_parse(PQgetvalue(res, r, 12));
+        cur->name = col_str(res, r, 13, ar);
+        cur->message = col_str(res, r, 14, ar);
+        cur->timestamp = col_ts(res, r, 15);
+        json_t *det = json_loads(PQgetvalue(res, r, 16), 0, NULL);
+        bs_details_from_json(det, false, "state_details", ar, &cur->details, NULL);
+        json_decref(det);
+        cur->data = col_str(res, r, 17, ar);
+        if (cur->data) {
+            json_t *d = json_loads(cur->data, JSON_DECODE_ANY, NULL);
+            bs_data_flags(d, &cur->data_truthy, &cur->data_persisted);
+            json_decref(d);
+        }
+    }
+    /* "{1,2,3}" */
+    const char *arr = PQgetvalue(res, r, 18);
+    size_t cap = 1;
+    for (const char *p = arr; *p; p++)
+        cap += *p == ',';
+    int64_t *taken = bs_arena_alloc(ar, sizeof(int64_t) * cap);
+    size_t n = 0;
+    for (const char *p = arr + 1; *p && *p != '}';) {
+        char *end;
+        taken[n++] = strtoll(p, &end, 10);
+        p = *end == ',' ? end + 1 : end;
+        if (end == p && *p != '}')
+            break;
+    }
+    run->taken_ts = taken;
+    run->n_taken_ts = n;
+}
+
+int bs_store_lock_runs(bs_store *st, bs_arena *ar, const char *const *ids, size_t n,
+                       int64_t taken_since_us, bs_run *runs, bool *found, bs_err *err)
+{
+    char since[32];
+    snprintf(since, sizeof since, "%" PRId64, taken_since_us);
+    const char *p[2] = {bs_pg_array(ar, ids, n), since};
+    PGresult *res = exec(st, SQL_LOCK, 2, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "lock the flow runs");
+    int rows = PQntuples(res), r = 0;
+    /* both lists are in id DESC order: merge */
+    for (size_t i = 0; i < n; i++) {
+        found[i] = r < rows && strcmp(PQgetvalue(res, r, 0), ids[i]) == 0;
+        if (found[i])
+            load_row(res, r++, ar, &runs[i]);
+    }
+    PQclear(res);
+    return 0;
+}
+
+static const char *ts_text(bs_arena *ar, int64_t us)
+{
+    return us == BS_TS_NULL ? NULL : bs_arena_printf(ar, "%" PRId64, us);
+}
+
+static const char SQL_INSERT_ARTIFACTS[] =
+    "INSERT INTO artifact (id, flow_run_id, key, type, description, data) "
+    "SELECT u.id, u.fr, u.k, u.t, u.d, u.data::json FROM unnest($1::uuid[], $2::uuid[], "
+    "$3::text[], $4::text[], $5::text[], $6::text[]) AS u(id, fr, k, t, d, data)";
+
+static const char SQL_INSERT_STATES[] =
+    "INSERT INTO flow_run_state (id, flow_run_id, type, \"timestamp\", name, message, "
+    "state_details, result_artifact_id) "
+    "SELECT u.id, u.fr, u.t, 'epoch'::timestamptz + u.ts * interval '1 microsecond', u.n, u.m, "
+    "u.det, u.art FROM unnest($1::uuid[], $2::uuid[], $3::state_type[], $4::bigint[], "
+    "$5::text[], $6::text[], $7::jsonb[], $8::uuid[]) AS u(id, fr, t, ts, n, m, det, art)";
+
+#define TS(c) "'epoch'::timestamptz + u." c " * interval '1 microsecond'"
+static const char SQL_UPDATE_RUNS[] =
+    "UPDATE flow_run AS f SET "
+    "state_id = CASE WHEN u.w THEN u.sid ELSE f.state_id END, "
+    "state_type = CASE WHEN u.w THEN u.st ELSE f.state_type END, "
+    "state_name = CASE WHEN u.w THEN u.sn ELSE f.state_name END, "
+    "state_timestamp = CASE WHEN u.w THEN " TS("sts") " ELSE f.state_timestamp END, "
+    "start_time = CASE WHEN u.w THEN " TS("s") " ELSE f.start_time END, "
+    "end_time = CASE WHEN u.w THEN " TS("e") " ELSE f.end_time END, "
+    "expected_start_time = CASE WHEN u.w THEN " TS("x") " ELSE f.expected_start_time END, "
+    "next_scheduled_start_time = CASE WHEN u.w THEN " TS("nx") " ELSE "
+    "f.next_scheduled_start_time END, "
+    "total_run_time = CASE WHEN u.w THEN u.trt * interval '1 microsecond' ELSE "
+    "f.total_run_time END, "
+    "run_count = CASE WHEN u.w THEN u.rc ELSE f.run_count END, "
+    "empirical_policy = COALESCE(u.pol, f.empirical_policy), updated = now() "
+    "FROM unnest($1::uuid[], $2::boolean[], $3::uuid[], $4::state_type[], $5::text[], "
+    "$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
+    "$12::int[], $13::jsonb[]) AS u(id, w, sid, st, sn, sts, s, e, x, nx, trt, rc, pol) "
+    "WHERE f.id = u.id";
+
+int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err)
+{
+    const size_t cap = n ? n : 1;
+    const char **a[6], **s[8], **u[13];
+    for (int i = 0; i < 6; i++)
+        a[i] = bs_arena_alloc(ar, sizeof(char *) * cap);
+    for (int i = 0; i < 8; i++)
+        s[i] = bs_arena_alloc(ar, sizeof(char *) * cap);
+    for (int i = 0; i < 13; i++)
+        u[i] = bs_arena_alloc(ar, sizeof(char *) * cap);
+    size_t na = 0, ns = 0, nu = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bs_decision *d = w[i].d;
+        if (d == NULL || (!d->write && !d->policy_changed))
+            continue;
+        if (d->write && w[i].artifact_id) {
+            a[0][na] = w[i].artifact_id;
+            a[1][na] = d->run.id.s;
+            a[2][na] = w[i].artifact_key;
+            a[3][na] = w[i].artifact_type;
+            a[4][na] = w[i].artifact_description;
+            a[5][na] = w[i].artifact_data;
+            na++;
+        }
+        if (d->write) {
+            json_t *det = bs_details_to_json(&d->state.details);
+            char *dt = json_dumps(det, JSON_COMPACT);
+            json_decref(det);
+            s[0][ns] = d->state.id.s;
+            s[1][ns] = d->run.id.s;
+            s[2][ns] = bs_state_type_name(d->state.type);
+            s[3][ns] = ts_text(ar, d->state.timestamp);
+            s[4][ns] = d->state.name ? d->state.name : "";
+            s[5][ns] = d->state.message;
+            s[6][ns] = bs_arena_strdup(ar, dt);
+            s[7][ns] = w[i].artifact_id;
+            free(dt);
+            ns++;
+        }
+        u[0][nu] = d->run.id.s;
+        u[1][nu] = d->write ? "t" : "f";
+        u[2][nu] = d->write ? d->state.id.s : NULL;
+        u[3][nu] = d->write ? bs_state_type_name(d->state.type) : NULL;
+        u[4][nu] = d->write ? (d->state.name ? d->state.name : "") : NULL;
+        u[5][nu] = d->write ? ts_text(ar, d->state.timestamp) : NULL;
+        u[6][nu] = ts_text(ar, d->run.start_time);
+        u[7][nu] = ts_text(ar, d->run.end_time);
+        u[8][nu] = ts_text(ar, d->run.expected_start_time);
+        u[9][nu] = ts_text(ar, d->run.next_scheduled_start_time);
+        u[10][nu] = ts_text(ar, d->run.total_run_time_us);
+        u[11][nu] = bs_arena_printf(ar, "%" PRId64, d->run.run_count);
+        if (d->policy_changed) {
+            json_t *pol = bs_policy_to_json(&d->run.policy);
+            char *pt = json_dumps(pol, JSON_COMPACT);
+            json_decref(pol);
+            u[12][nu] = bs_arena_strdup(ar, pt);
+            free(pt);
+        } else {
+            u[12][nu] = NULL;
+        }
+        nu++;
+    }
+    const char *p[13];
+    if (na > 0) {
+        for (int i = 0; i < 6; i++)
+            p[i] = bs_pg_array(ar, a[i], na);
+        if (exec_ok(st, SQL_INSERT_ARTIFACTS, 6, p, "write result artifacts", err) < 0)
+            return -1;
+    }
+    if (ns > 0) {
+        for (int i = 0; i < 8; i++)
+            p[i] = bs_pg_array(ar, s[i], ns);
+        if (exec_ok(st, SQL_INSERT_STATES, 8, p, "write flow run states", err) < 0)
+            return -1;
+    }
+    if (nu > 0) {
+        for (int i = 0; i < 13; i++)
+            p[i] = bs_pg_array(ar, u[i], nu);
+        if (exec_ok(st, SQL_UPDATE_RUNS, 13, p, "update flow runs", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
+{
+    static const char hx[] = "0123456789abcdef";
+    char *s = bs_arena_alloc(ar, 2 * n + 3);
+    s[0] = '\\';
+    s[1] = 'x';
+    for (size_t i = 0; i < n; i++) {
+        s[2 + 2 * i] = hx[b[i] >> 4];
+        s[3 + 2 * i] = hx[b[i] & 15];
+    }
+    s[2 + 2 * n] = '\0';
+    return s;
+}
+
+int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const char *const *run_ids,
+                    const int *statuses, const unsigned char *const *replies,
+                    const size_t *reply_lens, size_t n, const bs_command_record *rec,
+                    bs_err *err)
+{
+    const size_t cap = n ? n : 1;
+    const char **seq = bs_arena_alloc(ar, sizeof(char *) * cap);
+    const char **stat = bs_arena_alloc(ar, sizeof(char *) * cap);
+    const char **rep = bs_arena_alloc(ar, sizeof(char *) * cap);
+    for (size_t i = 0; i < n; i++) {
+        seq[i] = bs_arena_printf(ar, "%zu", i);
+        stat[i] = bs_status_name((bs_status)statuses[i]);
+        rep[i] = hex_bytea(ar, replies[i], reply_lens[i]);
+    }
+    if (n > 0) {
+        const char *p[5] = {command_id, bs_pg_array(ar, seq, n), bs_pg_array(ar, run_ids, n),
+                            bs_pg_array(ar, stat, n), bs_pg_array(ar, rep, n)};
+        if (exec_ok(st,
+                    "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
+                    "reply) SELECT $1, u.seq, u.fr, u.st, u.r FROM unnest($2::int[], $3::uuid[], "
+                    "$4::text[], $5::bytea[]) AS u(seq, fr, st, r)",
+                    5, p, "record the replies", err) < 0)
+            return -1;
+    }
+    char m[16], c[4][16];
+    snprintf(m, sizeof m, "%d", rec->matched);
+    for (int i = 0; i < 4; i++)
+        snprintf(c[i], sizeof c[i], "%d", rec->counts[i]);
+    const char *p[7] = {command_id, m, c[0], c[1], c[2], c[3], bs_pg_array(ar, run_ids, n)};
+    return exec_ok(st,
+                   "UPDATE bulkstate.command SET status = 'done', matched = $2, accepted = $3, "
+                   "rejected = $4, waited = $5, aborted = $6, run_ids = $7::uuid[], completed = "
+                   "now() WHERE command_id = $1",
+                   7, p, "mark the command done", err);
+}
+
+int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
+                          unsigned char ***replies, size_t **lens, const char ***run_ids,
+                          size_t *n, bs_err *err)
+{
+    const char *p[1] = {command_id};
+    PGresult *res = PQexecParams(st->conn,
+                                 "SELECT flow_run_id::text, reply FROM bulkstate.command_result "
+                                 "WHERE command_id = $1 ORDER BY seq",
+                                 1, NULL, p, NULL, NULL, 1 /* binary: raw bytes */);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "load the recorded replies");
+    *n = (size_t)PQntuples(res);
+    size_t cap = *n ? *n : 1;
+    *replies = bs_arena_alloc(ar, sizeof(unsigned char *) * cap);
+    *lens = bs_arena_alloc(ar, sizeof(size_t) * cap);
+    *run_ids = bs_arena_alloc(ar, sizeof(char *) * cap);
+    for (size_t i = 0; i < *n; i++) {
+        size_t len = (size_t)PQgetlength(res, (int)i, 1);
+        (*replies)[i] = bs_arena_alloc(ar, len ? len : 1);
+        memcpy((*replies)[i], PQgetvalue(res, (int)i, 1), len);
+        (*lens)[i] = len;
+        (*run_ids)[i] = bs_arena_strndup(ar, PQgetvalue(res, (int)i, 0),
+                                         (size_t)PQgetlength(res, (int)i, 0));
+    }
+    PQclear(res);
+    return 0;
+}

@@ -1,0 +1,87 @@
+/* store: libpq. Connects, migrates, and runs the statements of one command inside one
+ * transaction: claim the command id, select the matching runs, lock and load them in
+ * Prefect's order, write the decided states set-based, record the replies. Only this file
+ * includes libpq-fe.h. SQLSTATEs are mapped to error codes in one function (store_code). */
+#ifndef BS_STORE_H
+#define BS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "arena.h"
+#include "config.h"
+#include "err.h"
+#include "filter_sql.h"
+#include "model.h"
+#include "orch.h"
+
+typedef struct bs_store bs_store;
+
+/* Connects; NULL and err (BS_ETRANSIENT when the server is unreachable) on failure. */
+bs_store *bs_store_new(const bs_config *cfg, bs_err *err);
+void bs_store_free(bs_store *st); /* NULL is a no-op */
+/* Reconnects if the connection was lost. */
+int bs_store_check(bs_store *st, bs_err *err);
+
+/* Applies schemas/prefect.sql unless flow_run already exists (a Prefect database), then
+ * schemas/bulkstate.sql; both idempotent. *created_prefect tells which happened. */
+int bs_store_migrate(bs_store *st, const char *schema_dir, bool *created_prefect, bs_err *err);
+
+int bs_store_begin(bs_store *st, bs_err *err);
+int bs_store_commit(bs_store *st, bs_err *err);
+void bs_store_rollback(bs_store *st);
+int bs_store_savepoint(bs_store *st, bs_err *err);
+void bs_store_rollback_to_savepoint(bs_store *st);
+
+typedef enum { BS_CLAIM_NEW = 0, BS_CLAIM_DONE, BS_CLAIM_CONFLICT } bs_claim;
+
+typedef struct bs_source {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} bs_source;
+
+typedef struct bs_command_record {
+    int matched;
+    int counts[4];
+} bs_command_record;
+
+/* Inserts the command row (status 'running') or finds the existing one. body is the
+ * normalised command text whose SHA-256 identifies the body. BS_CLAIM_DONE fills rec. */
+int bs_store_claim(bs_store *st, const char *command_id, const char *body, const bs_source *src,
+                   bs_claim *out, bs_command_record *rec, bs_err *err);
+
+/* Runs the selection statement; ids (lower-case UUID text, Prefect's order) live in ar. */
+int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char ***ids, size_t *n,
+                    bs_err *err);
+
+/* Locks the runs FOR UPDATE in id DESC order and loads their facts. runs[i] belongs to
+ * ids[i]; found[i] is false when the run no longer exists. taken_since_us: state timestamps
+ * of each run at or after it are loaded (for timestamp uniqueness). */
+int bs_store_lock_runs(bs_store *st, bs_arena *ar, const char *const *ids, size_t n,
+                       int64_t taken_since_us, bs_run *runs, bool *found, bs_err *err);
+
+/* One decided transition. The artifact fields are set when the written state carries data
+ * that Prefect stores as a result artifact. */
+typedef struct bs_write {
+    const bs_decision *d;
+    const char *artifact_id; /* NULL: none */
+    const char *artifact_data, *artifact_key, *artifact_type, *artifact_description;
+} bs_write;
+
+/* Writes the states, artifacts and run columns of n decisions (those with d->write or
+ * d->policy_changed), set-based: a handful of statements whatever n is. */
+int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err);
+
+/* Records the encoded replies and marks the command done. */
+int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const char *const *run_ids,
+                    const int *statuses, const unsigned char *const *replies,
+                    const size_t *reply_lens, size_t n, const bs_command_record *rec,
+                    bs_err *err);
+
+/* Loads the stored replies of a done command, in seq order (bytes live in ar). */
+int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
+                          unsigned char ***replies, size_t **lens, const char ***run_ids,
+                          size_t *n, bs_err *err);
+
+#endif

@@ -1,0 +1,541 @@
+/* worker: one command at a time, per the module comment in worker.h. A command's offset is
+ * stored only after its transaction committed and every reply and its completion were
+ * acknowledged; a crash anywhere before that redelivers the command, which then finds its
+ * record 'done' and republishes the stored replies instead of applying anything again. */
+#include "worker.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+#include "codec.h"
+#include "command.h"
+#include "filter_sql.h"
+#include "ids.h"
+#include "kafka.h"
+#include "log.h"
+#include "orch.h"
+#include "result.h"
+#include "store.h"
+
+struct bs_worker {
+    const bs_config *cfg;
+    bs_codec *codec;
+    bs_store *store;
+    bs_consumer *cons;
+    bs_producer *prod;
+    bs_arena *ar;
+    bs_framing framing;
+    bs_delivery dv; /* lives as long as the worker: late delivery reports land here */
+};
+
+typedef struct outcome {
+    const char *command_id;
+    const char *reply_topic;
+    int matched, counts[4];
+    bool replayed;
+} outcome;
+
+bs_worker *bs_worker_new(const bs_config *cfg, bs_err *err)
+{
+    bs_worker *w = bs_xcalloc(1, sizeof *w);
+    w->cfg = cfg;
+    w->ar = bs_arena_new();
+    w->framing = (bs_framing)bs_framing_parse(cfg->output_framing);
+    bs_codec_conf cc = {.schema_dir = cfg->schema_dir,
+                        .max_message_bytes = (size_t)cfg->max_message_bytes,
+                        .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
+                                          cfg->confluent_completed_id}};
+    /* avro-c may allocate what a crafted length asks for: cap each allocation */
+    bs_codec_cap_allocations((size_t)cfg->max_message_bytes * 4 + (1u << 20));
+    if ((w->codec = bs_codec_new(&cc, err)) == NULL)
+        goto fail;
+    for (int64_t backoff = 200;; backoff = backoff * 2 > 5000 ? 5000 : backoff * 2) {
+        w->store = bs_store_new(cfg, err);
+        if (w->store != NULL)
+            break;
+        if (err->code != BS_ETRANSIENT)
+            goto fail;
+        bs_log(BS_LOG_WARN, "worker", "database not reachable, retrying in %lld ms: %s",
+               (long long)backoff, err->msg);
+        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        if (backoff >= 5000)
+            goto fail; /* systemd restarts us; do not spin here forever */
+    }
+    if ((w->prod = bs_producer_new(cfg, err)) == NULL)
+        goto fail;
+    if ((w->cons = bs_consumer_new(cfg, cfg->command_topic, err)) == NULL)
+        goto fail;
+    return w;
+fail:
+    bs_worker_free(w);
+    return NULL;
+}
+
+void bs_worker_free(bs_worker *w)
+{
+    if (w == NULL)
+        return;
+    bs_consumer_close(w->cons);
+    bs_producer_free(w->prod, w->cfg->flush_timeout_ms);
+    bs_store_free(w->store);
+    bs_codec_free(w->codec);
+    bs_arena_free(w->ar);
+    free(w);
+}
+
+/* ---- publishing ---- */
+
+static int publish(bs_worker *w, const char *topic, const char *key, const unsigned char *buf,
+                   size_t len, const char *command_id, const char *seq, bs_err *err)
+{
+    const char *ctype = w->framing == BS_FRAME_JSON ? "application/json" : "avro/binary";
+    bs_header h[3] = {{"content-type", ctype, strlen(ctype)},
+                      {"command-id", command_id ? command_id : "", command_id ? strlen(command_id) : 0},
+                      {"seq", seq, seq ? strlen(seq) : 0}};
+    return bs_producer_send(w->prod, topic, key, key ? strlen(key) : 0, buf, len, h,
+                            seq ? 3 : 2, &w->dv, err);
+}
+
+static int publish_completion(bs_worker *w, const outcome *o, const char *error_code,
+                              const bs_err *cerr, bs_err *err)
+{
+    bs_completion c = {.command_id = o->command_id, .matched = o->matched,
+                       .replayed = o->replayed, .error_code = error_code, .err = cerr,
+                       .completed_at_us = bs_now_us()};
+    memcpy(c.counts, o->counts, sizeof c.counts);
+    json_t *j = bs_completion_to_json(&c);
+    unsigned char *buf;
+    size_t len;
+    int rc = bs_codec_encode(w->codec, BS_SCHEMA_COMPLETED, j, w->framing, &buf, &len, err);
+    json_decref(j);
+    if (rc < 0)
+        return -1;
+    rc = publish(w, o->reply_topic, o->command_id, buf, len, o->command_id, NULL, err);
+    free(buf);
+    return rc;
+}
+
+static int wait_acks(bs_worker *w, bs_err *err)
+{
+    int rc = bs_producer_wait(w->prod, &w->dv, w->cfg->flush_timeout_ms, err);
+    if (w->dv.pending == 0) {
+        w->dv.failed = 0;
+        w->dv.error[0] = '\0';
+    }
+    return rc;
+}
+
+/* Bad input: an error completion (if a command id is known) and a raw copy to the DLQ. */
+static int reject_message(bs_worker *w, const bs_msg *m, const char *command_id,
+                          const char *reply_topic, const char *code, const bs_err *cerr,
+                          bs_err *err)
+{
+    char part[16], off[32];
+    snprintf(part, sizeof part, "%" PRId32, m->partition);
+    snprintf(off, sizeof off, "%" PRId64, m->offset);
+    const char *etype = cerr->type[0] ? cerr->type : code;
+    bs_header h[7] = {{"bulkstate.original.topic", m->topic, strlen(m->topic)},
+                      {"bulkstate.original.partition", part, strlen(part)},
+                      {"bulkstate.original.offset", off, strlen(off)},
+                      {"bulkstate.error.code", code, strlen(code)},
+                      {"bulkstate.error.type", etype, strlen(etype)},
+                      {"bulkstate.error.field", cerr->field, strlen(cerr->field)},
+                      {"bulkstate.error.message", cerr->msg, strlen(cerr->msg)}};
+    bs_log(BS_LOG_WARN, "worker",
+           "command rejected command_id=%s partition=%" PRId32 " offset=%" PRId64
+           " code=%s type=%s field=%s error=\"%s\"",
+           command_id ? command_id : "-", m->partition, m->offset, code, etype,
+           cerr->field[0] ? cerr->field : "-", cerr->msg);
+    if (bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, m->len, h,
+                         7, &w->dv, err) < 0)
+        return -1;
+    outcome o = {.command_id = command_id,
+                 .reply_topic = reply_topic ? reply_topic : w->cfg->reply_topic};
+    if (command_id != NULL && publish_completion(w, &o, code, cerr, err) < 0)
+        return -1;
+    return wait_acks(w, err);
+}
+
+/* ---- the command ---- */
+
+/* The body as identity: nulls dropped, defaults made explicit, issued_at ignored. */
+static json_t *normalise(const json_t *j)
+{
+    if (json_is_object(j)) {
+        json_t *o = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v)
+        {
+            if (!json_is_null(v))
+                json_object_set_new(o, k, normalise(v));
+        }
+        return o;
+    }
+    if (json_is_array(j)) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < json_array_size(j); i++)
+            json_array_append_new(a, normalise(json_array_get(j, i)));
+        return a;
+    }
+    return json_deep_copy(j);
+}
+
+static const char *body_identity(bs_arena *ar, const json_t *body, const bs_command *cmd)
+{
+    json_t *n = normalise(body);
+    json_object_del(n, "issued_at");
+    json_object_set_new(n, "force", json_boolean(cmd->force));
+    json_object_set_new(n, "limit", json_integer(cmd->limit));
+    char *s = json_dumps(n, JSON_COMPACT | JSON_SORT_KEYS);
+    const char *out = bs_arena_strdup(ar, s);
+    free(s);
+    json_decref(n);
+    return out;
+}
+
+/* Prefect stores non-null data that is not the unpersisted marker as a result artifact;
+ * artifact_key/type/description move from the data object to the artifact's columns. */
+static void artifact_for(bs_arena *ar, const bs_decision *d, bs_write *wr)
+{
+    if (!d->write || d->state.data == NULL)
+        return;
+    json_t *data = json_loads(d->state.data, JSON_DECODE_ANY, NULL);
+    if (data == NULL)
+        return;
+    const json_t *t = json_object_get(data, "type");
+    if (json_is_object(data) && json_is_string(t) &&
+        strcmp(json_string_value(t), "unpersisted") == 0) {
+        json_decref(data);
+        return;
+    }
+    bs_uuid id;
+    bs_uuid7(&id);
+    wr->artifact_id = bs_arena_strdup(ar, id.s);
+    if (json_is_object(data)) {
+        static const char *const keys[3] = {"artifact_key", "artifact_type",
+                                            "artifact_description"};
+        const char **dst[3] = {&wr->artifact_key, &wr->artifact_type, &wr->artifact_description};
+        for (int i = 0; i < 3; i++) {
+            const json_t *v = json_object_get(data, keys[i]);
+            if (json_is_string(v))
+                *dst[i] = bs_arena_strdup(ar, json_string_value(v));
+            json_object_del(data, keys[i]);
+        }
+    }
+    char *txt = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    wr->artifact_data = bs_arena_strdup(ar, txt);
+    free(txt);
+    json_decref(data);
+}
+
+typedef struct batch {
+    size_t n;
+    const char **ids;
+    bs_run *runs;
+    bool *found;
+    bs_decision *d;
+    bs_write *wr;
+    bs_status *status;
+    const char **reason;
+    bool *written;
+} batch;
+
+static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (!b->found[i]) {
+            b->status[i] = BS_ABORT;
+            b->reason[i] = bs_arena_printf(w->ar, "Flow run with id %s not found", b->ids[i]);
+            continue;
+        }
+        bs_state p;
+        memset(&p, 0, sizeof p);
+        bs_uuid7(&p.id);
+        p.type = cmd->state_type;
+        p.name = cmd->state_name ? cmd->state_name : bs_state_type_default_name(cmd->state_type);
+        p.message = cmd->state_message;
+        p.data = cmd->state_data;
+        p.data_truthy = cmd->data_truthy;
+        p.data_persisted = cmd->data_persisted;
+        p.details = cmd->details; /* a fresh copy per run (Prefect shares one: see README) */
+        p.timestamp = bs_now_us();
+        bs_orch_input in = {.run = &b->runs[i], .proposal = &p, .force = cmd->force,
+                            .api_version = 0, .now_us = p.timestamp};
+        bs_uuid7(&in.replacement_id);
+        bs_uuid4(&in.random_pause_key);
+        bs_orch_decide(&in, &b->d[i]);
+        b->wr[i].d = &b->d[i];
+        artifact_for(w->ar, &b->d[i], &b->wr[i]);
+        b->status[i] = b->d[i].status;
+        b->reason[i] = b->d[i].reason ? bs_arena_strdup(w->ar, b->d[i].reason) : NULL;
+        b->written[i] = b->d[i].write;
+    }
+}
+
+/* Writes the batch set-based; if that fails on the data (not the connection), rewrites it
+ * run by run under savepoints so one bad run is an ABORT and the others still apply. */
+static int write_batch(bs_worker *w, batch *b, bs_err *err)
+{
+    if (bs_store_savepoint(w->store, err) < 0)
+        return -1;
+    if (bs_store_write(w->store, w->ar, b->wr, b->n, err) == 0)
+        return 0;
+    if (err->code == BS_ETRANSIENT)
+        return -1;
+    bs_log(BS_LOG_WARN, "worker", "batch write failed, retrying run by run: %s", err->msg);
+    bs_store_rollback_to_savepoint(w->store);
+    for (size_t i = 0; i < b->n; i++) {
+        bs_err rerr = {0};
+        if (!b->found[i])
+            continue;
+        if (bs_store_savepoint(w->store, err) < 0)
+            return -1;
+        if (bs_store_write(w->store, w->ar, &b->wr[i], 1, &rerr) == 0)
+            continue;
+        if (rerr.code == BS_ETRANSIENT) {
+            *err = rerr;
+            return -1;
+        }
+        bs_store_rollback_to_savepoint(w->store);
+        b->status[i] = BS_ABORT;
+        b->reason[i] = bs_arena_printf(w->ar, "Error validating state: %s", rerr.msg);
+        b->written[i] = false;
+    }
+    return 0;
+}
+
+static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, const char *body,
+                       outcome *o, bs_err *err)
+{
+    bs_source src = {m->topic, m->partition, m->offset};
+    bs_claim claim;
+    bs_command_record rec = {0};
+
+    if (bs_store_check(w->store, err) < 0 || bs_store_begin(w->store, err) < 0)
+        return -1;
+    if (bs_store_claim(w->store, cmd->command_id, body, &src, &claim, &rec, err) < 0)
+        goto rollback;
+    if (claim == BS_CLAIM_CONFLICT) {
+        bs_store_rollback(w->store);
+        bs_err_input(err, "command_id_reused", "command_id",
+                     "command_id \"%s\" was already used for a different command",
+                     cmd->command_id);
+        return -1;
+    }
+    if (claim == BS_CLAIM_DONE) {
+        unsigned char **replies;
+        size_t *lens, n;
+        const char **run_ids;
+        if (bs_store_load_replies(w->store, w->ar, cmd->command_id, &replies, &lens, &run_ids,
+                                  &n, err) < 0)
+            goto rollback;
+        bs_store_rollback(w->store);
+        for (size_t i = 0; i < n; i++) {
+            char seq[16];
+            snprintf(seq, sizeof seq, "%zu", i);
+            if (publish(w, o->reply_topic, run_ids[i], replies[i], lens[i], cmd->command_id, seq,
+                        err) < 0)
+                return -1;
+        }
+        o->matched = rec.matched;
+        memcpy(o->counts, rec.counts, sizeof o->counts);
+        o->replayed = true;
+        return 0;
+    }
+
+    bs_sql sql;
+    batch b = {0};
+    bs_filter_select_sql(&cmd->filter, cmd->limit, w->ar, &sql);
+    if (bs_store_select(w->store, w->ar, &sql, &b.ids, &b.n, err) < 0)
+        goto rollback;
+    size_t cap = b.n ? b.n : 1;
+    b.runs = bs_arena_alloc(w->ar, sizeof *b.runs * cap);
+    b.found = bs_arena_alloc(w->ar, sizeof *b.found * cap);
+    b.d = bs_arena_alloc(w->ar, sizeof *b.d * cap);
+    b.wr = bs_arena_alloc(w->ar, sizeof *b.wr * cap);
+    b.status = bs_arena_alloc(w->ar, sizeof *b.status * cap);
+    b.reason = bs_arena_alloc(w->ar, sizeof *b.reason * cap);
+    b.written = bs_arena_alloc(w->ar, sizeof *b.written * cap);
+    int64_t t0 = bs_now_us();
+    if (b.n > 0 && bs_store_lock_runs(w->store, w->ar, b.ids, b.n, t0 - 1000000, b.runs,
+                                      b.found, err) < 0)
+        goto rollback;
+    decide_all(w, cmd, &b);
+    if (b.n > 0 && write_batch(w, &b, err) < 0)
+        goto rollback;
+
+    /* encode the replies now: they are recorded in the same transaction */
+    unsigned char **replies = bs_arena_alloc(w->ar, sizeof(unsigned char *) * cap);
+    size_t *lens = bs_arena_alloc(w->ar, sizeof(size_t) * cap);
+    int *statuses = bs_arena_alloc(w->ar, sizeof(int) * cap);
+    int rc = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        /* ACCEPT or REJECT with a replacement: the written state; a rule's REJECT, WAIT or
+         * ABORT: the run's unchanged current state; a vanished run or a failed write: none */
+        const bs_state *state = NULL;
+        if (b.written[i])
+            state = &b.d[i].state;
+        else if (b.found[i] && !(b.reason[i] && strncmp(b.reason[i], "Error validating", 16) == 0))
+            state = &b.runs[i].current;
+        bs_result r = {.command_id = cmd->command_id, .seq = (int)i, .total = (int)b.n,
+                       .flow_run_id = b.ids[i], .status = b.status[i], .state = state,
+                       .reason = b.reason[i],
+                       .delay_seconds = b.found[i] ? b.d[i].delay_seconds : 0};
+        json_t *j = bs_result_to_json(&r);
+        unsigned char *buf;
+        size_t len;
+        rc = bs_codec_encode(w->codec, BS_SCHEMA_RESULT, j, w->framing, &buf, &len, err);
+        json_decref(j);
+        if (rc < 0)
+            goto rollback;
+        replies[i] = bs_arena_alloc(w->ar, len ? len : 1);
+        memcpy(replies[i], buf, len);
+        free(buf);
+        lens[i] = len;
+        statuses[i] = (int)b.status[i];
+        o->counts[b.status[i]]++;
+    }
+    o->matched = (int)b.n;
+    rec.matched = o->matched;
+    memcpy(rec.counts, o->counts, sizeof rec.counts);
+    if (bs_store_finish(w->store, w->ar, cmd->command_id, b.ids, statuses,
+                        (const unsigned char *const *)replies, lens, b.n, &rec, err) < 0)
+        goto rollback;
+    if (bs_store_commit(w->store, err) < 0)
+        return -1;
+
+    for (size_t i = 0; i < b.n; i++) {
+        char seq[16];
+        snprintf(seq, sizeof seq, "%zu", i);
+        if (publish(w, o->reply_topic, b.ids[i], replies[i], lens[i], cmd->command_id, seq, err) <
+            0)
+            return -1;
+    }
+    return 0;
+rollback:
+    bs_store_rollback(w->store);
+    return -1;
+}
+
+/* Returns 0 when the message is settled (its offset may be stored), -1 with err otherwise. */
+static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
+{
+    int64_t t0 = bs_mono_ms();
+    json_t *body = NULL;
+    bs_err cerr = {0};
+    bs_command cmd;
+    int rc;
+
+    if (bs_codec_decode(w->codec, BS_SCHEMA_COMMAND, m->payload, m->len, m->json, &body,
+                        &cerr) < 0)
+        return reject_message(w, m, m->command_id, NULL, "bad_message", &cerr, err);
+    if (bs_command_from_json(body, m->command_id, bs_now_us(), w->ar, &cmd, &cerr) < 0) {
+        const char *id = bs_command_id_peek(body, w->ar);
+        if (id == NULL && m->command_id)
+            id = m->command_id;
+        json_t *rt = json_is_object(body) ? json_object_get(body, "reply_topic") : NULL;
+        const char *topic = NULL;
+        if (json_is_string(rt) && strcmp(cerr.field, "reply_topic") != 0)
+            topic = bs_arena_strdup(w->ar, json_string_value(rt));
+        json_decref(body);
+        return reject_message(w, m, id, topic, "invalid_command", &cerr, err);
+    }
+    const char *identity = body_identity(w->ar, body, &cmd);
+    json_decref(body);
+
+    outcome o = {.command_id = cmd.command_id,
+                 .reply_topic = cmd.reply_topic ? cmd.reply_topic : w->cfg->reply_topic};
+    rc = run_command(w, m, &cmd, identity, &o, err);
+    if (rc < 0 && err->code == BS_EINVAL) /* the command id was reused for another body */
+        return reject_message(w, m, cmd.command_id, o.reply_topic, "command_id_reused", err,
+                              err);
+    if (rc < 0 && err->code == BS_EFATAL) {
+        /* not the connection: something about this command. Record it and move on. */
+        bs_err ferr = *err;
+        memset(err, 0, sizeof *err);
+        return reject_message(w, m, cmd.command_id, o.reply_topic, "internal_error", &ferr, err);
+    }
+    if (rc < 0)
+        return -1;
+    if (publish_completion(w, &o, NULL, NULL, err) < 0 || wait_acks(w, err) < 0)
+        return -1;
+    bs_log(BS_LOG_INFO, "worker",
+           "command done command_id=%s partition=%" PRId32 " offset=%" PRId64
+           " matched=%d accepted=%d rejected=%d waited=%d aborted=%d replayed=%d ms=%lld",
+           cmd.command_id, m->partition, m->offset, o.matched, o.counts[BS_ACCEPT],
+           o.counts[BS_REJECT], o.counts[BS_WAIT], o.counts[BS_ABORT], o.replayed,
+           (long long)(bs_mono_ms() - t0));
+    return 0;
+}
+
+static int64_t jitter(int64_t ms)
+{
+    return ms / 2 + (int64_t)(rand() % (int)(ms / 2 + 1));
+}
+
+int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
+{
+    bs_log(BS_LOG_INFO, "worker", "started topic=%s group=%s reply_topic=%s framing=%s",
+           w->cfg->command_topic, bs_config_get_kafka(w->cfg, "group.id"), w->cfg->reply_topic,
+           bs_framing_name(w->framing));
+    srand((unsigned)bs_now_us());
+    while (!*stop) {
+        bs_err perr = {0};
+        bs_msg *m = bs_consumer_poll(w->cons, w->cfg->poll_timeout_ms, &perr);
+        bs_producer_poll(w->prod);
+        if (m == NULL) {
+            if (perr.code == BS_EFATAL) {
+                *err = perr;
+                return -1;
+            }
+            continue;
+        }
+        int64_t backoff = w->cfg->retry_backoff_initial_ms;
+        for (;;) {
+            bs_err herr = {0};
+            if (handle(w, m, &herr) == 0) {
+                bs_err serr = {0};
+                if (bs_consumer_store(w->cons, m, &serr) < 0)
+                    bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+                break;
+            }
+            if (herr.code == BS_EFATAL) {
+                bs_msg_free(m);
+                bs_arena_reset(w->ar);
+                *err = herr;
+                return -1;
+            }
+            /* transient: pause, keep polling (group membership), retry the same message */
+            int64_t delay = jitter(backoff);
+            bs_log(BS_LOG_WARN, "worker",
+                   "transient failure partition=%" PRId32 " offset=%" PRId64
+                   " retry_in_ms=%lld error=\"%s\"",
+                   m->partition, m->offset, (long long)delay, herr.msg);
+            bs_arena_reset(w->ar);
+            bs_consumer_pause(w->cons, true);
+            int64_t until = bs_mono_ms() + delay;
+            while (!*stop && bs_mono_ms() < until) {
+                bs_msg *other = bs_consumer_poll(w->cons, 100, &herr);
+                if (other != NULL) /* paused: none expected; never skip one */
+                    bs_consumer_rewind(w->cons, other);
+                bs_msg_free(other);
+                bs_producer_poll(w->prod);
+            }
+            bs_consumer_pause(w->cons, false);
+            if (*stop || !bs_consumer_owns(w->cons, m))
+                break; /* not settled: redelivered to whoever owns the partition */
+            backoff = backoff * 2 > w->cfg->retry_backoff_max_ms ? w->cfg->retry_backoff_max_ms
+                                                                 : backoff * 2;
+        }
+        bs_msg_free(m);
+        bs_arena_reset(w->ar);
+    }
+    bs_log(BS_LOG_INFO, "worker", "stopping");
+    return 0;
+}
