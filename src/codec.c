@@ -421,6 +421,19 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
             }
             json_object_set_new(st, "data", parsed);
         }
+        /* Avro cannot leave a field out: a null detail means "not given", so the JSON body's
+         * defaults apply (deferred is false, not null, when absent) */
+        json_t *det = json_is_object(st) ? json_object_get(st, "state_details") : NULL;
+        if (json_is_object(det)) {
+            const char *k;
+            json_t *v;
+            void *tmp;
+            json_object_foreach_safe(det, tmp, k, v)
+            {
+                if (json_is_null(v))
+                    json_object_del(det, k);
+            }
+        }
     }
     return 0;
 }

@@ -408,3 +408,62 @@ void bs_producer_free(bs_producer *prod, int flush_timeout_ms)
     rd_kafka_destroy(prod->rk);
     free(prod);
 }
+
+int bs_kafka_create_topics(const bs_config *cfg, const char *const *names, size_t n,
+                           int partitions, int replication_factor, bs_err *err)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = make_conf(cfg, false, err);
+    if (conf == NULL)
+        return -1;
+    rd_kafka_conf_set(conf, "enable.idempotence", "false", NULL, 0); /* admin only */
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        return bs_err_set(err, BS_EFATAL, "could not create a Kafka client: %s", errstr);
+    }
+    rd_kafka_NewTopic_t **nt = bs_xcalloc(n ? n : 1, sizeof *nt);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        nt[i] = rd_kafka_NewTopic_new(names[i], partitions, replication_factor, errstr,
+                                      sizeof errstr);
+        if (nt[i] == NULL) {
+            rc = bs_err_set(err, BS_EFATAL, "topic \"%s\": %s", names[i], errstr);
+            goto out;
+        }
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, 15000, errstr, sizeof errstr);
+    rd_kafka_CreateTopics(rk, nt, n, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    if (res == NULL) {
+        rc = bs_err_set(err, BS_ETRANSIENT, "no answer to CreateTopics: %s",
+                        ev ? rd_kafka_event_error_string(ev) : "timed out");
+    } else if (rd_kafka_event_error(ev)) {
+        rc = bs_err_set(err, BS_ETRANSIENT, "CreateTopics failed: %s",
+                        rd_kafka_event_error_string(ev));
+    } else {
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && rc == 0)
+                rc = bs_err_set(err, BS_EFATAL, "could not create topic \"%s\": %s",
+                                rd_kafka_topic_result_name(tr[i]),
+                                rd_kafka_topic_result_error_string(tr[i]));
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+out:
+    for (size_t i = 0; i < n; i++)
+        if (nt[i])
+            rd_kafka_NewTopic_destroy(nt[i]);
+    free(nt);
+    rd_kafka_destroy(rk);
+    return rc;
+}

@@ -70,4 +70,8 @@ void bs_producer_poll(bs_producer *prod);
 /* Flushes (bounded) and destroys. NULL is a no-op. */
 void bs_producer_free(bs_producer *prod, int flush_timeout_ms);
 
+/* Creates the topics (an existing topic is fine). */
+int bs_kafka_create_topics(const bs_config *cfg, const char *const *names, size_t n,
+                           int partitions, int replication_factor, bs_err *err);
+
 #endif

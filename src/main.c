@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "kafka.h"
 #include "log.h"
 #include "orch.h"
 #include "send.h"
@@ -44,6 +45,8 @@ static void usage(FILE *out)
             "  migrate        create Prefect's tables if absent, and bulkstate's schema\n"
             "  send           produce one command and print its results (send --help)\n"
             "  check-config   validate the configuration; exit 78 on any error\n"
+            "  topics [N]     create the command, reply and dead-letter topics (N partitions,\n"
+            "                 default 3; replication factor $BULKSTATE_REPLICATION, default 1)\n"
             "  rules          list the orchestration rules that run (force off / on)\n\n"
             "options:\n"
             "  -c, --config FILE   ini file (default: $BULKSTATE_CONFIG, else built-in defaults\n"
@@ -156,7 +159,19 @@ int main(int argc, char **argv)
             rc = cmd_worker(cfg);
         else if (strcmp(cmd, "migrate") == 0)
             rc = cmd_migrate(cfg);
-        else if (strcmp(cmd, "send") == 0)
+        else if (strcmp(cmd, "topics") == 0) {
+            const char *names[3] = {cfg->command_topic, cfg->reply_topic, cfg->dlq_topic};
+            int parts = optind + 1 < argc ? atoi(argv[optind + 1]) : 3;
+            const char *rf = getenv("BULKSTATE_REPLICATION");
+            bs_err err = {0};
+            rc = bs_kafka_create_topics(cfg, names, 3, parts > 0 ? parts : 3, rf ? atoi(rf) : 1,
+                                        &err);
+            if (rc < 0)
+                fprintf(stderr, "bulkstate topics: %s\n", err.msg);
+            else
+                printf("topics ready: %s %s %s\n", names[0], names[1], names[2]);
+            rc = rc < 0 ? EX_UNAVAILABLE : 0;
+        } else if (strcmp(cmd, "send") == 0)
             rc = bs_send_main(cfg, argc - optind, argv + optind);
         else {
             fprintf(stderr, "bulkstate: unknown command \"%s\"\n", cmd);

@@ -38,6 +38,8 @@ int main(void)
     CHECK(body != NULL);
     json_object_set_new(json_object_get(body, "state"), "type", json_string("CANCELLED"));
     json_object_set_new(body, "command_id", json_string("cmd-1"));
+    /* absent in the body; Avro must carry it as null */
+    json_object_del(json_object_get(json_object_get(body, "state"), "state_details"), "deferred");
     json_t *cmd = bs_codec_body_to_command(body);
     for (int f = BS_FRAME_SINGLE_OBJECT; f <= BS_FRAME_CONFLUENT; f++) {
         unsigned char *buf;
@@ -60,6 +62,7 @@ int main(void)
         CHECK_INT(b.filter.state_type.any.set, 1);
         CHECK_INT(b.filter.state_type.any.n, 0);
         CHECK_INT(b.limit, 50);
+        CHECK_INT(b.details.deferred, 0); /* as in the body: false, not null */
         bs_arena_free(ar);
         /* every truncation is an error, never a crash */
         int bad = 0;

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A single-node Apache Kafka 4.x broker in KRaft mode on loopback, data and log under the build
+# tree. Its jars come from Maven Central through Maven (scripts/kafka/pom.xml pins the
+# version) and are cached in $BS_CACHE_DIR, so a second start needs no network.
+#   scripts/kafka.sh start | stop | env
+# `start` writes $BS_RUN_DIR/kafka.env (BULKSTATE_KAFKA_BOOTSTRAP_SERVERS).
+source "$(dirname "$0")/lib.sh"
+
+VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$BS_SOURCE_DIR/scripts/kafka/pom.xml")
+JARS=$BS_CACHE_DIR/kafka-$VERSION/libs
+DIR=$BS_RUN_DIR/kafka
+LOGF=$DIR/broker.log
+ENVF=$BS_RUN_DIR/kafka.env
+
+fetch_jars() {
+  if [ -f "$JARS/.complete" ]; then return 0; fi
+  log "resolving Kafka $VERSION jars from Maven Central (first run only)"
+  mkdir -p "$JARS"
+  mvn -q -B -f "$BS_SOURCE_DIR/scripts/kafka/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$JARS" >"$BS_CACHE_DIR/mvn-kafka.log" 2>&1 \
+    || { tail -30 "$BS_CACHE_DIR/mvn-kafka.log" >&2; die "could not resolve the Kafka jars"; }
+  ls "$JARS"/kafka_2.13-"$VERSION".jar >/dev/null || die "kafka_2.13-$VERSION.jar missing after resolution"
+  touch "$JARS/.complete"
+}
+
+java_cmd() {
+  java -Xms128m -Xmx512m -XX:+UseSerialGC -Djava.awt.headless=true \
+       -Dlog4j2.configurationFile="$BS_SOURCE_DIR/scripts/kafka/log4j2.properties" \
+       -cp "$JARS/*" "$@"
+}
+
+ready() {
+  kcat -b "127.0.0.1:$1" -L -m 2 -J 2>/dev/null | grep -q '"brokers":\[{'
+}
+
+start() {
+  fetch_jars
+  mkdir -p "$DIR"
+  if [ -f "$DIR/pid" ] && kill -0 "$(cat "$DIR/pid")" 2>/dev/null && [ -f "$ENVF" ]; then
+    log "kafka already running ($(cat "$ENVF"))"
+    return 0
+  fi
+  PORT=$(free_port "${BS_KAFKA_PORT:-19092}")
+  CPORT=$(free_port $((PORT + 1)))
+  rm -rf "$DIR/data"
+  cat >"$DIR/server.properties" <<EOP
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CPORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DIR/data
+num.partitions=3
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOP
+  java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
+      -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 || { tail -20 "$DIR/format.log" >&2; die "could not format the KRaft log"; }
+  nohup java -Xms256m -Xmx768m -XX:+UseSerialGC -Djava.awt.headless=true \
+       -Dlog4j2.configurationFile="$BS_SOURCE_DIR/scripts/kafka/log4j2.properties" \
+       -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >"$LOGF" 2>&1 &
+  echo $! >"$DIR/pid"
+  if ! wait_for 90 "kafka" ready "$PORT"; then
+    tail -40 "$LOGF" >&2
+    stop
+    die "kafka did not start"
+  fi
+  echo "export BULKSTATE_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$PORT" >"$ENVF"
+  log "kafka $VERSION (KRaft) ready on 127.0.0.1:$PORT"
+}
+
+stop() {
+  if [ -f "$DIR/pid" ]; then
+    pid=$(cat "$DIR/pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid"
+      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$DIR/pid"
+    log "kafka stopped"
+  fi
+  rm -f "$ENVF"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  env) cat "$ENVF" ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 64 ;;
+esac
