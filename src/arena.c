@@ -64,8 +64,7 @@ bs_arena *bs_arena_new(void)
 
 void bs_arena_free(bs_arena *ar)
 {
-    if (ar == NULL)
-        return;
+    if (ar == NULL) return;
     for (chunk *c = ar->head, *n; c; c = n) {
         n = c->next;
         free(c);
@@ -76,8 +75,7 @@ void bs_arena_free(bs_arena *ar)
 void bs_arena_reset(bs_arena *ar)
 {
     /* keep only the first (largest recent) chunk to bound idle memory */
-    if (ar->head == NULL)
-        return;
+    if (ar->head == NULL) return;
     chunk *keep = ar->head;
     for (chunk *c = keep->next, *n; c; c = n) {
         n = c->next;
@@ -95,8 +93,7 @@ void *bs_arena_alloc(bs_arena *ar, size_t size)
     chunk *c = ar->head;
     if (c == NULL || c->size - c->used < size) {
         size_t cap = size > CHUNK_MIN ? size : CHUNK_MIN;
-        if (c != NULL && c->size * 2 > cap && c->size < (1u << 24))
-            cap = c->size * 2;
+        if (c != NULL && c->size * 2 > cap && c->size < (1u << 24)) cap = c->size * 2;
         chunk *n = bs_xmalloc(sizeof(chunk) + cap);
         n->size = cap;
         n->used = 0;
@@ -112,8 +109,7 @@ void *bs_arena_alloc(bs_arena *ar, size_t size)
 
 char *bs_arena_strndup(bs_arena *ar, const char *s, size_t n)
 {
-    if (s == NULL)
-        return NULL;
+    if (s == NULL) return NULL;
     char *d = bs_arena_alloc(ar, n + 1);
     memcpy(d, s, n);
     d[n] = '\0';

@@ -29,19 +29,75 @@ struct bs_codec {
     avro_reader_t reader;
 };
 
+/* avro-c's allocator. Each block carries a header so the blocks allocated while a message is
+ * decoded can be found again: avro-c 1.11.1 does not free a string or bytes buffer when the
+ * read after its allocation fails (AVRO-4246), so after a failed decode we drop the value and
+ * free whatever the decode left allocated. Every block is also capped in size: a crafted length
+ * would otherwise make avro-c allocate it (up to 2 GiB per string). */
+typedef struct blk {
+    struct blk *prev, *next;
+    size_t size;
+    size_t tracked;
+} blk;
+
 static size_t alloc_cap = 64u << 20;
+static bool tracking;
+static blk tracked_head = {&tracked_head, &tracked_head, 0, 0};
+
+static void unlink_blk(blk *b)
+{
+    if (b->tracked) {
+        b->prev->next = b->next;
+        b->next->prev = b->prev;
+        b->tracked = 0;
+    }
+}
+
+static void link_blk(blk *b)
+{
+    b->tracked = 0;
+    if (!tracking) return;
+    b->tracked = 1;
+    b->next = tracked_head.next;
+    b->prev = &tracked_head;
+    tracked_head.next->prev = b;
+    tracked_head.next = b;
+}
 
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     (void)ud;
     (void)osize;
+    blk *b = ptr ? (blk *)ptr - 1 : NULL;
     if (nsize == 0) {
-        free(ptr);
+        if (b) {
+            unlink_blk(b);
+            free(b);
+        }
         return NULL;
     }
-    if (nsize > alloc_cap)
-        return NULL; /* avro-c reports ENOMEM; the message is rejected */
-    return realloc(ptr, nsize);
+    if (nsize > alloc_cap) return NULL; /* avro-c reports ENOMEM; the message is rejected */
+    if (b) unlink_blk(b);
+    blk *n = realloc(b, sizeof(blk) + nsize);
+    if (n == NULL) {
+        if (b) link_blk(b);
+        return NULL;
+    }
+    n->size = nsize;
+    link_blk(n);
+    return n + 1;
+}
+
+/* Stops tracking; with free_them, frees every block still tracked (the leaks of a failed
+ * decode, once the value that owned the rest was released). */
+static void end_tracking(bool free_them)
+{
+    tracking = false;
+    while (tracked_head.next != &tracked_head) {
+        blk *b = tracked_head.next;
+        unlink_blk(b);
+        if (free_them) free(b);
+    }
 }
 
 void bs_codec_cap_allocations(size_t max_bytes)
@@ -59,8 +115,7 @@ const char *bs_framing_name(bs_framing f)
 int bs_framing_parse(const char *s)
 {
     for (int i = 0; i < 3; i++)
-        if (strcmp(s, bs_framing_name((bs_framing)i)) == 0)
-            return i;
+        if (strcmp(s, bs_framing_name((bs_framing)i)) == 0) return i;
     return -1;
 }
 
@@ -89,11 +144,9 @@ bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", conf->schema_dir, SCHEMA_FILES[i]);
         char *text = slurp(path, err);
-        if (text == NULL)
-            goto fail;
+        if (text == NULL) goto fail;
         if (avro_schema_from_json_length(text, strlen(text), &cd->s[i].schema) != 0) {
-            bs_err_set(err, BS_EFATAL, "could not parse schema \"%s\": %s", path,
-                       avro_strerror());
+            bs_err_set(err, BS_EFATAL, "could not parse schema \"%s\": %s", path, avro_strerror());
             free(text);
             goto fail;
         }
@@ -118,19 +171,15 @@ fail:
 
 void bs_codec_free(bs_codec *cd)
 {
-    if (cd == NULL)
-        return;
+    if (cd == NULL) return;
     for (int i = 0; i < BS_NSCHEMAS; i++) {
         if (cd->s[i].iface) {
-            if (cd->s[i].value.self)
-                avro_value_decref(&cd->s[i].value);
+            if (cd->s[i].value.self) avro_value_decref(&cd->s[i].value);
             avro_value_iface_decref(cd->s[i].iface);
         }
-        if (cd->s[i].schema)
-            avro_schema_decref(cd->s[i].schema);
+        if (cd->s[i].schema) avro_schema_decref(cd->s[i].schema);
     }
-    if (cd->reader)
-        avro_reader_free(cd->reader);
+    if (cd->reader) avro_reader_free(cd->reader);
     free(cd);
 }
 
@@ -143,8 +192,7 @@ uint64_t bs_codec_fingerprint(const bs_codec *cd, bs_schema which)
 
 static json_t *to_json(avro_value_t *v, int depth)
 {
-    if (depth > 32)
-        return NULL;
+    if (depth > 32) return NULL;
     switch (avro_value_get_type(v)) {
     case AVRO_NULL:
         return json_null();
@@ -187,8 +235,7 @@ static json_t *to_json(avro_value_t *v, int depth)
     }
     case AVRO_UNION: {
         avro_value_t b;
-        if (avro_value_get_current_branch(v, &b) != 0)
-            return NULL;
+        if (avro_value_get_current_branch(v, &b) != 0) return NULL;
         return to_json(&b, depth + 1);
     }
     case AVRO_RECORD:
@@ -218,8 +265,8 @@ static json_t *to_json(avro_value_t *v, int depth)
         avro_value_get_size(v, &n);
         for (size_t i = 0; i < n; i++) {
             avro_value_t c;
-            json_t *cj = avro_value_get_by_index(v, i, &c, NULL) == 0 ? to_json(&c, depth + 1)
-                                                                      : NULL;
+            json_t *cj =
+                avro_value_get_by_index(v, i, &c, NULL) == 0 ? to_json(&c, depth + 1) : NULL;
             if (cj == NULL) {
                 json_decref(a);
                 return NULL;
@@ -243,8 +290,7 @@ static int from_json(avro_value_t *v, const json_t *j, const char *path, bs_err 
     case AVRO_BOOLEAN:
         if (j == NULL)
             return avro_value_set_boolean(v, 0); /* our boolean fields default to false */
-        if (!json_is_boolean(j))
-            break;
+        if (!json_is_boolean(j)) break;
         return avro_value_set_boolean(v, json_is_true(j));
     case AVRO_INT32:
         if (!json_is_integer(j) || json_integer_value(j) < INT32_MIN ||
@@ -252,24 +298,20 @@ static int from_json(avro_value_t *v, const json_t *j, const char *path, bs_err 
             break;
         return avro_value_set_int(v, (int32_t)json_integer_value(j));
     case AVRO_INT64:
-        if (!json_is_integer(j))
-            break;
+        if (!json_is_integer(j)) break;
         return avro_value_set_long(v, json_integer_value(j));
     case AVRO_DOUBLE:
-        if (!json_is_number(j))
-            break;
+        if (!json_is_number(j)) break;
         return avro_value_set_double(v, json_number_value(j));
     case AVRO_STRING:
-        if (!json_is_string(j))
-            break;
+        if (!json_is_string(j)) break;
         return avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
     case AVRO_ENUM: {
         avro_schema_t s = avro_value_get_schema(v);
         if (j == NULL)
             return avro_value_set_enum(v, 0); /* our enum fields default to their first symbol */
         int e = json_is_string(j) ? avro_schema_enum_get_by_name(s, json_string_value(j)) : -1;
-        if (e < 0)
-            break;
+        if (e < 0) break;
         return avro_value_set_enum(v, e);
     }
     case AVRO_UNION: {
@@ -278,19 +320,30 @@ static int from_json(avro_value_t *v, const json_t *j, const char *path, bs_err 
         bool want_null = j == NULL || json_is_null(j);
         for (size_t i = 0; i < n; i++) {
             avro_schema_t b = avro_schema_union_branch(s, (int)i);
-            if (is_avro_null(b) != want_null)
-                continue;
+            if (is_avro_null(b) != want_null) continue;
             avro_value_t bv;
-            if (avro_value_set_branch(v, (int)i, &bv) != 0)
-                break;
+            if (avro_value_set_branch(v, (int)i, &bv) != 0) break;
             return want_null ? avro_value_set_null(&bv) : from_json(&bv, j, path, err);
         }
         break;
     }
     case AVRO_RECORD: {
         size_t n = 0;
-        if (!json_is_object(j))
-            break;
+        const char *k;
+        json_t *kv;
+        if (!json_is_object(j)) break;
+        /* Prefect ignores unknown keys at the top of the body and in state_details, and
+         * forbids them everywhere else: refuse to drop those silently */
+        size_t plen = strlen(path);
+        bool lenient = plen == 0 || (plen >= 13 && strcmp(path + plen - 13, "state_details") == 0);
+        json_object_foreach((json_t *)j, k, kv)
+        {
+            avro_value_t c;
+            if (!lenient && avro_value_get_by_name(v, k, &c, NULL) != 0)
+                return bs_err_input(err, "extra_forbidden", path,
+                                    "\"%s%s%s\" has no place in the Avro schema", path,
+                                    *path ? "." : "", k);
+        }
         avro_value_get_size(v, &n);
         for (size_t i = 0; i < n; i++) {
             avro_value_t c;
@@ -298,16 +351,14 @@ static int from_json(avro_value_t *v, const json_t *j, const char *path, bs_err 
             char cpath[256];
             avro_value_get_by_index(v, i, &c, &name);
             snprintf(cpath, sizeof cpath, "%s%s%s", path, *path ? "." : "", name);
-            if (from_json(&c, json_object_get(j, name), cpath, err) != 0)
-                return -1;
+            if (from_json(&c, json_object_get(j, name), cpath, err) != 0) return -1;
         }
         return 0;
     }
     case AVRO_MAP: {
         const char *k;
         json_t *cj;
-        if (!json_is_object(j))
-            break;
+        if (!json_is_object(j)) break;
         json_object_foreach((json_t *)j, k, cj)
         {
             avro_value_t c;
@@ -317,8 +368,7 @@ static int from_json(avro_value_t *v, const json_t *j, const char *path, bs_err 
         return 0;
     }
     case AVRO_ARRAY:
-        if (!json_is_array(j))
-            break;
+        if (!json_is_array(j)) break;
         for (size_t i = 0; i < json_array_size(j); i++) {
             avro_value_t c;
             char cpath[256];
@@ -332,8 +382,7 @@ static int from_json(avro_value_t *v, const json_t *j, const char *path, bs_err 
         break;
     }
     if (err->msg[0] == '\0')
-        bs_err_input(err, "avro_encode", path, "value of \"%s\" does not fit its Avro type",
-                     path);
+        bs_err_input(err, "avro_encode", path, "value of \"%s\" does not fit its Avro type", path);
     return -1;
 }
 
@@ -384,8 +433,8 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
                                 (unsigned long long)cd->s[which].fingerprint);
         off = 10;
     } else if (len >= 5 && p[0] == 0x00) {
-        int32_t id = (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 |
-                               p[4]);
+        int32_t id =
+            (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4]);
         if (cd->conf.confluent_ids[which] < 0 || id != cd->conf.confluent_ids[which])
             return bs_err_input(err, "unknown_schema", "",
                                 "Confluent schema id %d is not mapped to %s in the config", id,
@@ -398,9 +447,18 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
     }
     sch *s = &cd->s[which];
     avro_reader_memory_set_source(cd->reader, (const char *)p + off, (int64_t)(len - off));
-    if (avro_value_read(cd->reader, &s->value) != 0)
-        return bs_err_input(err, "avro_decode", "", "could not decode Avro body: %s",
-                            avro_strerror());
+    avro_value_reset(&s->value);
+    tracking = true;
+    if (avro_value_read(cd->reader, &s->value) != 0) {
+        bs_err_input(err, "avro_decode", "", "could not decode Avro body: %s", avro_strerror());
+        /* release the value, then what the failed read leaked; start with a fresh value */
+        avro_value_decref(&s->value);
+        end_tracking(true);
+        if (avro_generic_value_new(s->iface, &s->value) != 0)
+            abort(); /* out of memory for a few hundred bytes */
+        return -1;
+    }
+    end_tracking(false);
     if (avro_skip(cd->reader, 1) == 0)
         return bs_err_input(err, "avro_decode", "", "trailing bytes after the Avro record");
     *out = to_json(&s->value, 0);
@@ -430,8 +488,7 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
             void *tmp;
             json_object_foreach_safe(det, tmp, k, v)
             {
-                if (json_is_null(v))
-                    json_object_del(det, k);
+                if (json_is_null(v)) json_object_del(det, k);
             }
         }
     }
@@ -452,8 +509,7 @@ int bs_codec_encode(bs_codec *cd, bs_schema which, const json_t *j, bs_framing f
     sch *s = &cd->s[which];
     avro_value_reset(&s->value);
     err->msg[0] = '\0';
-    if (from_json(&s->value, j, "", err) != 0)
-        return -1;
+    if (from_json(&s->value, j, "", err) != 0) return -1;
     size_t body = 0;
     if (avro_value_sizeof(&s->value, &body) != 0)
         return bs_err_set(err, BS_EFATAL, "could not size Avro record: %s", avro_strerror());

@@ -14,14 +14,19 @@
 
 #include "err.h"
 
-typedef enum { BS_SCHEMA_COMMAND = 0, BS_SCHEMA_RESULT, BS_SCHEMA_COMPLETED, BS_NSCHEMAS } bs_schema;
+typedef enum {
+    BS_SCHEMA_COMMAND = 0,
+    BS_SCHEMA_RESULT,
+    BS_SCHEMA_COMPLETED,
+    BS_NSCHEMAS
+} bs_schema;
 typedef enum { BS_FRAME_SINGLE_OBJECT = 0, BS_FRAME_CONFLUENT, BS_FRAME_JSON } bs_framing;
 
 typedef struct bs_codec bs_codec;
 
 typedef struct bs_codec_conf {
-    const char *schema_dir;      /* directory with the .avsc files */
-    size_t max_message_bytes;    /* larger inputs are rejected before decoding */
+    const char *schema_dir;             /* directory with the .avsc files */
+    size_t max_message_bytes;           /* larger inputs are rejected before decoding */
     int32_t confluent_ids[BS_NSCHEMAS]; /* registry id of each schema; -1 = none */
 } bs_codec_conf;
 

@@ -36,7 +36,8 @@ static const struct dkey {
     {"transition_id", D_UUID, offsetof(bs_details, transition_id)},
     {"task_parameters_id", D_UUID, offsetof(bs_details, task_parameters_id)},
     {"traceparent", D_STR, offsetof(bs_details, traceparent)},
-    {"deployment_concurrency_lease_id", D_UUID, offsetof(bs_details, deployment_concurrency_lease_id)},
+    {"deployment_concurrency_lease_id", D_UUID,
+     offsetof(bs_details, deployment_concurrency_lease_id)},
 };
 
 int bs_details_from_json(const json_t *j, bool strict, const char *path, bs_arena *ar,
@@ -44,8 +45,7 @@ int bs_details_from_json(const json_t *j, bool strict, const char *path, bs_aren
 {
     char kpath[sizeof err->field];
     bs_details_init(out);
-    if (j == NULL || json_is_null(j))
-        return 0;
+    if (j == NULL || json_is_null(j)) return 0;
     if (!json_is_object(j))
         return strict ? bs_err_input(err, "model_type", path,
                                      "input should be a valid dictionary or object")
@@ -55,8 +55,7 @@ int bs_details_from_json(const json_t *j, bool strict, const char *path, bs_aren
         char *field = (char *)out + DKEYS[i].off;
         const char *bad = NULL, *badmsg = NULL;
         snprintf(kpath, sizeof kpath, "%s.%s", path, DKEYS[i].name);
-        if (v == NULL)
-            continue;
+        if (v == NULL) continue;
         if (json_is_null(v)) {
             if (DKEYS[i].kind == D_BOOL) {
                 bad = "bool_type";
@@ -67,8 +66,7 @@ int bs_details_from_json(const json_t *j, bool strict, const char *path, bs_aren
         } else {
             switch (DKEYS[i].kind) {
             case D_UUID:
-                if (!json_is_string(v) ||
-                    !bs_uuid_parse(json_string_value(v), (bs_uuid *)field)) {
+                if (!json_is_string(v) || !bs_uuid_parse(json_string_value(v), (bs_uuid *)field)) {
                     bad = "uuid_parsing";
                     badmsg = "input should be a valid UUID";
                 }
@@ -121,8 +119,7 @@ int bs_details_from_json(const json_t *j, bool strict, const char *path, bs_aren
             }
             }
         }
-        if (bad && strict)
-            return bs_err_input(err, bad, kpath, "%s", badmsg);
+        if (bad && strict) return bs_err_input(err, bad, kpath, "%s", badmsg);
     }
     return 0;
 }
@@ -170,8 +167,7 @@ json_t *bs_details_to_json(const bs_details *d)
         case D_STRMAP: {
             const char *txt = *(const char *const *)field;
             v = txt ? json_loads(txt, 0, NULL) : NULL;
-            if (v == NULL)
-                v = json_null();
+            if (v == NULL) v = json_null();
             break;
         }
         }
@@ -198,8 +194,7 @@ void bs_data_flags(const json_t *data, bool *truthy, bool *persisted)
 {
     *truthy = false;
     *persisted = false;
-    if (data == NULL)
-        return;
+    if (data == NULL) return;
     switch (json_typeof(data)) {
     case JSON_OBJECT: {
         const json_t *t = json_object_get(data, "type");
@@ -293,11 +288,9 @@ static int lax_bool(const json_t *v, const char *path, bool *out, bs_err *err)
 static bool topic_name_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 249 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-        return false;
+    if (n == 0 || n > 249 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) return false;
     for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-')
-            return false;
+        if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-') return false;
     return true;
 }
 
@@ -310,8 +303,7 @@ const char *bs_command_id_peek(const json_t *body, bs_arena *ar)
     return bs_arena_strdup(ar, json_string_value(v));
 }
 
-static int parse_state(const json_t *st, int64_t now_us, bs_arena *ar, bs_command *cmd,
-                       bs_err *err)
+static int parse_state(const json_t *st, int64_t now_us, bs_arena *ar, bs_command *cmd, bs_err *err)
 {
     const char *key;
     json_t *v;
@@ -340,8 +332,7 @@ static int parse_state(const json_t *st, int64_t now_us, bs_arena *ar, bs_comman
     static const char *const strs[] = {"name", "message"};
     for (int i = 0; i < 2; i++) {
         v = json_object_get(st, strs[i]);
-        if (v == NULL || json_is_null(v))
-            continue;
+        if (v == NULL || json_is_null(v)) continue;
         if (!json_is_string(v)) {
             char path[32];
             snprintf(path, sizeof path, "state.%s", strs[i]);
@@ -359,8 +350,8 @@ static int parse_state(const json_t *st, int64_t now_us, bs_arena *ar, bs_comman
         free(txt);
         bs_data_flags(v, &cmd->data_truthy, &cmd->data_persisted);
     }
-    if (bs_details_from_json(json_object_get(st, "state_details"), true, "state.state_details",
-                             ar, &cmd->details, err) < 0)
+    if (bs_details_from_json(json_object_get(st, "state_details"), true, "state.state_details", ar,
+                             &cmd->details, err) < 0)
         return -1;
     if (cmd->state_type == BS_SCHEDULED && cmd->details.scheduled_time == BS_TS_NULL)
         cmd->details.scheduled_time = now_us;
@@ -401,18 +392,15 @@ int bs_command_from_json(const json_t *body, const char *header_command_id, int6
     if (bs_filter_from_json(json_object_get(body, "flow_runs"), "flow_runs", ar, &cmd->filter,
                             err) < 0)
         return -1;
-    if (parse_state(json_object_get(body, "state"), now_us, ar, cmd, err) < 0)
-        return -1;
+    if (parse_state(json_object_get(body, "state"), now_us, ar, cmd, err) < 0) return -1;
 
     v = json_object_get(body, "force");
-    if (v != NULL && !json_is_null(v) && lax_bool(v, "force", &cmd->force, err) < 0)
-        return -1;
+    if (v != NULL && !json_is_null(v) && lax_bool(v, "force", &cmd->force, err) < 0) return -1;
 
     v = json_object_get(body, "limit");
     if (v != NULL && !json_is_null(v)) {
         int64_t n = 0;
-        if (lax_int(v, "limit", &n, err) < 0)
-            return -1;
+        if (lax_int(v, "limit", &n, err) < 0) return -1;
         if (n < 1)
             return bs_err_input(err, "greater_than_equal", "limit",
                                 "input should be greater than or equal to 1");
@@ -446,18 +434,15 @@ void bs_policy_from_json(const json_t *j, bs_arena *ar, bs_policy *out)
 {
     const json_t *v;
     bs_policy_init(out);
-    if (!json_is_object(j))
-        return;
+    if (!json_is_object(j)) return;
     if (json_is_integer(v = json_object_get(j, "max_retries")))
         out->max_retries = json_integer_value(v);
     if (json_is_number(v = json_object_get(j, "retry_delay_seconds")))
         out->retry_delay_seconds = json_number_value(v);
-    if (json_is_integer(v = json_object_get(j, "retries")))
-        out->retries = json_integer_value(v);
+    if (json_is_integer(v = json_object_get(j, "retries"))) out->retries = json_integer_value(v);
     if (json_is_number(v = json_object_get(j, "retry_delay")))
         out->retry_delay = (int64_t)json_number_value(v);
-    if (json_is_boolean(v = json_object_get(j, "resuming")))
-        out->resuming = json_is_true(v);
+    if (json_is_boolean(v = json_object_get(j, "resuming"))) out->resuming = json_is_true(v);
     if (json_is_string(v = json_object_get(j, "retry_type")))
         out->retry_type = bs_arena_strdup(ar, json_string_value(v));
     if (json_is_array(v = json_object_get(j, "pause_keys"))) {

@@ -13,7 +13,7 @@
 #include "model.h"
 
 #define BS_MAX_COMMAND_ID 200
-#define BS_BULK_LIMIT 50
+#define BS_BULK_LIMIT     50
 
 /* Validates body into cmd. header_command_id (may be NULL) is used when the body has none.
  * now_us fills state_details.scheduled_time of a SCHEDULED state that has none (one value for

@@ -63,8 +63,7 @@ static const key KEYS[] = {
      "directory holding the .avsc files"},
 };
 
-static int set_value(bs_config *cfg, const key *k, const char *val, const char *where,
-                     FILE *errs)
+static int set_value(bs_config *cfg, const key *k, const char *val, const char *where, FILE *errs)
 {
     char *field = (char *)cfg + k->off;
     if (k->type == T_STR) {
@@ -114,8 +113,7 @@ void bs_config_set_kafka(bs_config *cfg, const char *k, const char *val)
 const char *bs_config_get_kafka(const bs_config *cfg, const char *k)
 {
     for (size_t i = 0; i < cfg->nkafka; i++)
-        if (strcmp(cfg->kafka_keys[i], k) == 0)
-            return cfg->kafka_vals[i];
+        if (strcmp(cfg->kafka_keys[i], k) == 0) return cfg->kafka_vals[i];
     return NULL;
 }
 
@@ -148,8 +146,7 @@ static int parse_file(bs_config *cfg, const char *path, FILE *errs)
                 break;
             }
         char *s = trim(line);
-        if (*s == '\0')
-            continue;
+        if (*s == '\0') continue;
         if (*s == '[') {
             char *e = strchr(s, ']');
             if (e == NULL || e[1] != '\0') {
@@ -198,12 +195,10 @@ static int apply_env(bs_config *cfg, FILE *errs)
     extern char **environ;
     int nerr = 0;
     for (char **e = environ; *e; e++) {
-        if (strncmp(*e, "BULKSTATE_", 10) != 0)
-            continue;
+        if (strncmp(*e, "BULKSTATE_", 10) != 0) continue;
         char name[256];
         const char *eq = strchr(*e, '=');
-        if (eq == NULL || (size_t)(eq - *e) >= sizeof name)
-            continue;
+        if (eq == NULL || (size_t)(eq - *e) >= sizeof name) continue;
         snprintf(name, sizeof name, "%.*s", (int)(eq - *e - 10), *e + 10);
         for (char *p = name; *p; p++)
             *p = (char)tolower((unsigned char)*p);
@@ -211,14 +206,12 @@ static int apply_env(bs_config *cfg, FILE *errs)
         if (strncmp(name, "kafka_", 6) == 0) {
             char *k = name + 6;
             for (char *p = k; *p; p++)
-                if (*p == '_')
-                    *p = '.';
+                if (*p == '_') *p = '.';
             bs_config_set_kafka(cfg, k, val);
             continue;
         }
         char *us = strchr(name, '_');
-        if (us == NULL)
-            continue;
+        if (us == NULL) continue;
         *us = '\0';
         const key *kd = find(name, us + 1);
         if (kd == NULL) {
@@ -242,8 +235,9 @@ static int validate(const bs_config *cfg, const char *where, FILE *errs)
         nerr++;
     } else if (strcmp(cfg->output_framing, "confluent") == 0 &&
                (cfg->confluent_result_id < 0 || cfg->confluent_completed_id < 0)) {
-        fprintf(errs, "%s: output_framing = confluent needs worker.confluent_result_id and "
-                      "worker.confluent_completed_id\n",
+        fprintf(errs,
+                "%s: output_framing = confluent needs worker.confluent_result_id and "
+                "worker.confluent_completed_id\n",
                 where);
         nerr++;
     }
@@ -258,8 +252,7 @@ static int validate(const bs_config *cfg, const char *where, FILE *errs)
         nerr++;
     }
     if (cfg->retry_backoff_initial_ms > cfg->retry_backoff_max_ms) {
-        fprintf(errs, "%s: worker.retry_backoff_initial_ms is above retry_backoff_max_ms\n",
-                where);
+        fprintf(errs, "%s: worker.retry_backoff_initial_ms is above retry_backoff_max_ms\n", where);
         nerr++;
     }
     if (bs_config_get_kafka(cfg, "bootstrap.servers") == NULL) {
@@ -270,8 +263,9 @@ static int validate(const bs_config *cfg, const char *where, FILE *errs)
     for (size_t i = 0; i < 2; i++) {
         const char *v = bs_config_get_kafka(cfg, owned[i]);
         if (v && strcmp(v, "false") != 0) {
-            fprintf(errs, "%s: [kafka] %s must stay false: offsets are stored only after a "
-                          "command's replies are acknowledged\n",
+            fprintf(errs,
+                    "%s: [kafka] %s must stay false: offsets are stored only after a "
+                    "command's replies are acknowledged\n",
                     where, owned[i]);
             nerr++;
         }
@@ -285,8 +279,7 @@ int bs_config_load(const char *path, FILE *errs, bs_config **out)
     int nerr = 0;
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
         set_value(cfg, &KEYS[i], KEYS[i].def, "default", errs);
-    if (path != NULL)
-        nerr += parse_file(cfg, path, errs);
+    if (path != NULL) nerr += parse_file(cfg, path, errs);
     nerr += apply_env(cfg, errs);
     nerr += validate(cfg, path ? path : "config", errs);
     *out = cfg;
@@ -295,11 +288,9 @@ int bs_config_load(const char *path, FILE *errs, bs_config **out)
 
 void bs_config_free(bs_config *cfg)
 {
-    if (cfg == NULL)
-        return;
+    if (cfg == NULL) return;
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-        if (KEYS[i].type == T_STR)
-            free(*(char **)((char *)cfg + KEYS[i].off));
+        if (KEYS[i].type == T_STR) free(*(char **)((char *)cfg + KEYS[i].off));
     for (size_t i = 0; i < cfg->nkafka; i++) {
         free(cfg->kafka_keys[i]);
         free(cfg->kafka_vals[i]);
@@ -312,8 +303,8 @@ void bs_config_free(bs_config *cfg)
 void bs_config_print_reference(FILE *out)
 {
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-        fprintf(out, "  [%s] %-26s default %-22s %s\n", KEYS[i].section, KEYS[i].name,
-                KEYS[i].def, KEYS[i].help);
+        fprintf(out, "  [%s] %-26s default %-22s %s\n", KEYS[i].section, KEYS[i].name, KEYS[i].def,
+                KEYS[i].help);
     fprintf(out, "  [kafka] any librdkafka property, passed verbatim (bootstrap.servers and "
                  "group.id are required)\n");
 }

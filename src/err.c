@@ -8,8 +8,7 @@
 int bs_err_set(bs_err *err, bs_code code, const char *fmt, ...)
 {
     va_list ap;
-    if (err == NULL)
-        return -1;
+    if (err == NULL) return -1;
     err->code = code;
     err->type[0] = '\0';
     err->field[0] = '\0';
@@ -22,8 +21,7 @@ int bs_err_set(bs_err *err, bs_code code, const char *fmt, ...)
 int bs_err_field(bs_err *err, bs_code code, const char *field, const char *fmt, ...)
 {
     va_list ap;
-    if (err == NULL)
-        return -1;
+    if (err == NULL) return -1;
     err->code = code;
     err->type[0] = '\0';
     snprintf(err->field, sizeof err->field, "%s", field ? field : "");
@@ -36,8 +34,7 @@ int bs_err_field(bs_err *err, bs_code code, const char *field, const char *fmt, 
 int bs_err_input(bs_err *err, const char *type, const char *field, const char *fmt, ...)
 {
     va_list ap;
-    if (err == NULL)
-        return -1;
+    if (err == NULL) return -1;
     err->code = BS_EINVAL;
     snprintf(err->type, sizeof err->type, "%s", type);
     snprintf(err->field, sizeof err->field, "%s", field ? field : "");
@@ -51,15 +48,13 @@ void bs_err_prefix(bs_err *err, const char *fmt, ...)
 {
     char pre[256], old[sizeof err->msg];
     va_list ap;
-    if (err == NULL)
-        return;
+    if (err == NULL) return;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
     size_t n = strlen(pre);
-    if (n > sizeof err->msg - 3)
-        n = sizeof err->msg - 3;
+    if (n > sizeof err->msg - 3) n = sizeof err->msg - 3;
     memcpy(err->msg, pre, n);
     memcpy(err->msg + n, ": ", 2);
     size_t rest = sizeof err->msg - n - 3;

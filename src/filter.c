@@ -55,9 +55,10 @@ static const struct {
     const char *name;
     unsigned bit;
 } KEYS[] = {
-    {"operator", K_OPERATOR}, {"any_", K_ANY},       {"not_any_", K_NOT_ANY}, {"all_", K_ALL},
-    {"like_", K_LIKE},        {"is_null_", K_IS_NULL}, {"before_", K_BEFORE},  {"after_", K_AFTER},
-    {"id_", K_ID},            {"type_", K_TYPE},
+    {"operator", K_OPERATOR}, {"any_", K_ANY},     {"not_any_", K_NOT_ANY},
+    {"all_", K_ALL},          {"like_", K_LIKE},   {"is_null_", K_IS_NULL},
+    {"before_", K_BEFORE},    {"after_", K_AFTER}, {"id_", K_ID},
+    {"type_", K_TYPE},
 };
 
 const char *bs_filter_field_name(bs_field f)
@@ -77,8 +78,8 @@ static int parse_op(const json_t *v, const char *path, bs_op *out, bs_err *err)
     return 0;
 }
 
-static int parse_item(const json_t *v, int kind, const char *path, bs_arena *ar,
-                      const char **out, bs_err *err)
+static int parse_item(const json_t *v, int kind, const char *path, bs_arena *ar, const char **out,
+                      bs_err *err)
 {
     if (kind == V_UUID) {
         bs_uuid u;
@@ -104,8 +105,7 @@ static int parse_list(const json_t *v, int kind, const char *path, bs_arena *ar,
                       bs_err *err)
 {
     char ipath[sizeof err->field];
-    if (json_is_null(v))
-        return 0;
+    if (json_is_null(v)) return 0;
     if (!json_is_array(v))
         return bs_err_input(err, "list_type", path, "input should be a valid list");
     out->set = true;
@@ -113,16 +113,14 @@ static int parse_list(const json_t *v, int kind, const char *path, bs_arena *ar,
     out->v = bs_arena_alloc(ar, sizeof(char *) * (out->n ? out->n : 1));
     for (size_t i = 0; i < out->n; i++) {
         snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
-        if (parse_item(json_array_get(v, i), kind, ipath, ar, &out->v[i], err) < 0)
-            return -1;
+        if (parse_item(json_array_get(v, i), kind, ipath, ar, &out->v[i], err) < 0) return -1;
     }
     return 0;
 }
 
 static int parse_bool(const json_t *v, const char *path, bs_optbool *out, bs_err *err)
 {
-    if (json_is_null(v))
-        return 0;
+    if (json_is_null(v)) return 0;
     if (!json_is_boolean(v))
         return bs_err_input(err, "bool_type", path, "input should be a valid boolean");
     out->set = true;
@@ -132,8 +130,7 @@ static int parse_bool(const json_t *v, const char *path, bs_optbool *out, bs_err
 
 static int parse_ts(const json_t *v, const char *path, bs_optts *out, bs_err *err)
 {
-    if (json_is_null(v))
-        return 0;
+    if (json_is_null(v)) return 0;
     if (!json_is_string(v) || !bs_ts_parse(json_string_value(v), &out->v))
         return bs_err_input(err, "datetime_parsing", path,
                             "input should be a valid ISO-8601 datetime");
@@ -148,8 +145,7 @@ static int parse_sub(const json_t *j, const fdesc *d, const char *path, bs_arena
     json_t *v;
     char kpath[sizeof err->field];
     memset(out, 0, sizeof *out);
-    if (j == NULL || json_is_null(j))
-        return 0;
+    if (j == NULL || json_is_null(j)) return 0;
     if (!json_is_object(j))
         return bs_err_input(err, "model_type", path,
                             "input should be a valid dictionary or object");
@@ -158,8 +154,7 @@ static int parse_sub(const json_t *j, const fdesc *d, const char *path, bs_arena
     {
         unsigned bit = 0;
         for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-            if (strcmp(key, KEYS[i].name) == 0)
-                bit = KEYS[i].bit;
+            if (strcmp(key, KEYS[i].name) == 0) bit = KEYS[i].bit;
         snprintf(kpath, sizeof kpath, "%s.%s", path, key);
         if (d == &FIELDS[BS_F_STATE] && (strcmp(key, "type") == 0 || strcmp(key, "name") == 0))
             continue; /* the children, parsed by the caller */
@@ -186,8 +181,7 @@ static int parse_sub(const json_t *j, const fdesc *d, const char *path, bs_arena
             rc = parse_list(v, V_STR, kpath, ar, &out->type, err);
             break;
         case K_LIKE:
-            if (json_is_null(v))
-                break;
+            if (json_is_null(v)) break;
             if (!json_is_string(v))
                 return bs_err_input(err, "string_type", kpath, "input should be a valid string");
             out->like = bs_arena_strdup(ar, json_string_value(v));
@@ -202,8 +196,7 @@ static int parse_sub(const json_t *j, const fdesc *d, const char *path, bs_arena
             rc = parse_ts(v, kpath, &out->after, err);
             break;
         }
-        if (rc < 0)
-            return -1;
+        if (rc < 0) return -1;
     }
     return 0;
 }
@@ -215,8 +208,7 @@ int bs_filter_from_json(const json_t *j, const char *path, bs_arena *ar, bs_filt
     json_t *v;
     char kpath[sizeof err->field];
     memset(out, 0, sizeof *out);
-    if (j == NULL || json_is_null(j))
-        return 0;
+    if (j == NULL || json_is_null(j)) return 0;
     if (!json_is_object(j))
         return bs_err_input(err, "model_type", path,
                             "input should be a valid dictionary or object");
@@ -225,18 +217,15 @@ int bs_filter_from_json(const json_t *j, const char *path, bs_arena *ar, bs_filt
     {
         snprintf(kpath, sizeof kpath, "%s.%s", path, key);
         if (strcmp(key, "operator") == 0) {
-            if (parse_op(v, kpath, &out->op, err) < 0)
-                return -1;
+            if (parse_op(v, kpath, &out->op, err) < 0) return -1;
             continue;
         }
         int f = -1;
         for (int i = 0; i < BS_F_COUNT; i++)
-            if (strcmp(key, FIELDS[i].json) == 0)
-                f = i;
+            if (strcmp(key, FIELDS[i].json) == 0) f = i;
         if (f < 0)
             return bs_err_input(err, "extra_forbidden", kpath, "extra inputs are not permitted");
-        if (parse_sub(v, &FIELDS[f], kpath, ar, &out->f[f], err) < 0)
-            return -1;
+        if (parse_sub(v, &FIELDS[f], kpath, ar, &out->f[f], err) < 0) return -1;
         if (f == BS_F_STATE && out->f[f].present) {
             char cpath[sizeof err->field];
             snprintf(cpath, sizeof cpath, "%s.type", kpath);

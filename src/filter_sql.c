@@ -13,8 +13,8 @@
 
 typedef struct ctx {
     bs_arena *ar;
-    int next;                /* next parameter number */
-    const char **params;     /* grows in the arena */
+    int next;            /* next parameter number */
+    const char **params; /* grows in the arena */
     size_t nparams, cap;
 } ctx;
 
@@ -28,8 +28,7 @@ static int add_param(ctx *c, const char *value)
     if (c->nparams == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 8;
         const char **p = bs_arena_alloc(c->ar, cap * sizeof *p);
-        if (c->nparams)
-            memcpy(p, c->params, c->nparams * sizeof *p);
+        if (c->nparams) memcpy(p, c->params, c->nparams * sizeof *p);
         c->params = p;
         c->cap = cap;
     }
@@ -45,8 +44,7 @@ char *bs_pg_array(bs_arena *ar, const char *const *v, size_t n)
     char *out = bs_arena_alloc(ar, len), *p = out;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {
-        if (i)
-            *p++ = ',';
+        if (i) *p++ = ',';
         if (v[i] == NULL) {
             memcpy(p, "NULL", 4);
             p += 4;
@@ -54,8 +52,7 @@ char *bs_pg_array(bs_arena *ar, const char *const *v, size_t n)
         }
         *p++ = '"';
         for (const char *s = v[i]; *s; s++) {
-            if (*s == '"' || *s == '\\')
-                *p++ = '\\';
+            if (*s == '"' || *s == '\\') *p++ = '\\';
             *p++ = *s;
         }
         *p++ = '"';
@@ -67,8 +64,7 @@ char *bs_pg_array(bs_arena *ar, const char *const *v, size_t n)
 
 static void add(terms *t, const char *s)
 {
-    if (t->n < MAX_TERMS)
-        t->t[t->n++] = s;
+    if (t->n < MAX_TERMS) t->t[t->n++] = s;
 }
 
 static const char *arr(ctx *c, const bs_list *l)
@@ -105,18 +101,15 @@ static void ts_cmp(ctx *c, terms *t, const char *col, const char *op, const bs_o
 /* Joins terms; NULL when there are none (TRUE). */
 static const char *combine(ctx *c, const terms *t, bs_op op)
 {
-    if (t->n == 0)
-        return NULL;
-    if (t->n == 1)
-        return t->t[0];
+    if (t->n == 0) return NULL;
+    if (t->n == 1) return t->t[0];
     size_t len = 3;
     for (size_t i = 0; i < t->n; i++)
         len += strlen(t->t[i]) + 8;
     char *s = bs_arena_alloc(c->ar, len), *p = s;
     *p++ = '(';
     for (size_t i = 0; i < t->n; i++) {
-        if (i)
-            p += sprintf(p, op == BS_OP_OR ? " OR " : " AND ");
+        if (i) p += sprintf(p, op == BS_OP_OR ? " OR " : " AND ");
         p += sprintf(p, "%s", t->t[i]);
     }
     *p++ = ')';
@@ -126,12 +119,10 @@ static const char *combine(ctx *c, const terms *t, bs_op op)
 
 /* Prefect keeps a state child only when it compiles to a single comparison: exactly one of
  * "any_ given" and "not_any_ non-empty". */
-static void state_child(ctx *c, terms *t, const bs_subfilter *s, const char *col,
-                        const char *type)
+static void state_child(ctx *c, terms *t, const bs_subfilter *s, const char *col, const char *type)
 {
     bool a = s->any.set, na = s->not_any.set && s->not_any.n > 0;
-    if (!s->present || a == na)
-        return;
+    if (!s->present || a == na) return;
     if (a)
         any_of(c, t, col, type, &s->any);
     else
@@ -144,14 +135,11 @@ static const char *field_pred(ctx *c, const bs_filter *f, int i)
     terms t = {0};
     switch ((bs_field)i) {
     case BS_F_ID:
-        if (s->any.set)
-            any_of(c, &t, "flow_run.id", "uuid", &s->any);
-        if (s->not_any.set && s->not_any.n)
-            none_of(c, &t, "flow_run.id", "uuid", &s->not_any);
+        if (s->any.set) any_of(c, &t, "flow_run.id", "uuid", &s->any);
+        if (s->not_any.set && s->not_any.n) none_of(c, &t, "flow_run.id", "uuid", &s->not_any);
         break;
     case BS_F_NAME:
-        if (s->any.set)
-            any_of(c, &t, "flow_run.name", "text", &s->any);
+        if (s->any.set) any_of(c, &t, "flow_run.name", "text", &s->any);
         if (s->like && *s->like) {
             int n = add_param(c, s->like);
             add(&t, bs_arena_printf(c->ar, "flow_run.name ILIKE '%%' || $%d || '%%'", n));
@@ -170,45 +158,36 @@ static const char *field_pred(ctx *c, const bs_filter *f, int i)
             add(&t, s->is_null.v ? "flow_run.tags = '[]'::jsonb" : "flow_run.tags <> '[]'::jsonb");
         break;
     case BS_F_DEPLOYMENT_ID:
-        if (s->any.set)
-            any_of(c, &t, "flow_run.deployment_id", "uuid", &s->any);
-        if (s->is_null.set)
-            is_null(c, &t, "flow_run.deployment_id", &s->is_null);
+        if (s->any.set) any_of(c, &t, "flow_run.deployment_id", "uuid", &s->any);
+        if (s->is_null.set) is_null(c, &t, "flow_run.deployment_id", &s->is_null);
         break;
     case BS_F_WORK_QUEUE_NAME:
-        if (s->any.set)
-            any_of(c, &t, "flow_run.work_queue_name", "text", &s->any);
-        if (s->is_null.set)
-            is_null(c, &t, "flow_run.work_queue_name", &s->is_null);
+        if (s->any.set) any_of(c, &t, "flow_run.work_queue_name", "text", &s->any);
+        if (s->is_null.set) is_null(c, &t, "flow_run.work_queue_name", &s->is_null);
         break;
     case BS_F_STATE:
         state_child(c, &t, &f->state_type, "flow_run.state_type", "state_type");
         state_child(c, &t, &f->state_name, "flow_run.state_name", "text");
         break;
     case BS_F_FLOW_VERSION:
-        if (s->any.set)
-            any_of(c, &t, "flow_run.flow_version", "text", &s->any);
+        if (s->any.set) any_of(c, &t, "flow_run.flow_version", "text", &s->any);
         break;
     case BS_F_START_TIME:
         if (s->before.set)
-            ts_cmp(c, &t, "COALESCE(flow_run.start_time, flow_run.expected_start_time)", "<=",
-                   &s->before);
+            ts_cmp(c, &t, "COALESCE(flow_run.start_time, flow_run.expected_start_time)",
+                   "<=", &s->before);
         if (s->after.set)
-            ts_cmp(c, &t, "COALESCE(flow_run.start_time, flow_run.expected_start_time)", ">=",
-                   &s->after);
-        if (s->is_null.set)
-            is_null(c, &t, "flow_run.start_time", &s->is_null);
+            ts_cmp(c, &t, "COALESCE(flow_run.start_time, flow_run.expected_start_time)",
+                   ">=", &s->after);
+        if (s->is_null.set) is_null(c, &t, "flow_run.start_time", &s->is_null);
         break;
     case BS_F_END_TIME:
     case BS_F_EXPECTED_START_TIME:
     case BS_F_NEXT_SCHEDULED_START_TIME: {
         const char *col = bs_arena_printf(c->ar, "flow_run.%s", bs_filter_field_name(i));
-        if (s->before.set)
-            ts_cmp(c, &t, col, "<=", &s->before);
-        if (s->after.set)
-            ts_cmp(c, &t, col, ">=", &s->after);
-        if (s->is_null.set)
-            is_null(c, &t, col, &s->is_null);
+        if (s->before.set) ts_cmp(c, &t, col, "<=", &s->before);
+        if (s->after.set) ts_cmp(c, &t, col, ">=", &s->after);
+        if (s->is_null.set) is_null(c, &t, col, &s->is_null);
         break;
     }
     case BS_F_PARENT_FLOW_RUN_ID:
@@ -222,24 +201,18 @@ static const char *field_pred(ctx *c, const bs_filter *f, int i)
         }
         break;
     case BS_F_PARENT_TASK_RUN_ID:
-        if (s->any.set)
-            any_of(c, &t, "flow_run.parent_task_run_id", "uuid", &s->any);
-        if (s->is_null.set)
-            is_null(c, &t, "flow_run.parent_task_run_id", &s->is_null);
+        if (s->any.set) any_of(c, &t, "flow_run.parent_task_run_id", "uuid", &s->any);
+        if (s->is_null.set) is_null(c, &t, "flow_run.parent_task_run_id", &s->is_null);
         break;
     case BS_F_IDEMPOTENCY_KEY:
-        if (s->any.set)
-            any_of(c, &t, "flow_run.idempotency_key", "text", &s->any);
+        if (s->any.set) any_of(c, &t, "flow_run.idempotency_key", "text", &s->any);
         if (s->not_any.set && s->not_any.n)
             none_of(c, &t, "flow_run.idempotency_key", "text", &s->not_any);
         break;
     case BS_F_CREATED_BY:
-        if (s->id.set)
-            any_of(c, &t, "(flow_run.created_by ->> 'id')", "text", &s->id);
-        if (s->type.set)
-            any_of(c, &t, "(flow_run.created_by ->> 'type')", "text", &s->type);
-        if (s->is_null.set)
-            is_null(c, &t, "flow_run.created_by", &s->is_null);
+        if (s->id.set) any_of(c, &t, "(flow_run.created_by ->> 'id')", "text", &s->id);
+        if (s->type.set) any_of(c, &t, "(flow_run.created_by ->> 'type')", "text", &s->type);
+        if (s->is_null.set) is_null(c, &t, "flow_run.created_by", &s->is_null);
         break;
     case BS_F_COUNT:
         break;
@@ -253,8 +226,7 @@ static void compile(ctx *c, const bs_filter *f, bs_sql *out)
     bool any_true = false;
     if (f->present) {
         for (int i = 0; i < BS_F_COUNT; i++) {
-            if (!f->f[i].present)
-                continue;
+            if (!f->f[i].present) continue;
             const char *p = field_pred(c, f, i);
             if (p == NULL)
                 any_true = true;

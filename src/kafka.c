@@ -15,7 +15,7 @@
 
 struct bs_consumer {
     rd_kafka_t *rk;
-    int assigned;     /* partitions currently assigned */
+    int assigned; /* partitions currently assigned */
     bool paused;
 };
 
@@ -26,9 +26,10 @@ struct bs_producer {
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    bs_log_level l = level <= 3 ? BS_LOG_ERROR : level <= 4 ? BS_LOG_WARN
-                     : level <= 6                          ? BS_LOG_INFO
-                                                           : BS_LOG_DEBUG;
+    bs_log_level l = level <= 3   ? BS_LOG_ERROR
+                     : level <= 4 ? BS_LOG_WARN
+                     : level <= 6 ? BS_LOG_INFO
+                                  : BS_LOG_DEBUG;
     bs_log(l, "rdkafka", "facility=%s msg=\"%s\"", fac, buf);
 }
 
@@ -36,11 +37,15 @@ static rd_kafka_conf_t *make_conf(const bs_config *cfg, bool consumer, bs_err *e
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char errstr[512];
-    static const char *const consumer_only[] = {"group.id", "enable.auto.offset.store",
-                                                "enable.auto.commit", "auto.offset.reset",
+    static const char *const consumer_only[] = {"group.id",
+                                                "enable.auto.offset.store",
+                                                "enable.auto.commit",
+                                                "auto.offset.reset",
                                                 "partition.assignment.strategy",
-                                                "session.timeout.ms", "max.poll.interval.ms",
-                                                "group.instance.id", "isolation.level"};
+                                                "session.timeout.ms",
+                                                "max.poll.interval.ms",
+                                                "group.instance.id",
+                                                "isolation.level"};
     /* our defaults first; the [kafka] section overrides them */
     rd_kafka_conf_set(conf, "socket.nagle.disable", "true", NULL, 0);
     if (consumer) {
@@ -54,8 +59,7 @@ static rd_kafka_conf_t *make_conf(const bs_config *cfg, bool consumer, bs_err *e
         bool skip = false;
         for (size_t j = 0; !consumer && j < sizeof consumer_only / sizeof *consumer_only; j++)
             skip |= strcmp(cfg->kafka_keys[i], consumer_only[j]) == 0;
-        if (skip)
-            continue;
+        if (skip) continue;
         if (rd_kafka_conf_set(conf, cfg->kafka_keys[i], cfg->kafka_vals[i], errstr,
                               sizeof errstr) != RD_KAFKA_CONF_OK) {
             bs_err_set(err, BS_EFATAL, "[kafka] %s: %s", cfg->kafka_keys[i], errstr);
@@ -80,26 +84,22 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
         bs_log(BS_LOG_INFO, "kafka", "partitions assigned count=%d", parts->cnt);
         if (cooperative) {
             rd_kafka_error_t *ke = rd_kafka_incremental_assign(rk, parts);
-            if (ke)
-                rd_kafka_error_destroy(ke);
+            if (ke) rd_kafka_error_destroy(ke);
             cons->assigned += parts->cnt;
         } else {
             rd_kafka_assign(rk, parts);
             cons->assigned = parts->cnt;
         }
-        if (cons->paused)
-            rd_kafka_pause_partitions(rk, parts);
+        if (cons->paused) rd_kafka_pause_partitions(rk, parts);
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* commands are handled one at a time in the poll loop, so nothing is in flight here:
          * commit what was stored, then let the partitions go (not for lost partitions) */
         bs_log(BS_LOG_INFO, "kafka", "partitions revoked count=%d lost=%d", parts->cnt,
                rd_kafka_assignment_lost(rk));
-        if (!rd_kafka_assignment_lost(rk))
-            rd_kafka_commit(rk, NULL, 0);
+        if (!rd_kafka_assignment_lost(rk)) rd_kafka_commit(rk, NULL, 0);
         if (cooperative) {
             rd_kafka_error_t *ke = rd_kafka_incremental_unassign(rk, parts);
-            if (ke)
-                rd_kafka_error_destroy(ke);
+            if (ke) rd_kafka_error_destroy(ke);
             cons->assigned -= parts->cnt;
         } else {
             rd_kafka_assign(rk, NULL);
@@ -120,8 +120,7 @@ bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *er
         return NULL;
     }
     rd_kafka_conf_t *conf = make_conf(cfg, true, err);
-    if (conf == NULL)
-        return NULL;
+    if (conf == NULL) return NULL;
     bs_consumer *cons = bs_xcalloc(1, sizeof *cons);
     rd_kafka_conf_set_opaque(conf, cons);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
@@ -138,8 +137,7 @@ bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *er
     rd_kafka_resp_err_t e = rd_kafka_subscribe(cons->rk, sub);
     rd_kafka_topic_partition_list_destroy(sub);
     if (e) {
-        bs_err_set(err, BS_EFATAL, "could not subscribe to \"%s\": %s", topic,
-                   rd_kafka_err2str(e));
+        bs_err_set(err, BS_EFATAL, "could not subscribe to \"%s\": %s", topic, rd_kafka_err2str(e));
         bs_consumer_close(cons);
         return NULL;
     }
@@ -151,8 +149,7 @@ bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_er
     char errstr[512];
     bs_config copy = *cfg;
     rd_kafka_conf_t *conf = make_conf(&copy, true, err);
-    if (conf == NULL)
-        return NULL;
+    if (conf == NULL) return NULL;
     rd_kafka_conf_set(conf, "group.id", "bulkstate-send", NULL, 0); /* never joins: assign */
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
     bs_consumer *cons = bs_xcalloc(1, sizeof *cons);
@@ -172,8 +169,7 @@ bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_er
         bs_err_set(err, BS_ETRANSIENT, "could not read metadata of topic \"%s\": %s", topic,
                    e ? rd_kafka_err2str(e)
                      : rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : 0));
-        if (md)
-            rd_kafka_metadata_destroy(md);
+        if (md) rd_kafka_metadata_destroy(md);
         bs_consumer_close(cons);
         return NULL;
     }
@@ -201,16 +197,14 @@ bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_er
 bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err)
 {
     rd_kafka_message_t *rm = rd_kafka_consumer_poll(cons->rk, timeout_ms);
-    if (rm == NULL)
-        return NULL;
+    if (rm == NULL) return NULL;
     if (rm->err) {
         if (rm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             bool fatal = rm->err == RD_KAFKA_RESP_ERR__FATAL;
             bs_log(fatal ? BS_LOG_ERROR : BS_LOG_WARN, "kafka", "consumer error: %s",
                    rd_kafka_message_errstr(rm));
             if (fatal)
-                bs_err_set(err, BS_EFATAL, "fatal consumer error: %s",
-                           rd_kafka_message_errstr(rm));
+                bs_err_set(err, BS_EFATAL, "fatal consumer error: %s", rd_kafka_message_errstr(rm));
         }
         rd_kafka_message_destroy(rm);
         return NULL;
@@ -228,11 +222,11 @@ bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err)
     if (rd_kafka_message_headers(rm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         const void *v;
         size_t n;
-        if (rd_kafka_header_get_last(hdrs, "content-type", &v, &n) == 0 && v &&
-            n >= 16 && strncmp(v, "application/json", 16) == 0)
+        if (rd_kafka_header_get_last(hdrs, "content-type", &v, &n) == 0 && v && n >= 16 &&
+            strncmp(v, "application/json", 16) == 0)
             m->json = true;
-        if (rd_kafka_header_get_last(hdrs, "command-id", &v, &n) == 0 && v && n > 0 &&
-            n <= 200 && memchr(v, '\0', n) == NULL) {
+        if (rd_kafka_header_get_last(hdrs, "command-id", &v, &n) == 0 && v && n > 0 && n <= 200 &&
+            memchr(v, '\0', n) == NULL) {
             m->command_id = bs_xmalloc(n + 1);
             memcpy(m->command_id, v, n);
             m->command_id[n] = '\0';
@@ -243,8 +237,7 @@ bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err)
 
 void bs_msg_free(bs_msg *m)
 {
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     rd_kafka_message_destroy(m->rkmessage);
     free(m->topic);
     free(m->command_id);
@@ -256,8 +249,7 @@ int bs_consumer_store(bs_consumer *cons, const bs_msg *m, bs_err *err)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset + 1;
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(cons->rk, l);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[0].err)
-        e = l->elems[0].err;
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[0].err) e = l->elems[0].err;
     rd_kafka_topic_partition_list_destroy(l);
     if (e)
         return bs_err_set(err, BS_ETRANSIENT, "could not store offset %lld of %s [%d]: %s",
@@ -271,8 +263,8 @@ void bs_consumer_rewind(bs_consumer *cons, const bs_msg *m)
     rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset;
     rd_kafka_error_t *e = rd_kafka_seek_partitions(cons->rk, l, 5000);
     if (e) {
-        bs_log(BS_LOG_WARN, "kafka", "could not rewind %s [%d] to %lld: %s", m->topic,
-               m->partition, (long long)m->offset, rd_kafka_error_string(e));
+        bs_log(BS_LOG_WARN, "kafka", "could not rewind %s [%d] to %lld: %s", m->topic, m->partition,
+               (long long)m->offset, rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
     rd_kafka_topic_partition_list_destroy(l);
@@ -309,8 +301,7 @@ int bs_consumer_assigned(const bs_consumer *cons)
 
 void bs_consumer_close(bs_consumer *cons)
 {
-    if (cons == NULL)
-        return;
+    if (cons == NULL) return;
     rd_kafka_resp_err_t e = rd_kafka_commit(cons->rk, NULL, 0);
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
         bs_log(BS_LOG_WARN, "kafka", "final commit failed: %s", rd_kafka_err2str(e));
@@ -324,8 +315,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaque)
     (void)rk;
     (void)opaque;
     bs_delivery *dv = rm->_private;
-    if (dv == NULL)
-        return;
+    if (dv == NULL) return;
     dv->pending--;
     if (rm->err) {
         dv->failed++;
@@ -337,8 +327,7 @@ bs_producer *bs_producer_new(const bs_config *cfg, bs_err *err)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = make_conf(cfg, false, err);
-    if (conf == NULL)
-        return NULL;
+    if (conf == NULL) return NULL;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     bs_producer *prod = bs_xcalloc(1, sizeof *prod);
     prod->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
@@ -400,8 +389,7 @@ void bs_producer_poll(bs_producer *prod)
 
 void bs_producer_free(bs_producer *prod, int flush_timeout_ms)
 {
-    if (prod == NULL)
-        return;
+    if (prod == NULL) return;
     if (rd_kafka_flush(prod->rk, flush_timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
         bs_log(BS_LOG_WARN, "kafka", "%d messages still unacknowledged at shutdown",
                rd_kafka_outq_len(prod->rk));
@@ -409,13 +397,12 @@ void bs_producer_free(bs_producer *prod, int flush_timeout_ms)
     free(prod);
 }
 
-int bs_kafka_create_topics(const bs_config *cfg, const char *const *names, size_t n,
-                           int partitions, int replication_factor, bs_err *err)
+int bs_kafka_create_topics(const bs_config *cfg, const char *const *names, size_t n, int partitions,
+                           int replication_factor, bs_err *err)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = make_conf(cfg, false, err);
-    if (conf == NULL)
-        return -1;
+    if (conf == NULL) return -1;
     rd_kafka_conf_set(conf, "enable.idempotence", "false", NULL, 0); /* admin only */
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (rk == NULL) {
@@ -425,8 +412,8 @@ int bs_kafka_create_topics(const bs_config *cfg, const char *const *names, size_
     rd_kafka_NewTopic_t **nt = bs_xcalloc(n ? n : 1, sizeof *nt);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        nt[i] = rd_kafka_NewTopic_new(names[i], partitions, replication_factor, errstr,
-                                      sizeof errstr);
+        nt[i] =
+            rd_kafka_NewTopic_new(names[i], partitions, replication_factor, errstr, sizeof errstr);
         if (nt[i] == NULL) {
             rc = bs_err_set(err, BS_EFATAL, "topic \"%s\": %s", names[i], errstr);
             goto out;
@@ -455,14 +442,12 @@ int bs_kafka_create_topics(const bs_config *cfg, const char *const *names, size_
                                 rd_kafka_topic_result_error_string(tr[i]));
         }
     }
-    if (ev)
-        rd_kafka_event_destroy(ev);
+    if (ev) rd_kafka_event_destroy(ev);
     rd_kafka_AdminOptions_destroy(opt);
     rd_kafka_queue_destroy(q);
 out:
     for (size_t i = 0; i < n; i++)
-        if (nt[i])
-            rd_kafka_NewTopic_destroy(nt[i]);
+        if (nt[i]) rd_kafka_NewTopic_destroy(nt[i]);
     free(nt);
     rd_kafka_destroy(rk);
     return rc;

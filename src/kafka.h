@@ -22,9 +22,9 @@ typedef struct bs_msg {
     size_t key_len;
     const void *payload;
     size_t len;
-    bool json;         /* header content-type: application/json */
-    char *command_id;  /* header command-id, or NULL */
-    void *rkmessage;   /* the librdkafka message, owned */
+    bool json;        /* header content-type: application/json */
+    char *command_id; /* header command-id, or NULL */
+    void *rkmessage;  /* the librdkafka message, owned */
 } bs_msg;
 
 typedef struct bs_header {
@@ -71,7 +71,7 @@ void bs_producer_poll(bs_producer *prod);
 void bs_producer_free(bs_producer *prod, int flush_timeout_ms);
 
 /* Creates the topics (an existing topic is fine). */
-int bs_kafka_create_topics(const bs_config *cfg, const char *const *names, size_t n,
-                           int partitions, int replication_factor, bs_err *err);
+int bs_kafka_create_topics(const bs_config *cfg, const char *const *names, size_t n, int partitions,
+                           int replication_factor, bs_err *err);
 
 #endif

@@ -21,8 +21,7 @@ int bs_log_level_parse(const char *s)
 {
     static const char *const n[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++)
-        if (strcmp(s, n[i]) == 0)
-            return i;
+        if (strcmp(s, n[i]) == 0) return i;
     return -1;
 }
 
@@ -38,8 +37,7 @@ void bs_log(bs_log_level level, const char *module, const char *fmt, ...)
     struct timespec now;
     struct tm tm;
     va_list ap;
-    if (level < min_level)
-        return;
+    if (level < min_level) return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);

@@ -15,17 +15,16 @@
 #include "store.h"
 #include "worker.h"
 
-#define EX_USAGE 64
+#define EX_USAGE       64
 #define EX_UNAVAILABLE 69
-#define EX_CONFIG 78
+#define EX_CONFIG      78
 
 static volatile sig_atomic_t stop_requested, reload_requested;
 
 static void on_term(int sig)
 {
     (void)sig;
-    if (stop_requested)
-        _exit(1); /* a second signal: give up at once */
+    if (stop_requested) _exit(1); /* a second signal: give up at once */
     stop_requested = 1;
 }
 
@@ -77,8 +76,7 @@ static int cmd_worker(const bs_config *cfg)
         return err.code == BS_ETRANSIENT ? EX_UNAVAILABLE : 1;
     }
     int rc = bs_worker_run(w, &stop_requested, &err);
-    if (rc < 0)
-        bs_log(BS_LOG_ERROR, "main", "worker failed: %s", err.msg);
+    if (rc < 0) bs_log(BS_LOG_ERROR, "main", "worker failed: %s", err.msg);
     bs_worker_free(w); /* flush the producer, commit offsets, leave the group */
     bs_log(BS_LOG_INFO, "main", "stopped");
     return rc < 0 ? 1 : 0;

@@ -3,12 +3,11 @@
 
 #include <string.h>
 
-static const char *const TYPE_NAMES[] = {"SCHEDULED", "PENDING",   "RUNNING",
-                                         "COMPLETED", "FAILED",    "CANCELLED",
-                                         "CRASHED",   "PAUSED",    "CANCELLING"};
-static const char *const DEFAULT_NAMES[] = {"Scheduled", "Pending",   "Running",
-                                            "Completed", "Failed",    "Cancelled",
-                                            "Crashed",   "Paused",    "Cancelling"};
+static const char *const TYPE_NAMES[] = {"SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED",
+                                         "CANCELLED", "CRASHED", "PAUSED",  "CANCELLING"};
+static const char *const DEFAULT_NAMES[] = {"Scheduled", "Pending", "Running",
+                                            "Completed", "Failed",  "Cancelled",
+                                            "Crashed",   "Paused",  "Cancelling"};
 
 const char *bs_state_type_name(int type)
 {
@@ -23,15 +22,13 @@ const char *bs_state_type_default_name(int type)
 int bs_state_type_parse(const char *s)
 {
     for (int i = 0; s && i < BS_NTYPES; i++)
-        if (strcmp(s, TYPE_NAMES[i]) == 0)
-            return i;
+        if (strcmp(s, TYPE_NAMES[i]) == 0) return i;
     return -1;
 }
 
 bool bs_state_type_terminal(int type)
 {
-    return type == BS_COMPLETED || type == BS_FAILED || type == BS_CANCELLED ||
-           type == BS_CRASHED;
+    return type == BS_COMPLETED || type == BS_FAILED || type == BS_CANCELLED || type == BS_CRASHED;
 }
 
 void bs_details_init(bs_details *d)

@@ -22,7 +22,7 @@ typedef enum {
     BS_NONE /* the run has no state, or the proposal was withdrawn */
 } bs_state_type;
 
-#define BS_NTYPES 9
+#define BS_NTYPES  9
 #define BS_TS_NULL INT64_MIN /* a NULL timestamp (microseconds since the epoch otherwise) */
 
 /* "SCHEDULED" etc.; "NONE" for BS_NONE. */

@@ -58,28 +58,22 @@ static void g_times(octx *c)
     const bs_state *p = &c->d->state, *cur = c->cur;
     bs_run *r = &c->d->run;
     /* SetStartTime */
-    if (p->type == BS_RUNNING && r->start_time == BS_TS_NULL)
-        r->start_time = p->timestamp;
+    if (p->type == BS_RUNNING && r->start_time == BS_TS_NULL) r->start_time = p->timestamp;
     /* SetEndTime */
     if (bs_state_type_terminal(cur->type) && !bs_state_type_terminal(p->type))
         r->end_time = BS_TS_NULL;
     if (bs_state_type_terminal(p->type) && r->end_time == BS_TS_NULL) {
-        if (r->start_time == BS_TS_NULL)
-            r->start_time = p->timestamp;
+        if (r->start_time == BS_TS_NULL) r->start_time = p->timestamp;
         r->end_time = p->timestamp;
     }
     /* IncrementRunTime */
-    if (cur->type == BS_RUNNING)
-        r->total_run_time_us += p->timestamp - cur->timestamp;
+    if (cur->type == BS_RUNNING) r->total_run_time_us += p->timestamp - cur->timestamp;
     /* SetExpectedStartTime */
     if (r->expected_start_time == BS_TS_NULL)
-        r->expected_start_time =
-            p->type == BS_SCHEDULED ? p->details.scheduled_time : p->timestamp;
+        r->expected_start_time = p->type == BS_SCHEDULED ? p->details.scheduled_time : p->timestamp;
     /* SetNextScheduledStartTime */
-    if (cur->type == BS_SCHEDULED)
-        r->next_scheduled_start_time = BS_TS_NULL;
-    if (p->type == BS_SCHEDULED)
-        r->next_scheduled_start_time = p->details.scheduled_time;
+    if (cur->type == BS_SCHEDULED) r->next_scheduled_start_time = BS_TS_NULL;
+    if (p->type == BS_SCHEDULED) r->next_scheduled_start_time = p->details.scheduled_time;
 }
 
 static void g_details(octx *c)
@@ -89,8 +83,7 @@ static void g_details(octx *c)
     /* UpdateStateDetails */
     p->details.flow_run_id = r->id;
     /* UpdateSubflowStateDetails */
-    if (!bs_uuid_null(&r->parent_task_run_id))
-        p->details.task_run_id = r->parent_task_run_id;
+    if (!bs_uuid_null(&r->parent_task_run_id)) p->details.task_run_id = r->parent_task_run_id;
 }
 
 static void g_run_count(octx *c)
@@ -99,8 +92,7 @@ static void g_run_count(octx *c)
     bs_run *r = &c->d->run;
     bool api_new = bs_orch_api_at_least(c, API_0_8_4);
     /* IncrementFlowRunCount */
-    if (p->type == BS_RUNNING && !(api_new && r->policy.resuming))
-        r->run_count += 1;
+    if (p->type == BS_RUNNING && !(api_new && r->policy.resuming)) r->run_count += 1;
     /* RemoveResumingIndicator */
     if (api_new && (p->type == BS_RUNNING || bs_state_type_terminal(p->type)) &&
         r->policy.resuming) {
@@ -112,7 +104,7 @@ static void g_run_count(octx *c)
 /* G2-G4 (state_type, state_name, state_timestamp) mirror the written state: the store writes
  * them from d->state. G11 (parent task run state) is not ported, see README. */
 static orch_hook *const GLOBAL_FLOW_POLICY[] = {g_unique_timestamp, g_times, g_details,
-                                               g_run_count};
+                                                g_run_count};
 
 void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
 {
@@ -132,18 +124,15 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
         const orch_rule *r = &rules[i];
         selected[i] = r->universal || ((r->from & M(from)) && (r->to & M(to)));
         remembered_to[i] = to;
-        if (!selected[i])
-            continue;
+        if (!selected[i]) continue;
         if (r->universal) {
-            if (r->before)
-                r->before(&c);
+            if (r->before) r->before(&c);
             continue;
         }
         if (d->state.type != remembered_to[i])
             continue; /* an earlier rule changed the proposal: this one is skipped */
         live[i] = true;
-        if (r->before)
-            r->before(&c);
+        if (r->before) r->before(&c);
         remembered_to[i] = d->state.type;
     }
 
@@ -155,18 +144,14 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
 
     for (int i = (n < 32 ? n : 32) - 1; i >= 0; i--) {
         const orch_rule *r = &rules[i];
-        if (!selected[i])
-            continue;
+        if (!selected[i]) continue;
         if (r->universal) {
-            if (r->after)
-                r->after(&c);
+            if (r->after) r->after(&c);
             continue;
         }
-        if (!live[i] || !(r->to & M(remembered_to[i])))
-            continue;
+        if (!live[i] || !(r->to & M(remembered_to[i]))) continue;
         if (remembered_to[i] != d->state.type) {
-            if (r->cleanup)
-                r->cleanup(&c); /* fizzled: a later rule changed the proposal */
+            if (r->cleanup) r->cleanup(&c); /* fizzled: a later rule changed the proposal */
         } else if (r->after) {
             r->after(&c);
         }

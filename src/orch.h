@@ -18,7 +18,7 @@ const char *bs_status_name(bs_status s);
 const char *bs_status_details_type(bs_status s);
 
 typedef struct bs_orch_input {
-    const bs_run *run;        /* facts, with run->current the current state (type BS_NONE if none) */
+    const bs_run *run; /* facts, with run->current the current state (type BS_NONE if none) */
     const bs_state *proposal; /* id, timestamp, type, name (defaulted), details filled */
     bool force;               /* true: MinimalFlowPolicy instead of CoreFlowPolicy */
     int64_t api_version;      /* major*1000000 + minor*1000 + patch; 0 = header absent */
@@ -31,9 +31,9 @@ typedef struct bs_decision {
     bs_status status;
     const char *reason; /* NULL or points into reason_buf / a literal */
     int64_t delay_seconds;
-    bool write;     /* a state row is to be written: state below */
-    bs_state state; /* the proposal as it ends (a replacement after REJECT with a state) */
-    bs_run run;     /* the run's columns after the transition (written only when write) */
+    bool write;          /* a state row is to be written: state below */
+    bs_state state;      /* the proposal as it ends (a replacement after REJECT with a state) */
+    bs_run run;          /* the run's columns after the transition (written only when write) */
     bool policy_changed; /* empirical_policy changed (persist even when nothing is written) */
     /* rule scratch */
     char reason_buf[256];

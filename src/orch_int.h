@@ -4,9 +4,9 @@
 
 #include "orch.h"
 
-#define M(t) (1u << (t))
-#define M_NONE M(BS_NONE)
-#define M_ALL 0x3FFu
+#define M(t)       (1u << (t))
+#define M_NONE     M(BS_NONE)
+#define M_ALL      0x3FFu
 #define M_TERMINAL (M(BS_COMPLETED) | M(BS_FAILED) | M(BS_CANCELLED) | M(BS_CRASHED))
 
 typedef struct octx {

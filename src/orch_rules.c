@@ -74,8 +74,7 @@ static void clear_pause_and_resume(octx *c)
 /* #1: carry the deployment concurrency lease id forward */
 static void preserve_lease_id(octx *c)
 {
-    if (none(c))
-        return;
+    if (none(c)) return;
     if (!bs_uuid_null(&c->cur->details.deployment_concurrency_lease_id) &&
         bs_uuid_null(&c->d->state.details.deployment_concurrency_lease_id))
         c->d->state.details.deployment_concurrency_lease_id =
@@ -85,8 +84,7 @@ static void preserve_lease_id(octx *c)
 /* #2 */
 static void prevent_duplicate_transitions(octx *c)
 {
-    if (none(c))
-        return;
+    if (none(c)) return;
     const bs_uuid *a = &c->cur->details.transition_id, *b = &c->d->state.details.transition_id;
     if (!bs_uuid_null(a) && !bs_uuid_null(b) && strcmp(a->s, b->s) == 0)
         reject_none(c, "This run has already made this state transition.");
@@ -97,11 +95,10 @@ static void handle_terminal_transitions(octx *c)
 {
     const bs_state *cur = c->cur;
     bs_state *p = &c->d->state;
-    if (none(c))
-        return;
+    if (none(c)) return;
     if (p->type == BS_CANCELLING || p->type == BS_PAUSED || p->type == BS_CRASHED) {
-        abort_with(c, fmt(c, "Run is already in terminal state %s.",
-                          bs_state_type_name(cur->type)));
+        abort_with(c,
+                   fmt(c, "Run is already in terminal state %s.", bs_state_type_name(cur->type)));
         return;
     }
     bool persisted = cur->data_truthy && cur->data_persisted;
@@ -128,15 +125,13 @@ static void handle_terminal_transitions(octx *c)
 
 static void handle_terminal_transitions_cleanup(octx *c)
 {
-    if (c->d->policy_saved)
-        c->d->run.policy = c->d->saved_policy;
+    if (c->d->policy_saved) c->d->run.policy = c->d->saved_policy;
 }
 
 /* #4 */
 static void enforce_cancelling_to_cancelled(octx *c)
 {
-    if (none(c))
-        return;
+    if (none(c)) return;
     reject_none(c, "Cannot transition flows that are cancelling to a state other than Cancelled.");
 }
 
@@ -144,8 +139,7 @@ static void enforce_cancelling_to_cancelled(octx *c)
 static void bypass_cancelling_with_no_infra(octx *c)
 {
     const bs_state *cur = c->cur;
-    if (none(c))
-        return;
+    if (none(c)) return;
     if ((cur->type == BS_SCHEDULED && !c->in->run->has_infrastructure_pid) ||
         name_is(cur->name, "Resuming"))
         reject_with(c, BS_CANCELLED, "Cancelled",
@@ -160,8 +154,7 @@ static void prevent_pending_transitions(octx *c)
 {
     const bs_state *cur = c->cur;
     bs_state *p = &c->d->state;
-    if (none(c))
-        return;
+    if (none(c)) return;
     if (cur->type == BS_PENDING && p->type == BS_PENDING && !name_is(p->name, "Pending") &&
         !(cur->name && p->name && strcmp(cur->name, p->name) == 0)) {
         p->details.scheduled_time = cur->details.scheduled_time;
@@ -175,8 +168,7 @@ static void prevent_pending_transitions(octx *c)
 /* #10 */
 static void ensure_only_scheduled_marked_late(octx *c)
 {
-    if (none(c) || !name_is(c->d->state.name, "Late"))
-        return;
+    if (none(c) || !name_is(c->d->state.name, "Late")) return;
     if (c->cur->type != BS_SCHEDULED)
         reject_none(c, "Only scheduled flows can be marked late.");
     else if (name_is(c->cur->name, "Late"))
@@ -189,8 +181,7 @@ static void handle_pausing(octx *c)
     bs_state *p = &c->d->state;
     const bs_run *r = c->in->run;
     const char *verb = name_is(p->name, "Suspended") ? "suspend" : "pause";
-    if (p->type == BS_NONE)
-        return;
+    if (p->type == BS_NONE) return;
     if (c->cur->type == BS_NONE) {
         abort_with(c, fmt(c, "Cannot %s flows with no state.", verb));
         return;
@@ -219,8 +210,7 @@ static void handle_pausing(octx *c)
 static void handle_pausing_after(octx *c)
 {
     bs_policy *pol = &c->d->run.policy;
-    if (c->d->pause_key == NULL || pol->n_pause_keys >= BS_MAX_PAUSE_KEYS)
-        return;
+    if (c->d->pause_key == NULL || pol->n_pause_keys >= BS_MAX_PAUSE_KEYS) return;
     pol->pause_keys[pol->n_pause_keys++] = c->d->pause_key;
     c->d->policy_changed = true;
 }
@@ -230,12 +220,11 @@ static void handle_resuming(octx *c)
 {
     const bs_state *cur = c->cur;
     bs_state *p = &c->d->state;
-    if (none(c))
-        return;
+    if (none(c)) return;
     size_t i = 0;
     for (; p->name && p->name[i] && i + 1 < sizeof c->d->name_buf; i++)
-        c->d->name_buf[i] = (char)(p->name[i] >= 'A' && p->name[i] <= 'Z' ? p->name[i] + 32
-                                                                            : p->name[i]);
+        c->d->name_buf[i] =
+            (char)(p->name[i] >= 'A' && p->name[i] <= 'Z' ? p->name[i] + 32 : p->name[i]);
     c->d->name_buf[i] = '\0';
     const char *name = c->d->name_buf;
     const char *verb = name_is(p->name, "Suspended") ? "suspend" : "pause";
@@ -269,8 +258,7 @@ static void handle_resuming_after(octx *c)
 /* #13 */
 static void copy_scheduled_time(octx *c)
 {
-    if (none(c))
-        return;
+    if (none(c)) return;
     if (c->d->state.details.scheduled_time == BS_TS_NULL)
         c->d->state.details.scheduled_time = c->cur->details.scheduled_time;
 }
@@ -278,8 +266,7 @@ static void copy_scheduled_time(octx *c)
 /* #14 */
 static void wait_for_scheduled_time(octx *c)
 {
-    if (none(c) || c->cur->details.scheduled_time == BS_TS_NULL)
-        return;
+    if (none(c) || c->cur->details.scheduled_time == BS_TS_NULL) return;
     int64_t d = c->cur->details.scheduled_time - c->in->now_us;
     int64_t secs = d / 1000000, rem = d % 1000000;
     if (rem < 0) {
@@ -287,8 +274,7 @@ static void wait_for_scheduled_time(octx *c)
         secs -= 1;
     }
     int64_t delay = secs + (rem > 500000 ? 1 : 0);
-    if (delay > 0)
-        wait_for(c, delay, "Scheduled time is in the future");
+    if (delay > 0) wait_for(c, delay, "Scheduled time is in the future");
 }
 
 /* #15 */
@@ -296,13 +282,10 @@ static void retry_failed_flows(octx *c)
 {
     bs_policy *pol = &c->d->run.policy;
     const bs_state proposal = c->d->state;
-    if (none(c))
-        return;
+    if (none(c)) return;
     int64_t retries = pol->retries, delay = pol->retry_delay;
-    if (retries <= 0 && pol->max_retries != 0)
-        retries = pol->max_retries;
-    if (delay <= 0 && pol->retry_delay_seconds != 0)
-        delay = (int64_t)pol->retry_delay_seconds;
+    if (retries <= 0 && pol->max_retries != 0) retries = pol->max_retries;
+    if (delay <= 0 && pol->retry_delay_seconds != 0) delay = (int64_t)pol->retry_delay_seconds;
     if (retries < 0 || c->in->run->run_count > retries) {
         if (pol->retry_type != NULL) {
             pol->retry_type = NULL;
@@ -326,8 +309,7 @@ static void retry_failed_flows(octx *c)
 static void prevent_result_data_loss(octx *c)
 {
     const bs_state *cur = c->cur;
-    if (none(c))
-        return;
+    if (none(c)) return;
     if (cur->type == BS_COMPLETED && c->d->state.type == BS_COMPLETED && cur->data_truthy &&
         cur->data_persisted && !c->d->state.data_persisted)
         reject_none(c, "Cannot overwrite a COMPLETED state that carries persisted result data "
@@ -340,11 +322,10 @@ const orch_rule BS_CORE_FLOW_POLICY[] = {
     {"PreserveDeploymentConcurrencyLeaseId", M_ALL, M_ALL, true, preserve_lease_id, NULL, NULL},
     {"PreventDuplicateTransitions", FROM_TO(M_ALL, M_ALL), prevent_duplicate_transitions, NULL,
      NULL},
-    {"HandleFlowTerminalStateTransitions", FROM_TO(M_TERMINAL, M_ALL),
-     handle_terminal_transitions, NULL, handle_terminal_transitions_cleanup},
-    {"EnforceCancellingToCancelledTransition",
-     FROM_TO(M(BS_CANCELLING), M_ALL & ~M(BS_CANCELLED)), enforce_cancelling_to_cancelled, NULL,
-     NULL},
+    {"HandleFlowTerminalStateTransitions", FROM_TO(M_TERMINAL, M_ALL), handle_terminal_transitions,
+     NULL, handle_terminal_transitions_cleanup},
+    {"EnforceCancellingToCancelledTransition", FROM_TO(M(BS_CANCELLING), M_ALL & ~M(BS_CANCELLED)),
+     enforce_cancelling_to_cancelled, NULL, NULL},
     {"BypassCancellingFlowRunsWithNoInfra",
      FROM_TO(M(BS_SCHEDULED) | M(BS_PAUSED), M(BS_CANCELLING)), bypass_cancelling_with_no_infra,
      NULL, NULL},
@@ -357,8 +338,7 @@ const orch_rule BS_CORE_FLOW_POLICY[] = {
      NULL},
     {"HandleResumingPausedFlows", FROM_TO(M(BS_PAUSED), M_ALL), handle_resuming,
      handle_resuming_after, NULL},
-    {"CopyScheduledTime", FROM_TO(M(BS_SCHEDULED), M(BS_PENDING)), copy_scheduled_time, NULL,
-     NULL},
+    {"CopyScheduledTime", FROM_TO(M(BS_SCHEDULED), M(BS_PENDING)), copy_scheduled_time, NULL, NULL},
     {"WaitForScheduledTime", FROM_TO(M(BS_SCHEDULED) | M(BS_PENDING), M(BS_RUNNING)),
      wait_for_scheduled_time, NULL, NULL},
     {"RetryFailedFlows", FROM_TO(M(BS_RUNNING), M(BS_FAILED)), retry_failed_flows, NULL, NULL},

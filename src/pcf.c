@@ -21,8 +21,7 @@ static void put(sb *b, const char *s)
     if (b->n + l + 1 > b->cap) {
         b->cap = (b->n + l + 1) * 2;
         char *ns = realloc(b->s, b->cap);
-        if (ns == NULL)
-            abort();
+        if (ns == NULL) abort();
         b->s = ns;
     }
     memcpy(b->s + b->n, s, l + 1);
@@ -40,11 +39,10 @@ static void put_str(sb *b, const char *s)
 
 static bool primitive(const char *t)
 {
-    static const char *const p[] = {"null", "boolean", "int",   "long",
-                                     "float", "double", "bytes", "string"};
+    static const char *const p[] = {"null",  "boolean", "int",   "long",
+                                    "float", "double",  "bytes", "string"};
     for (size_t i = 0; i < 8; i++)
-        if (strcmp(t, p[i]) == 0)
-            return true;
+        if (strcmp(t, p[i]) == 0) return true;
     return false;
 }
 
@@ -58,14 +56,12 @@ static void fullname(const char *name, const char *ns, char *out, size_t n)
 
 static bool canon(const json_t *s, const char *ns, json_t *defined, sb *b);
 
-static bool canon_named(const json_t *s, const char *type, const char *ns, json_t *defined,
-                        sb *b)
+static bool canon_named(const json_t *s, const char *type, const char *ns, json_t *defined, sb *b)
 {
     const char *name = json_string_value(json_object_get(s, "name"));
     const char *own_ns = json_string_value(json_object_get(s, "namespace"));
     char full[512], inner_ns[512];
-    if (name == NULL)
-        return false;
+    if (name == NULL) return false;
     fullname(name, own_ns ? own_ns : ns, full, sizeof full);
     if (json_object_get(defined, full)) {
         put_str(b, full);
@@ -81,30 +77,25 @@ static bool canon_named(const json_t *s, const char *type, const char *ns, json_
     put_str(b, type);
     if (strcmp(type, "record") == 0 || strcmp(type, "error") == 0) {
         const json_t *fields = json_object_get(s, "fields");
-        if (!json_is_array(fields))
-            return false;
+        if (!json_is_array(fields)) return false;
         put(b, ",\"fields\":[");
         for (size_t i = 0; i < json_array_size(fields); i++) {
             const json_t *f = json_array_get(fields, i);
             const char *fname = json_string_value(json_object_get(f, "name"));
-            if (fname == NULL)
-                return false;
+            if (fname == NULL) return false;
             put(b, i ? ",{\"name\":" : "{\"name\":");
             put_str(b, fname);
             put(b, ",\"type\":");
-            if (!canon(json_object_get(f, "type"), inner_ns, defined, b))
-                return false;
+            if (!canon(json_object_get(f, "type"), inner_ns, defined, b)) return false;
             put(b, "}");
         }
         put(b, "]");
     } else if (strcmp(type, "enum") == 0) {
         const json_t *sym = json_object_get(s, "symbols");
-        if (!json_is_array(sym))
-            return false;
+        if (!json_is_array(sym)) return false;
         put(b, ",\"symbols\":[");
         for (size_t i = 0; i < json_array_size(sym); i++) {
-            if (i)
-                put(b, ",");
+            if (i) put(b, ",");
             put_str(b, json_string_value(json_array_get(sym, i)));
         }
         put(b, "]");
@@ -134,19 +125,15 @@ static bool canon(const json_t *s, const char *ns, json_t *defined, sb *b)
     if (json_is_array(s)) {
         put(b, "[");
         for (size_t i = 0; i < json_array_size(s); i++) {
-            if (i)
-                put(b, ",");
-            if (!canon(json_array_get(s, i), ns, defined, b))
-                return false;
+            if (i) put(b, ",");
+            if (!canon(json_array_get(s, i), ns, defined, b)) return false;
         }
         put(b, "]");
         return true;
     }
-    if (!json_is_object(s))
-        return false;
+    if (!json_is_object(s)) return false;
     const json_t *tj = json_object_get(s, "type");
-    if (!json_is_string(tj))
-        return canon(tj, ns, defined, b);
+    if (!json_is_string(tj)) return canon(tj, ns, defined, b);
     const char *t = json_string_value(tj);
     if (primitive(t)) {
         put_str(b, t);
@@ -154,15 +141,13 @@ static bool canon(const json_t *s, const char *ns, json_t *defined, sb *b)
     }
     if (strcmp(t, "array") == 0) {
         put(b, "{\"type\":\"array\",\"items\":");
-        if (!canon(json_object_get(s, "items"), ns, defined, b))
-            return false;
+        if (!canon(json_object_get(s, "items"), ns, defined, b)) return false;
         put(b, "}");
         return true;
     }
     if (strcmp(t, "map") == 0) {
         put(b, "{\"type\":\"map\",\"values\":");
-        if (!canon(json_object_get(s, "values"), ns, defined, b))
-            return false;
+        if (!canon(json_object_get(s, "values"), ns, defined, b)) return false;
         put(b, "}");
         return true;
     }
@@ -207,8 +192,7 @@ uint64_t bs_crc64_avro(const void *buf, size_t len)
 uint64_t bs_schema_fingerprint(const char *schema_json)
 {
     char *c = bs_pcf(schema_json);
-    if (c == NULL)
-        return 0;
+    if (c == NULL) return 0;
     uint64_t fp = bs_crc64_avro(c, strlen(c));
     free(c);
     return fp;

@@ -54,8 +54,8 @@ json_t *bs_completion_to_json(const bs_completion *c)
         json_object_set_new(e, "code", json_string(c->error_code));
         json_object_set_new(e, "type",
                             c->err && c->err->type[0] ? json_string(c->err->type) : json_null());
-        json_object_set_new(e, "field", c->err && c->err->field[0] ? json_string(c->err->field)
-                                                                   : json_null());
+        json_object_set_new(e, "field",
+                            c->err && c->err->field[0] ? json_string(c->err->field) : json_null());
         json_object_set_new(e, "message", json_string(c->err ? c->err->msg : ""));
         json_object_set_new(o, "error", e);
     } else {

@@ -20,36 +20,32 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: bulkstate send [options]\n"
-            "Produce one bulk-set-state command and print its results and completion.\n\n"
-            "  -f, --file FILE        command body: the seed's JSON request body, optionally\n"
-            "                         with command_id and reply_topic ('-' = stdin)\n"
-            "  -i, --command-id ID    command id (default: the body's, else a new UUID)\n"
-            "  -F, --format FMT       avro (single-object, default), json (content-type\n"
-            "                         header) or raw (the file's bytes as they are)\n"
-            "  -t, --timeout SECONDS  how long to wait for the completion (default 30)\n"
-            "  -j, --json             print replies as JSON lines\n"
-            "  -n, --no-wait          produce and exit\n"
-            "  -h, --help\n\n"
-            "exit status: 0 completed without error, 1 the completion carries an error,\n"
-            "2 no completion before the timeout, 64 usage, 69 Kafka unavailable, 78 config\n");
+    fprintf(out, "usage: bulkstate send [options]\n"
+                 "Produce one bulk-set-state command and print its results and completion.\n\n"
+                 "  -f, --file FILE        command body: the seed's JSON request body, optionally\n"
+                 "                         with command_id and reply_topic ('-' = stdin)\n"
+                 "  -i, --command-id ID    command id (default: the body's, else a new UUID)\n"
+                 "  -F, --format FMT       avro (single-object, default), json (content-type\n"
+                 "                         header) or raw (the file's bytes as they are)\n"
+                 "  -t, --timeout SECONDS  how long to wait for the completion (default 30)\n"
+                 "  -j, --json             print replies as JSON lines\n"
+                 "  -n, --no-wait          produce and exit\n"
+                 "  -h, --help\n\n"
+                 "exit status: 0 completed without error, 1 the completion carries an error,\n"
+                 "2 no completion before the timeout, 64 usage, 69 Kafka unavailable, 78 config\n");
 }
 
 static char *read_all(const char *path, size_t *len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
+    if (f == NULL) return NULL;
     size_t cap = 4096, n = 0;
     char *buf = bs_xmalloc(cap);
     for (size_t got; (got = fread(buf + n, 1, cap - n, f)) > 0;) {
         n += got;
-        if (n == cap)
-            buf = bs_xrealloc(buf, cap *= 2);
+        if (n == cap) buf = bs_xrealloc(buf, cap *= 2);
     }
-    if (f != stdin)
-        fclose(f);
+    if (f != stdin) fclose(f);
     buf[n] = '\0';
     *len = n;
     return buf;
@@ -81,8 +77,7 @@ static void print_result(const json_t *r)
     if (json_is_integer(json_object_get(det, "delay_seconds")))
         printf("  delay_seconds=%lld",
                (long long)json_integer_value(json_object_get(det, "delay_seconds")));
-    if (reason)
-        printf("  reason: %s", reason);
+    if (reason) printf("  reason: %s", reason);
     printf("\n");
 }
 
@@ -98,8 +93,8 @@ static int print_completion(const json_t *c, const char *id)
                json_string_value(json_object_get(e, "message")));
         return 1;
     }
-    printf("command %s: matched=%lld accepted=%lld rejected=%lld waited=%lld aborted=%lld%s\n",
-           id, (long long)json_integer_value(json_object_get(c, "matched")),
+    printf("command %s: matched=%lld accepted=%lld rejected=%lld waited=%lld aborted=%lld%s\n", id,
+           (long long)json_integer_value(json_object_get(c, "matched")),
            (long long)json_integer_value(json_object_get(c, "accepted")),
            (long long)json_integer_value(json_object_get(c, "rejected")),
            (long long)json_integer_value(json_object_get(c, "waited")),
@@ -111,10 +106,10 @@ static int print_completion(const json_t *c, const char *id)
 int bs_send_main(const bs_config *cfg, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"file", required_argument, NULL, 'f'},    {"command-id", required_argument, NULL, 'i'},
-        {"format", required_argument, NULL, 'F'},  {"timeout", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},          {"no-wait", no_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+        {"file", required_argument, NULL, 'f'},   {"command-id", required_argument, NULL, 'i'},
+        {"format", required_argument, NULL, 'F'}, {"timeout", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},         {"no-wait", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *file = NULL, *id = NULL, *format = "avro";
     int timeout_s = 30, as_json = 0, no_wait = 0, c;
     optind = 1;
@@ -146,7 +141,8 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
             return 64;
         }
     }
-    if (file == NULL || (strcmp(format, "avro") && strcmp(format, "json") && strcmp(format, "raw"))) {
+    if (file == NULL ||
+        (strcmp(format, "avro") && strcmp(format, "json") && strcmp(format, "raw"))) {
         usage(stderr);
         return 64;
     }
@@ -158,7 +154,8 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
     }
 
     bs_err err = {0};
-    bs_codec_conf cc = {.schema_dir = cfg->schema_dir, .max_message_bytes = 64u << 20,
+    bs_codec_conf cc = {.schema_dir = cfg->schema_dir,
+                        .max_message_bytes = 64u << 20,
                         .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
                                           cfg->confluent_completed_id}};
     bs_codec *cd = bs_codec_new(&cc, &err);
@@ -179,8 +176,7 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
             fprintf(stderr, "bulkstate send: %s is not a JSON object: %s\n", file, jerr.text);
             return 64;
         }
-        if (id != NULL)
-            json_object_set_new(body, "command_id", json_string(id));
+        if (id != NULL) json_object_set_new(body, "command_id", json_string(id));
         if (!json_is_string(json_object_get(body, "command_id"))) {
             bs_uuid4(&fresh);
             json_object_set_new(body, "command_id", json_string(fresh.s));
@@ -196,8 +192,9 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
                                      &plen, &err);
             json_decref(cmd);
             if (rc < 0) {
-                fprintf(stderr, "bulkstate send: cannot encode the command as Avro: %s (use "
-                                "--format json to let the worker validate it)\n",
+                fprintf(stderr,
+                        "bulkstate send: cannot encode the command as Avro: %s (use "
+                        "--format json to let the worker validate it)\n",
                         err.msg);
                 return 64;
             }
@@ -222,16 +219,15 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
         return 78;
     }
     bs_delivery dv = {0};
-    bs_header h[2] = {{"content-type", "application/json", 16}, {"command-id", id, id ? strlen(id) : 0}};
+    bs_header h[2] = {{"content-type", "application/json", 16},
+                      {"command-id", id, id ? strlen(id) : 0}};
     bool json_hdr = strcmp(format, "json") == 0;
     size_t nh = 0;
     bs_header hdrs[2];
-    if (json_hdr)
-        hdrs[nh++] = h[0];
-    if (id != NULL)
-        hdrs[nh++] = h[1];
-    if (bs_producer_send(prod, cfg->command_topic, id, id ? strlen(id) : 0, payload, plen, hdrs,
-                         nh, &dv, &err) < 0 ||
+    if (json_hdr) hdrs[nh++] = h[0];
+    if (id != NULL) hdrs[nh++] = h[1];
+    if (bs_producer_send(prod, cfg->command_topic, id, id ? strlen(id) : 0, payload, plen, hdrs, nh,
+                         &dv, &err) < 0 ||
         bs_producer_wait(prod, &dv, 30000, &err) < 0) {
         fprintf(stderr, "bulkstate send: %s\n", err.msg);
         return 69;
@@ -247,8 +243,7 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
         int64_t deadline = bs_mono_ms() + (int64_t)timeout_s * 1000;
         while (bs_mono_ms() < deadline) {
             bs_msg *m = bs_consumer_poll(tail, 100, &err);
-            if (m == NULL)
-                continue;
+            if (m == NULL) continue;
             json_t *j = NULL;
             bs_err derr = {0};
             bool is_result = true;
@@ -266,8 +261,7 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
                 continue;
             }
             if (is_result) {
-                if (nrep == cap)
-                    reps = bs_xrealloc(reps, sizeof *reps * (cap *= 2));
+                if (nrep == cap) reps = bs_xrealloc(reps, sizeof *reps * (cap *= 2));
                 reps[nrep].seq = (int)json_integer_value(json_object_get(j, "seq"));
                 reps[nrep++].j = j;
             } else {
@@ -308,8 +302,7 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
         bs_consumer_close(tail);
     }
     bs_producer_free(prod, 5000);
-    if (payload != (unsigned char *)text)
-        free(payload);
+    if (payload != (unsigned char *)text) free(payload);
     free(text);
     json_decref(body);
     bs_codec_free(cd);

@@ -25,8 +25,7 @@ struct bs_store {
 static bs_code store_code(const PGconn *conn, const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (PQstatus(conn) != CONNECTION_OK || state == NULL)
-        return BS_ETRANSIENT;
+    if (PQstatus(conn) != CONNECTION_OK || state == NULL) return BS_ETRANSIENT;
     if (strncmp(state, "08", 2) == 0 || strcmp(state, "40001") == 0 ||
         strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
         strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0)
@@ -41,8 +40,7 @@ static int fail(bs_store *st, PGresult *res, bs_err *err, const char *what)
     char clean[400];
     snprintf(clean, sizeof clean, "%s", msg);
     for (char *p = clean; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+        if (*p == '\n') *p = ' ';
     bs_err_set(err, code, "could not %s: %s", what, clean);
     PQclear(res);
     return -1;
@@ -58,8 +56,7 @@ static int exec_ok(bs_store *st, const char *sql, int n, const char *const *para
 {
     PGresult *res = exec(st, sql, n, params);
     ExecStatusType s = PQresultStatus(res);
-    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
-        return fail(st, res, err, what);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) return fail(st, res, err, what);
     PQclear(res);
     return 0;
 }
@@ -109,18 +106,15 @@ bs_store *bs_store_new(const bs_config *cfg, bs_err *err)
 
 void bs_store_free(bs_store *st)
 {
-    if (st == NULL)
-        return;
-    if (st->conn)
-        PQfinish(st->conn);
+    if (st == NULL) return;
+    if (st->conn) PQfinish(st->conn);
     free(st->conninfo);
     free(st);
 }
 
 int bs_store_check(bs_store *st, bs_err *err)
 {
-    if (PQstatus(st->conn) == CONNECTION_OK)
-        return 0;
+    if (PQstatus(st->conn) == CONNECTION_OK) return 0;
     PQreset(st->conn);
     if (PQstatus(st->conn) != CONNECTION_OK) {
         char msg[400];
@@ -152,8 +146,7 @@ static char *read_file(const char *path, bs_err *err)
 static int run_script(bs_store *st, const char *path, bs_err *err)
 {
     char *sql = read_file(path, err);
-    if (sql == NULL)
-        return -1;
+    if (sql == NULL) return -1;
     PGresult *res = PQexec(st->conn, sql); /* a trusted file of ours: several statements */
     free(sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -169,26 +162,22 @@ int bs_store_migrate(bs_store *st, const char *schema_dir, bool *created_prefect
 {
     char path[1024];
     PGresult *res = exec(st, "SELECT to_regclass('public.flow_run') IS NOT NULL", 0, NULL);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        return fail(st, res, err, "inspect the database");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "inspect the database");
     bool have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     *created_prefect = false;
-    if (exec_ok(st, "BEGIN", 0, NULL, "begin the migration", err) < 0)
-        return -1;
+    if (exec_ok(st, "BEGIN", 0, NULL, "begin the migration", err) < 0) return -1;
     /* one migration at a time, whatever runs it */
     if (exec_ok(st, "SELECT pg_advisory_xact_lock(7301180624)", 0, NULL, "lock the migration",
                 err) < 0)
         goto fail;
     if (!have) {
         snprintf(path, sizeof path, "%s/prefect.sql", schema_dir);
-        if (run_script(st, path, err) < 0)
-            goto fail;
+        if (run_script(st, path, err) < 0) goto fail;
         *created_prefect = true;
     }
     snprintf(path, sizeof path, "%s/bulkstate.sql", schema_dir);
-    if (run_script(st, path, err) < 0)
-        goto fail;
+    if (run_script(st, path, err) < 0) goto fail;
     return exec_ok(st, "COMMIT", 0, NULL, "commit the migration", err);
 fail:
     bs_store_rollback(st);
@@ -233,8 +222,7 @@ int bs_store_claim(bs_store *st, const char *command_id, const char *body, const
                          "encode(sha256(convert_to($2, 'UTF8')), 'hex'), $3, $4, $5, 'running') "
                          "ON CONFLICT (command_id) DO NOTHING RETURNING 1",
                          5, p);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        return fail(st, res, err, "record the command");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "record the command");
     bool inserted = PQntuples(res) == 1;
     PQclear(res);
     if (inserted) {
@@ -268,8 +256,7 @@ int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char **
                     bs_err *err)
 {
     PGresult *res = exec(st, sql->text, (int)sql->nparams, sql->params);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        return fail(st, res, err, "select the flow runs");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "select the flow runs");
     *n = (size_t)PQntuples(res);
     *ids = bs_arena_alloc(ar, sizeof(char *) * (*n ? *n : 1));
     for (size_t i = 0; i < *n; i++)
@@ -282,16 +269,38 @@ int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char **
 
 static const char SQL_LOCK[] =
     "SELECT fr.id, fr.deployment_id, fr.parent_task_run_id, "
-    "COALESCE(fr.infrastructure_pid, '') <> '', fr.run_count, " US("fr.expected_start_time") ", "
-    US("fr.next_scheduled_start_time") ", " US("fr.start_time") ", " US("fr.end_time") ", "
-    US("fr.total_run_time") ", fr.empirical_policy::text, "
-    "s.id, s.type, s.name, s.message, " US("s.timestamp") ", s.state_details::text, "
-    "COALESCE(NULLIF(s.data, 'null'::jsonb), a.data::jsonb)::text, "
-    "ARRAY(SELECT " US("x.timestamp") " FROM flow_run_state x WHERE x.flow_run_id = fr.id AND "
-    "x.timestamp >= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond') "
-    "FROM flow_run fr LEFT JOIN flow_run_state s ON s.id = fr.state_id "
-    "LEFT JOIN artifact a ON a.id = s.result_artifact_id "
-    "WHERE fr.id = ANY($1::uuid[]) ORDER BY fr.id DESC FOR UPDATE OF fr";
+    "COALESCE(fr.infrastructure_pid, '') <> '', fr.run_count, " US(
+        "fr.expected_start_"
+        "time") ", " US("fr."
+                        "next_"
+                        "schedu"
+                        "led_"
+                        "start_"
+                        "time") ", " US("fr.start_time") ", " US("fr.end_time") ", " US("fr.total_"
+                                                                                        "run_time") ", fr.empirical_policy::text, "
+                                                                                                    "s.id, s.type, s.name, s.message, " US(
+                                                                                                        "s.timestamp") ", s.state_details::text, "
+                                                                                                                       "COALESCE(NULLIF(s.data, 'null'::jsonb), "
+                                                                                                                       "a.data::jsonb)::text, "
+                                                                                                                       "ARRAY(SELECT " US(
+                                                                                                                           "x.timestamp") " FROM flow_run_state "
+                                                                                                                                          "x WHERE x.flow_run_id "
+                                                                                                                                          "= fr.id AND "
+                                                                                                                                          "x.timestamp >= "
+                                                                                                                                          "'epoch'::timestamptz "
+                                                                                                                                          "+ $2::bigint * "
+                                                                                                                                          "interval '1 "
+                                                                                                                                          "microsecond') "
+                                                                                                                                          "FROM flow_run fr LEFT "
+                                                                                                                                          "JOIN flow_run_state s "
+                                                                                                                                          "ON s.id = fr.state_id "
+                                                                                                                                          "LEFT JOIN artifact a "
+                                                                                                                                          "ON a.id = "
+                                                                                                                                          "s.result_artifact_id "
+                                                                                                                                          "WHERE fr.id = "
+                                                                                                                                          "ANY($1::uuid[]) ORDER "
+                                                                                                                                          "BY fr.id DESC FOR "
+                                                                                                                                          "UPDATE OF fr";
 
 static int64_t col_ts(const PGresult *res, int r, int c)
 {
@@ -306,8 +315,7 @@ static const char *col_str(const PGresult *res, int r, int c, bs_arena *ar)
 static void col_uuid(const PGresult *res, int r, int c, bs_uuid *out)
 {
     out->s[0] = '\0';
-    if (!PQgetisnull(res, r, c))
-        snprintf(out->s, sizeof out->s, "%s", PQgetvalue(res, r, c));
+    if (!PQgetisnull(res, r, c)) snprintf(out->s, sizeof out->s, "%s", PQgetvalue(res, r, c));
 }
 
 static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
@@ -323,8 +331,7 @@ static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
     run->start_time = col_ts(res, r, 7);
     run->end_time = col_ts(res, r, 8);
     run->total_run_time_us = col_ts(res, r, 9);
-    if (run->total_run_time_us == BS_TS_NULL)
-        run->total_run_time_us = 0;
+    if (run->total_run_time_us == BS_TS_NULL) run->total_run_time_us = 0;
     json_t *pol = json_loads(PQgetvalue(res, r, 10), 0, NULL);
     bs_policy_from_json(pol, ar, &run->policy);
     json_decref(pol);
@@ -360,8 +367,7 @@ static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
         char *end;
         taken[n++] = strtoll(p, &end, 10);
         p = *end == ',' ? end + 1 : end;
-        if (end == p && *p != '}')
-            break;
+        if (end == p && *p != '}') break;
     }
     run->taken_ts = taken;
     run->n_taken_ts = n;
@@ -374,14 +380,12 @@ int bs_store_lock_runs(bs_store *st, bs_arena *ar, const char *const *ids, size_
     snprintf(since, sizeof since, "%" PRId64, taken_since_us);
     const char *p[2] = {bs_pg_array(ar, ids, n), since};
     PGresult *res = exec(st, SQL_LOCK, 2, p);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        return fail(st, res, err, "lock the flow runs");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "lock the flow runs");
     int rows = PQntuples(res), r = 0;
     /* both lists are in id DESC order: merge */
     for (size_t i = 0; i < n; i++) {
         found[i] = r < rows && strcmp(PQgetvalue(res, r, 0), ids[i]) == 0;
-        if (found[i])
-            load_row(res, r++, ar, &runs[i]);
+        if (found[i]) load_row(res, r++, ar, &runs[i]);
     }
     PQclear(res);
     return 0;
@@ -410,20 +414,31 @@ static const char SQL_UPDATE_RUNS[] =
     "state_id = CASE WHEN u.w THEN u.sid ELSE f.state_id END, "
     "state_type = CASE WHEN u.w THEN u.st ELSE f.state_type END, "
     "state_name = CASE WHEN u.w THEN u.sn ELSE f.state_name END, "
-    "state_timestamp = CASE WHEN u.w THEN " TS("sts") " ELSE f.state_timestamp END, "
-    "start_time = CASE WHEN u.w THEN " TS("s") " ELSE f.start_time END, "
-    "end_time = CASE WHEN u.w THEN " TS("e") " ELSE f.end_time END, "
-    "expected_start_time = CASE WHEN u.w THEN " TS("x") " ELSE f.expected_start_time END, "
-    "next_scheduled_start_time = CASE WHEN u.w THEN " TS("nx") " ELSE "
-    "f.next_scheduled_start_time END, "
-    "total_run_time = CASE WHEN u.w THEN u.trt * interval '1 microsecond' ELSE "
-    "f.total_run_time END, "
-    "run_count = CASE WHEN u.w THEN u.rc ELSE f.run_count END, "
-    "empirical_policy = COALESCE(u.pol, f.empirical_policy), updated = now() "
-    "FROM unnest($1::uuid[], $2::boolean[], $3::uuid[], $4::state_type[], $5::text[], "
-    "$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
-    "$12::int[], $13::jsonb[]) AS u(id, w, sid, st, sn, sts, s, e, x, nx, trt, rc, pol) "
-    "WHERE f.id = u.id";
+    "state_timestamp = CASE WHEN u.w THEN " TS(
+        "sts") " ELSE f.state_timestamp END, "
+               "start_time = CASE WHEN u.w THEN " TS(
+                   "s") " ELSE f.start_time END, "
+                        "end_time = CASE WHEN u.w THEN " TS(
+                            "e") " ELSE f.end_time END, "
+                                 "expected_start_time = CASE WHEN u.w THEN " TS(
+                                     "x") " ELSE f.expected_start_time END, "
+                                          "next_scheduled_start_time = CASE WHEN u.w THEN " TS(
+                                              "nx") " ELSE "
+                                                    "f.next_scheduled_start_time END, "
+                                                    "total_run_time = CASE WHEN u.w THEN u.trt * "
+                                                    "interval '1 microsecond' ELSE "
+                                                    "f.total_run_time END, "
+                                                    "run_count = CASE WHEN u.w THEN u.rc ELSE "
+                                                    "f.run_count END, "
+                                                    "empirical_policy = COALESCE(u.pol, "
+                                                    "f.empirical_policy), updated = now() "
+                                                    "FROM unnest($1::uuid[], $2::boolean[], "
+                                                    "$3::uuid[], $4::state_type[], $5::text[], "
+                                                    "$6::bigint[], $7::bigint[], $8::bigint[], "
+                                                    "$9::bigint[], $10::bigint[], $11::bigint[], "
+                                                    "$12::int[], $13::jsonb[]) AS u(id, w, sid, "
+                                                    "st, sn, sts, s, e, x, nx, trt, rc, pol) "
+                                                    "WHERE f.id = u.id";
 
 int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err)
 {
@@ -438,8 +453,7 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
     size_t na = 0, ns = 0, nu = 0;
     for (size_t i = 0; i < n; i++) {
         const bs_decision *d = w[i].d;
-        if (d == NULL || (!d->write && !d->policy_changed))
-            continue;
+        if (d == NULL || (!d->write && !d->policy_changed)) continue;
         if (d->write && w[i].artifact_id) {
             a[0][na] = w[i].artifact_id;
             a[1][na] = d->run.id.s;
@@ -491,20 +505,17 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
     if (na > 0) {
         for (int i = 0; i < 6; i++)
             p[i] = bs_pg_array(ar, a[i], na);
-        if (exec_ok(st, SQL_INSERT_ARTIFACTS, 6, p, "write result artifacts", err) < 0)
-            return -1;
+        if (exec_ok(st, SQL_INSERT_ARTIFACTS, 6, p, "write result artifacts", err) < 0) return -1;
     }
     if (ns > 0) {
         for (int i = 0; i < 8; i++)
             p[i] = bs_pg_array(ar, s[i], ns);
-        if (exec_ok(st, SQL_INSERT_STATES, 8, p, "write flow run states", err) < 0)
-            return -1;
+        if (exec_ok(st, SQL_INSERT_STATES, 8, p, "write flow run states", err) < 0) return -1;
     }
     if (nu > 0) {
         for (int i = 0; i < 13; i++)
             p[i] = bs_pg_array(ar, u[i], nu);
-        if (exec_ok(st, SQL_UPDATE_RUNS, 13, p, "update flow runs", err) < 0)
-            return -1;
+        if (exec_ok(st, SQL_UPDATE_RUNS, 13, p, "update flow runs", err) < 0) return -1;
     }
     return 0;
 }
@@ -525,8 +536,7 @@ static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
 
 int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const char *const *run_ids,
                     const int *statuses, const unsigned char *const *replies,
-                    const size_t *reply_lens, size_t n, const bs_command_record *rec,
-                    bs_err *err)
+                    const size_t *reply_lens, size_t n, const bs_command_record *rec, bs_err *err)
 {
     const size_t cap = n ? n : 1;
     const char **seq = bs_arena_alloc(ar, sizeof(char *) * cap);
@@ -560,8 +570,8 @@ int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const ch
 }
 
 int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
-                          unsigned char ***replies, size_t **lens, const char ***run_ids,
-                          size_t *n, bs_err *err)
+                          unsigned char ***replies, size_t **lens, const char ***run_ids, size_t *n,
+                          bs_err *err)
 {
     const char *p[1] = {command_id};
     PGresult *res = PQexecParams(st->conn,
@@ -580,8 +590,8 @@ int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
         (*replies)[i] = bs_arena_alloc(ar, len ? len : 1);
         memcpy((*replies)[i], PQgetvalue(res, (int)i, 1), len);
         (*lens)[i] = len;
-        (*run_ids)[i] = bs_arena_strndup(ar, PQgetvalue(res, (int)i, 0),
-                                         (size_t)PQgetlength(res, (int)i, 0));
+        (*run_ids)[i] =
+            bs_arena_strndup(ar, PQgetvalue(res, (int)i, 0), (size_t)PQgetlength(res, (int)i, 0));
     }
     PQclear(res);
     return 0;

@@ -76,12 +76,11 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
 /* Records the encoded replies and marks the command done. */
 int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const char *const *run_ids,
                     const int *statuses, const unsigned char *const *replies,
-                    const size_t *reply_lens, size_t n, const bs_command_record *rec,
-                    bs_err *err);
+                    const size_t *reply_lens, size_t n, const bs_command_record *rec, bs_err *err);
 
 /* Loads the stored replies of a done command, in seq order (bytes live in ar). */
 int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
-                          unsigned char ***replies, size_t **lens, const char ***run_ids,
-                          size_t *n, bs_err *err);
+                          unsigned char ***replies, size_t **lens, const char ***run_ids, size_t *n,
+                          bs_err *err);
 
 #endif

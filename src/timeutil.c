@@ -11,10 +11,8 @@ bool bs_uuid_parse(const char *s, bs_uuid *out)
 {
     char hex[32];
     size_t n = 0, len;
-    if (s == NULL)
-        return false;
-    if (strncasecmp(s, "urn:uuid:", 9) == 0)
-        s += 9;
+    if (s == NULL) return false;
+    if (strncasecmp(s, "urn:uuid:", 9) == 0) s += 9;
     len = strlen(s);
     if (len >= 2 && s[0] == '{' && s[len - 1] == '}') {
         s++;
@@ -23,18 +21,15 @@ bool bs_uuid_parse(const char *s, bs_uuid *out)
     if (len == 36) {
         for (size_t i = 0; i < 36; i++) {
             if (i == 8 || i == 13 || i == 18 || i == 23) {
-                if (s[i] != '-')
-                    return false;
+                if (s[i] != '-') return false;
                 continue;
             }
-            if (!isxdigit((unsigned char)s[i]))
-                return false;
+            if (!isxdigit((unsigned char)s[i])) return false;
             hex[n++] = (char)tolower((unsigned char)s[i]);
         }
     } else if (len == 32) {
         for (size_t i = 0; i < 32; i++) {
-            if (!isxdigit((unsigned char)s[i]))
-                return false;
+            if (!isxdigit((unsigned char)s[i])) return false;
             hex[n++] = (char)tolower((unsigned char)s[i]);
         }
     } else {
@@ -74,8 +69,7 @@ static bool digits(const char **p, int n, int *out)
 {
     int v = 0;
     for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)(*p)[i]))
-            return false;
+        if (!isdigit((unsigned char)(*p)[i])) return false;
         v = v * 10 + ((*p)[i] - '0');
     }
     *p += n;
@@ -98,20 +92,16 @@ bool bs_ts_parse(const char *s, int64_t *out_us)
     if (s == NULL || !digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
         !digits(&p, 2, &d))
         return false;
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
-        return false;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return false;
     if (*p == 'T' || *p == 't' || *p == ' ') {
         p++;
-        if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi))
-            return false;
+        if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi)) return false;
         if (*p == ':') {
             p++;
-            if (!digits(&p, 2, &sec))
-                return false;
+            if (!digits(&p, 2, &sec)) return false;
             if (*p == '.' || *p == ',') {
                 p++;
-                if (!isdigit((unsigned char)*p))
-                    return false;
+                if (!isdigit((unsigned char)*p)) return false;
                 while (isdigit((unsigned char)*p)) {
                     if (fdig < 6) {
                         frac = frac * 10 + (*p - '0');
@@ -125,28 +115,22 @@ bool bs_ts_parse(const char *s, int64_t *out_us)
                 }
             }
         }
-        if (h > 23 || mi > 59 || sec > 59)
-            return false;
+        if (h > 23 || mi > 59 || sec > 59) return false;
         if (*p == 'Z' || *p == 'z') {
             p++;
         } else if (*p == '+' || *p == '-') {
             int sign = *p == '-' ? -1 : 1, oh, om = 0;
             p++;
-            if (!digits(&p, 2, &oh))
-                return false;
-            if (*p == ':')
-                p++;
-            if (*p != '\0' && !digits(&p, 2, &om))
-                return false;
-            if (oh > 23 || om > 59)
-                return false;
+            if (!digits(&p, 2, &oh)) return false;
+            if (*p == ':') p++;
+            if (*p != '\0' && !digits(&p, 2, &om)) return false;
+            if (oh > 23 || om > 59) return false;
             off = sign * (oh * 3600 + om * 60);
         }
     } else if (*p != '\0') {
         return false;
     }
-    if (*p != '\0')
-        return false;
+    if (*p != '\0') return false;
     *out_us = (bs_ts_from_civil(y, mo, d, h, mi, sec) - off) * 1000000 + frac;
     return true;
 }

@@ -51,25 +51,19 @@ bs_worker *bs_worker_new(const bs_config *cfg, bs_err *err)
                                           cfg->confluent_completed_id}};
     /* avro-c may allocate what a crafted length asks for: cap each allocation */
     bs_codec_cap_allocations((size_t)cfg->max_message_bytes * 4 + (1u << 20));
-    if ((w->codec = bs_codec_new(&cc, err)) == NULL)
-        goto fail;
+    if ((w->codec = bs_codec_new(&cc, err)) == NULL) goto fail;
     for (int64_t backoff = 200;; backoff = backoff * 2 > 5000 ? 5000 : backoff * 2) {
         w->store = bs_store_new(cfg, err);
-        if (w->store != NULL)
-            break;
-        if (err->code != BS_ETRANSIENT)
-            goto fail;
+        if (w->store != NULL) break;
+        if (err->code != BS_ETRANSIENT) goto fail;
         bs_log(BS_LOG_WARN, "worker", "database not reachable, retrying in %lld ms: %s",
                (long long)backoff, err->msg);
         struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
         nanosleep(&ts, NULL);
-        if (backoff >= 5000)
-            goto fail; /* systemd restarts us; do not spin here forever */
+        if (backoff >= 5000) goto fail; /* systemd restarts us; do not spin here forever */
     }
-    if ((w->prod = bs_producer_new(cfg, err)) == NULL)
-        goto fail;
-    if ((w->cons = bs_consumer_new(cfg, cfg->command_topic, err)) == NULL)
-        goto fail;
+    if ((w->prod = bs_producer_new(cfg, err)) == NULL) goto fail;
+    if ((w->cons = bs_consumer_new(cfg, cfg->command_topic, err)) == NULL) goto fail;
     return w;
 fail:
     bs_worker_free(w);
@@ -78,8 +72,7 @@ fail:
 
 void bs_worker_free(bs_worker *w)
 {
-    if (w == NULL)
-        return;
+    if (w == NULL) return;
     bs_consumer_close(w->cons);
     bs_producer_free(w->prod, w->cfg->flush_timeout_ms);
     bs_store_free(w->store);
@@ -94,18 +87,22 @@ static int publish(bs_worker *w, const char *topic, const char *key, const unsig
                    size_t len, const char *command_id, const char *seq, bs_err *err)
 {
     const char *ctype = w->framing == BS_FRAME_JSON ? "application/json" : "avro/binary";
-    bs_header h[3] = {{"content-type", ctype, strlen(ctype)},
-                      {"command-id", command_id ? command_id : "", command_id ? strlen(command_id) : 0},
-                      {"seq", seq, seq ? strlen(seq) : 0}};
-    return bs_producer_send(w->prod, topic, key, key ? strlen(key) : 0, buf, len, h,
-                            seq ? 3 : 2, &w->dv, err);
+    bs_header h[3] = {
+        {"content-type", ctype, strlen(ctype)},
+        {"command-id", command_id ? command_id : "", command_id ? strlen(command_id) : 0},
+        {"seq", seq, seq ? strlen(seq) : 0}};
+    return bs_producer_send(w->prod, topic, key, key ? strlen(key) : 0, buf, len, h, seq ? 3 : 2,
+                            &w->dv, err);
 }
 
 static int publish_completion(bs_worker *w, const outcome *o, const char *error_code,
                               const bs_err *cerr, bs_err *err)
 {
-    bs_completion c = {.command_id = o->command_id, .matched = o->matched,
-                       .replayed = o->replayed, .error_code = error_code, .err = cerr,
+    bs_completion c = {.command_id = o->command_id,
+                       .matched = o->matched,
+                       .replayed = o->replayed,
+                       .error_code = error_code,
+                       .err = cerr,
                        .completed_at_us = bs_now_us()};
     memcpy(c.counts, o->counts, sizeof c.counts);
     json_t *j = bs_completion_to_json(&c);
@@ -113,8 +110,7 @@ static int publish_completion(bs_worker *w, const outcome *o, const char *error_
     size_t len;
     int rc = bs_codec_encode(w->codec, BS_SCHEMA_COMPLETED, j, w->framing, &buf, &len, err);
     json_decref(j);
-    if (rc < 0)
-        return -1;
+    if (rc < 0) return -1;
     rc = publish(w, o->reply_topic, o->command_id, buf, len, o->command_id, NULL, err);
     free(buf);
     return rc;
@@ -151,13 +147,12 @@ static int reject_message(bs_worker *w, const bs_msg *m, const char *command_id,
            " code=%s type=%s field=%s error=\"%s\"",
            command_id ? command_id : "-", m->partition, m->offset, code, etype,
            cerr->field[0] ? cerr->field : "-", cerr->msg);
-    if (bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, m->len, h,
-                         7, &w->dv, err) < 0)
+    if (bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, m->len, h, 7,
+                         &w->dv, err) < 0)
         return -1;
     outcome o = {.command_id = command_id,
                  .reply_topic = reply_topic ? reply_topic : w->cfg->reply_topic};
-    if (command_id != NULL && publish_completion(w, &o, code, cerr, err) < 0)
-        return -1;
+    if (command_id != NULL && publish_completion(w, &o, code, cerr, err) < 0) return -1;
     return wait_acks(w, err);
 }
 
@@ -172,8 +167,7 @@ static json_t *normalise(const json_t *j)
         json_t *v;
         json_object_foreach((json_t *)j, k, v)
         {
-            if (!json_is_null(v))
-                json_object_set_new(o, k, normalise(v));
+            if (!json_is_null(v)) json_object_set_new(o, k, normalise(v));
         }
         return o;
     }
@@ -203,11 +197,9 @@ static const char *body_identity(bs_arena *ar, const json_t *body, const bs_comm
  * artifact_key/type/description move from the data object to the artifact's columns. */
 static void artifact_for(bs_arena *ar, const bs_decision *d, bs_write *wr)
 {
-    if (!d->write || d->state.data == NULL)
-        return;
+    if (!d->write || d->state.data == NULL) return;
     json_t *data = json_loads(d->state.data, JSON_DECODE_ANY, NULL);
-    if (data == NULL)
-        return;
+    if (data == NULL) return;
     const json_t *t = json_object_get(data, "type");
     if (json_is_object(data) && json_is_string(t) &&
         strcmp(json_string_value(t), "unpersisted") == 0) {
@@ -223,8 +215,7 @@ static void artifact_for(bs_arena *ar, const bs_decision *d, bs_write *wr)
         const char **dst[3] = {&wr->artifact_key, &wr->artifact_type, &wr->artifact_description};
         for (int i = 0; i < 3; i++) {
             const json_t *v = json_object_get(data, keys[i]);
-            if (json_is_string(v))
-                *dst[i] = bs_arena_strdup(ar, json_string_value(v));
+            if (json_is_string(v)) *dst[i] = bs_arena_strdup(ar, json_string_value(v));
             json_object_del(data, keys[i]);
         }
     }
@@ -265,8 +256,11 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
         p.data_persisted = cmd->data_persisted;
         p.details = cmd->details; /* a fresh copy per run (Prefect shares one: see README) */
         p.timestamp = bs_now_us();
-        bs_orch_input in = {.run = &b->runs[i], .proposal = &p, .force = cmd->force,
-                            .api_version = 0, .now_us = p.timestamp};
+        bs_orch_input in = {.run = &b->runs[i],
+                            .proposal = &p,
+                            .force = cmd->force,
+                            .api_version = 0,
+                            .now_us = p.timestamp};
         bs_uuid7(&in.replacement_id);
         bs_uuid4(&in.random_pause_key);
         bs_orch_decide(&in, &b->d[i]);
@@ -282,22 +276,16 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
  * run by run under savepoints so one bad run is an ABORT and the others still apply. */
 static int write_batch(bs_worker *w, batch *b, bs_err *err)
 {
-    if (bs_store_savepoint(w->store, err) < 0)
-        return -1;
-    if (bs_store_write(w->store, w->ar, b->wr, b->n, err) == 0)
-        return 0;
-    if (err->code == BS_ETRANSIENT)
-        return -1;
+    if (bs_store_savepoint(w->store, err) < 0) return -1;
+    if (bs_store_write(w->store, w->ar, b->wr, b->n, err) == 0) return 0;
+    if (err->code == BS_ETRANSIENT) return -1;
     bs_log(BS_LOG_WARN, "worker", "batch write failed, retrying run by run: %s", err->msg);
     bs_store_rollback_to_savepoint(w->store);
     for (size_t i = 0; i < b->n; i++) {
         bs_err rerr = {0};
-        if (!b->found[i])
-            continue;
-        if (bs_store_savepoint(w->store, err) < 0)
-            return -1;
-        if (bs_store_write(w->store, w->ar, &b->wr[i], 1, &rerr) == 0)
-            continue;
+        if (!b->found[i]) continue;
+        if (bs_store_savepoint(w->store, err) < 0) return -1;
+        if (bs_store_write(w->store, w->ar, &b->wr[i], 1, &rerr) == 0) continue;
         if (rerr.code == BS_ETRANSIENT) {
             *err = rerr;
             return -1;
@@ -317,23 +305,20 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     bs_claim claim;
     bs_command_record rec = {0};
 
-    if (bs_store_check(w->store, err) < 0 || bs_store_begin(w->store, err) < 0)
-        return -1;
-    if (bs_store_claim(w->store, cmd->command_id, body, &src, &claim, &rec, err) < 0)
-        goto rollback;
+    if (bs_store_check(w->store, err) < 0 || bs_store_begin(w->store, err) < 0) return -1;
+    if (bs_store_claim(w->store, cmd->command_id, body, &src, &claim, &rec, err) < 0) goto rollback;
     if (claim == BS_CLAIM_CONFLICT) {
         bs_store_rollback(w->store);
         bs_err_input(err, "command_id_reused", "command_id",
-                     "command_id \"%s\" was already used for a different command",
-                     cmd->command_id);
+                     "command_id \"%s\" was already used for a different command", cmd->command_id);
         return -1;
     }
     if (claim == BS_CLAIM_DONE) {
         unsigned char **replies;
         size_t *lens, n;
         const char **run_ids;
-        if (bs_store_load_replies(w->store, w->ar, cmd->command_id, &replies, &lens, &run_ids,
-                                  &n, err) < 0)
+        if (bs_store_load_replies(w->store, w->ar, cmd->command_id, &replies, &lens, &run_ids, &n,
+                                  err) < 0)
             goto rollback;
         bs_store_rollback(w->store);
         for (size_t i = 0; i < n; i++) {
@@ -352,8 +337,7 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     bs_sql sql;
     batch b = {0};
     bs_filter_select_sql(&cmd->filter, cmd->limit, w->ar, &sql);
-    if (bs_store_select(w->store, w->ar, &sql, &b.ids, &b.n, err) < 0)
-        goto rollback;
+    if (bs_store_select(w->store, w->ar, &sql, &b.ids, &b.n, err) < 0) goto rollback;
     size_t cap = b.n ? b.n : 1;
     b.runs = bs_arena_alloc(w->ar, sizeof *b.runs * cap);
     b.found = bs_arena_alloc(w->ar, sizeof *b.found * cap);
@@ -363,12 +347,11 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     b.reason = bs_arena_alloc(w->ar, sizeof *b.reason * cap);
     b.written = bs_arena_alloc(w->ar, sizeof *b.written * cap);
     int64_t t0 = bs_now_us();
-    if (b.n > 0 && bs_store_lock_runs(w->store, w->ar, b.ids, b.n, t0 - 1000000, b.runs,
-                                      b.found, err) < 0)
+    if (b.n > 0 &&
+        bs_store_lock_runs(w->store, w->ar, b.ids, b.n, t0 - 1000000, b.runs, b.found, err) < 0)
         goto rollback;
     decide_all(w, cmd, &b);
-    if (b.n > 0 && write_batch(w, &b, err) < 0)
-        goto rollback;
+    if (b.n > 0 && write_batch(w, &b, err) < 0) goto rollback;
 
     /* encode the replies now: they are recorded in the same transaction */
     unsigned char **replies = bs_arena_alloc(w->ar, sizeof(unsigned char *) * cap);
@@ -383,8 +366,12 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
             state = &b.d[i].state;
         else if (b.found[i] && !(b.reason[i] && strncmp(b.reason[i], "Error validating", 16) == 0))
             state = &b.runs[i].current;
-        bs_result r = {.command_id = cmd->command_id, .seq = (int)i, .total = (int)b.n,
-                       .flow_run_id = b.ids[i], .status = b.status[i], .state = state,
+        bs_result r = {.command_id = cmd->command_id,
+                       .seq = (int)i,
+                       .total = (int)b.n,
+                       .flow_run_id = b.ids[i],
+                       .status = b.status[i],
+                       .state = state,
                        .reason = b.reason[i],
                        .delay_seconds = b.found[i] ? b.d[i].delay_seconds : 0};
         json_t *j = bs_result_to_json(&r);
@@ -392,8 +379,7 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
         size_t len;
         rc = bs_codec_encode(w->codec, BS_SCHEMA_RESULT, j, w->framing, &buf, &len, err);
         json_decref(j);
-        if (rc < 0)
-            goto rollback;
+        if (rc < 0) goto rollback;
         replies[i] = bs_arena_alloc(w->ar, len ? len : 1);
         memcpy(replies[i], buf, len);
         free(buf);
@@ -407,8 +393,7 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     if (bs_store_finish(w->store, w->ar, cmd->command_id, b.ids, statuses,
                         (const unsigned char *const *)replies, lens, b.n, &rec, err) < 0)
         goto rollback;
-    if (bs_store_commit(w->store, err) < 0)
-        return -1;
+    if (bs_store_commit(w->store, err) < 0) return -1;
 
     for (size_t i = 0; i < b.n; i++) {
         char seq[16];
@@ -432,13 +417,11 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
     bs_command cmd;
     int rc;
 
-    if (bs_codec_decode(w->codec, BS_SCHEMA_COMMAND, m->payload, m->len, m->json, &body,
-                        &cerr) < 0)
+    if (bs_codec_decode(w->codec, BS_SCHEMA_COMMAND, m->payload, m->len, m->json, &body, &cerr) < 0)
         return reject_message(w, m, m->command_id, NULL, "bad_message", &cerr, err);
     if (bs_command_from_json(body, m->command_id, bs_now_us(), w->ar, &cmd, &cerr) < 0) {
         const char *id = bs_command_id_peek(body, w->ar);
-        if (id == NULL && m->command_id)
-            id = m->command_id;
+        if (id == NULL && m->command_id) id = m->command_id;
         json_t *rt = json_is_object(body) ? json_object_get(body, "reply_topic") : NULL;
         const char *topic = NULL;
         if (json_is_string(rt) && strcmp(cerr.field, "reply_topic") != 0)
@@ -453,18 +436,15 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
                  .reply_topic = cmd.reply_topic ? cmd.reply_topic : w->cfg->reply_topic};
     rc = run_command(w, m, &cmd, identity, &o, err);
     if (rc < 0 && err->code == BS_EINVAL) /* the command id was reused for another body */
-        return reject_message(w, m, cmd.command_id, o.reply_topic, "command_id_reused", err,
-                              err);
+        return reject_message(w, m, cmd.command_id, o.reply_topic, "command_id_reused", err, err);
     if (rc < 0 && err->code == BS_EFATAL) {
         /* not the connection: something about this command. Record it and move on. */
         bs_err ferr = *err;
         memset(err, 0, sizeof *err);
         return reject_message(w, m, cmd.command_id, o.reply_topic, "internal_error", &ferr, err);
     }
-    if (rc < 0)
-        return -1;
-    if (publish_completion(w, &o, NULL, NULL, err) < 0 || wait_acks(w, err) < 0)
-        return -1;
+    if (rc < 0) return -1;
+    if (publish_completion(w, &o, NULL, NULL, err) < 0 || wait_acks(w, err) < 0) return -1;
     bs_log(BS_LOG_INFO, "worker",
            "command done command_id=%s partition=%" PRId32 " offset=%" PRId64
            " matched=%d accepted=%d rejected=%d waited=%d aborted=%d replayed=%d ms=%lld",

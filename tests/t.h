@@ -8,39 +8,39 @@
 
 static int t_passed, t_failed;
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (cond)                                                                                 \
-            t_passed++;                                                                           \
-        else {                                                                                    \
-            t_failed++;                                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);              \
-        }                                                                                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond)                                                                                  \
+            t_passed++;                                                                            \
+        else {                                                                                     \
+            t_failed++;                                                                            \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_STR(got, want)                                                                      \
-    do {                                                                                          \
-        const char *g_ = (got), *w_ = (want);                                                     \
-        if (g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0)                                      \
-            t_passed++;                                                                           \
-        else if (g_ == NULL && w_ == NULL)                                                        \
-            t_passed++;                                                                           \
-        else {                                                                                    \
-            t_failed++;                                                                           \
-            fprintf(stderr, "%s:%d: %s\n   got: %s\n  want: %s\n", __FILE__, __LINE__, #got,      \
-                    g_ ? g_ : "(null)", w_ ? w_ : "(null)");                                      \
-        }                                                                                         \
+#define CHECK_STR(got, want)                                                                       \
+    do {                                                                                           \
+        const char *g_ = (got), *w_ = (want);                                                      \
+        if (g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0)                                       \
+            t_passed++;                                                                            \
+        else if (g_ == NULL && w_ == NULL)                                                         \
+            t_passed++;                                                                            \
+        else {                                                                                     \
+            t_failed++;                                                                            \
+            fprintf(stderr, "%s:%d: %s\n   got: %s\n  want: %s\n", __FILE__, __LINE__, #got,       \
+                    g_ ? g_ : "(null)", w_ ? w_ : "(null)");                                       \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_INT(got, want)                                                                      \
-    do {                                                                                          \
-        long long g_ = (long long)(got), w_ = (long long)(want);                                  \
-        if (g_ == w_)                                                                             \
-            t_passed++;                                                                           \
-        else {                                                                                    \
-            t_failed++;                                                                           \
-            fprintf(stderr, "%s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__, #got, g_, w_);   \
-        }                                                                                         \
+#define CHECK_INT(got, want)                                                                       \
+    do {                                                                                           \
+        long long g_ = (long long)(got), w_ = (long long)(want);                                   \
+        if (g_ == w_)                                                                              \
+            t_passed++;                                                                            \
+        else {                                                                                     \
+            t_failed++;                                                                            \
+            fprintf(stderr, "%s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__, #got, g_, w_);    \
+        }                                                                                          \
     } while (0)
 
 static inline int t_done(void)

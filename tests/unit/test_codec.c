@@ -11,11 +11,10 @@
 static bs_codec *new_codec(void)
 {
     bs_err err = {0};
-    bs_codec_conf cc = {.schema_dir = "schemas", .max_message_bytes = 65536,
-                        .confluent_ids = {7, 8, 9}};
+    bs_codec_conf cc = {
+        .schema_dir = "schemas", .max_message_bytes = 65536, .confluent_ids = {7, 8, 9}};
     bs_codec *cd = bs_codec_new(&cc, &err);
-    if (cd == NULL)
-        fprintf(stderr, "%s\n", err.msg);
+    if (cd == NULL) fprintf(stderr, "%s\n", err.msg);
     return cd;
 }
 
@@ -29,8 +28,7 @@ int main(void)
     bs_codec_cap_allocations(1u << 20);
     bs_codec *cd = new_codec();
     CHECK(cd != NULL);
-    if (cd == NULL)
-        return t_done();
+    if (cd == NULL) return t_done();
     bs_err err = {0};
 
     /* the seed's body (with a type) as an Avro command, in both binary framings */
@@ -69,8 +67,7 @@ int main(void)
         for (size_t cut = 0; cut < len; cut++) {
             json_t *j = NULL;
             bs_err e2 = {0};
-            if (bs_codec_decode(cd, BS_SCHEMA_COMMAND, buf, cut, false, &j, &e2) < 0)
-                bad++;
+            if (bs_codec_decode(cd, BS_SCHEMA_COMMAND, buf, cut, false, &j, &e2) < 0) bad++;
             json_decref(j);
         }
         CHECK_INT(bad, (int)len);
@@ -89,11 +86,17 @@ int main(void)
     st.name = "AwaitingRetry";
     st.timestamp = 1700000000123456LL;
     st.details.scheduled_time = 1700000005000000LL;
-    bs_result r = {.command_id = "c", .seq = 0, .total = 1,
-                   .flow_run_id = "11111111-1111-4111-8111-111111111111", .status = BS_REJECT,
-                   .state = &st, .reason = "Retrying"};
+    bs_result r = {.command_id = "c",
+                   .seq = 0,
+                   .total = 1,
+                   .flow_run_id = "11111111-1111-4111-8111-111111111111",
+                   .status = BS_REJECT,
+                   .state = &st,
+                   .reason = "Retrying"};
     json_t *rj = bs_result_to_json(&r);
-    bs_completion comp = {.command_id = "c", .matched = 1, .counts = {0, 1, 0, 0},
+    bs_completion comp = {.command_id = "c",
+                          .matched = 1,
+                          .counts = {0, 1, 0, 0},
                           .completed_at_us = 1700000000000000LL};
     json_t *cj = bs_completion_to_json(&comp);
     struct {
@@ -107,8 +110,7 @@ int main(void)
             json_t *back = NULL;
             CHECK_INT(bs_codec_encode(cd, recs[i].s, recs[i].j, (bs_framing)f, &buf, &len, &err),
                       0);
-            CHECK_INT(bs_codec_decode(cd, recs[i].s, buf, len, f == BS_FRAME_JSON, &back, &err),
-                      0);
+            CHECK_INT(bs_codec_decode(cd, recs[i].s, buf, len, f == BS_FRAME_JSON, &back, &err), 0);
             CHECK(json_equal(back, recs[i].j));
             json_decref(back);
             free(buf);
@@ -119,9 +121,8 @@ int main(void)
         size_t len;
         json_t *back = NULL;
         bs_err e2 = {0};
-        CHECK_INT(bs_codec_encode(cd, BS_SCHEMA_RESULT, rj, BS_FRAME_SINGLE_OBJECT, &buf, &len,
-                                  &err),
-                  0);
+        CHECK_INT(
+            bs_codec_encode(cd, BS_SCHEMA_RESULT, rj, BS_FRAME_SINGLE_OBJECT, &buf, &len, &err), 0);
         CHECK_INT(bs_codec_decode(cd, BS_SCHEMA_COMPLETED, buf, len, false, &back, &e2), -1);
         CHECK_STR(e2.type, "unknown_schema");
         free(buf);
@@ -147,9 +148,9 @@ int main(void)
     for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
         json_t *j = NULL;
         bs_err e2 = {0};
-        CHECK_INT(bs_codec_decode(cd, BS_SCHEMA_COMMAND, BAD[i].bytes, BAD[i].len, BAD[i].json,
-                                  &j, &e2),
-                  -1);
+        CHECK_INT(
+            bs_codec_decode(cd, BS_SCHEMA_COMMAND, BAD[i].bytes, BAD[i].len, BAD[i].json, &j, &e2),
+            -1);
         CHECK_INT(e2.code, BS_EINVAL);
         CHECK_STR(e2.type, BAD[i].type);
         CHECK(j == NULL);

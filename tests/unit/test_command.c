@@ -29,8 +29,8 @@ static const ecase ERRORS[] = {
     {"{\"command_id\":\"c\",\"state\":{\"type\":\"cancelled\"}}", "enum", "state.type"},
     {"{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\",\"id\":\"x\"}}", "extra_forbidden",
      "state.id"},
-    {"{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},\"limit\":0}",
-     "greater_than_equal", "limit"},
+    {"{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},\"limit\":0}", "greater_than_equal",
+     "limit"},
     {"{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},\"limit\":51}", "less_than_equal",
      "limit"},
     {"{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},\"limit\":5.5}", "int_from_float",
@@ -62,8 +62,7 @@ int main(void)
     FILE *fp = fopen("tests/data/seed_body.json", "r");
     CHECK(fp != NULL);
     json_t *seed = fp ? json_loadf(fp, 0, NULL) : NULL;
-    if (fp)
-        fclose(fp);
+    if (fp) fclose(fp);
     CHECK(seed != NULL);
     CHECK_INT(bs_command_from_json(seed, "seed-1", NOW, ar, &cmd, &err), -1);
     CHECK_STR(err.type, "missing");
@@ -88,7 +87,7 @@ int main(void)
     bs_sql sql;
     bs_filter_select_sql(&cmd.filter, cmd.limit, ar, &sql);
     CHECK(strstr(sql.text, "flow_run.state_type = ANY(") != NULL); /* any_: [] kept: no match */
-    CHECK(strstr(sql.text, "flow_run.state_name") == NULL); /* any_ + not_any_: dropped */
+    CHECK(strstr(sql.text, "flow_run.state_name") == NULL);        /* any_ + not_any_: dropped */
     CHECK(strstr(sql.text, "(flow_run.created_by ->> 'type') = ANY(") != NULL);
     json_decref(seed);
 

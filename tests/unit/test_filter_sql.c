@@ -15,8 +15,8 @@ typedef struct gcase {
 static const gcase CASES[] = {
     {"null", "TRUE", ""},
     {"{}", "TRUE", ""},
-    {"{\"id\":{\"any_\":[\"3C90C3CC0D444B5088888DD25736052A\"]}}",
-     "flow_run.id = ANY($1::uuid[])", "{\"3c90c3cc-0d44-4b50-8888-8dd25736052a\"}"},
+    {"{\"id\":{\"any_\":[\"3C90C3CC0D444B5088888DD25736052A\"]}}", "flow_run.id = ANY($1::uuid[])",
+     "{\"3c90c3cc-0d44-4b50-8888-8dd25736052a\"}"},
     /* empty any_ matches nothing; empty not_any_ is ignored */
     {"{\"id\":{\"any_\":[]}}", "flow_run.id = ANY($1::uuid[])", "{}"},
     {"{\"id\":{\"not_any_\":[]}}", "TRUE", ""},
@@ -107,8 +107,7 @@ static void join_params(const bs_sql *s, char *out, size_t n)
 {
     out[0] = '\0';
     for (size_t i = 0; i < s->nparams; i++) {
-        if (i)
-            strncat(out, " | ", n - strlen(out) - 1);
+        if (i) strncat(out, " | ", n - strlen(out) - 1);
         strncat(out, s->params[i], n - strlen(out) - 1);
     }
 }
@@ -126,8 +125,7 @@ int main(void)
         CHECK(j != NULL);
         int rc = bs_filter_from_json(j, "flow_runs", ar, &f, &err);
         CHECK_INT(rc, 0);
-        if (rc < 0)
-            fprintf(stderr, "case %zu: %s: %s\n", i, err.field, err.msg);
+        if (rc < 0) fprintf(stderr, "case %zu: %s: %s\n", i, err.field, err.msg);
         bs_filter_sql(&f, 1, ar, &sql);
         CHECK_STR(sql.text, CASES[i].where);
         join_params(&sql, params, sizeof params);

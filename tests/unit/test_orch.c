@@ -112,7 +112,8 @@ int main(void)
     setup(&f, BS_PENDING, "Pending", BS_PENDING, false);
     decide(&f);
     CHECK_INT(f.d.status, BS_ABORT);
-    CHECK_STR(f.d.reason, "This run is in a PENDING state and cannot transition to a PENDING state.");
+    CHECK_STR(f.d.reason,
+              "This run is in a PENDING state and cannot transition to a PENDING state.");
     setup(&f, BS_PENDING, "Pending", BS_PENDING, false);
     f.proposal.name = "Submitting";
     f.run.current.details.scheduled_time = NOW - 5 * S;
@@ -124,8 +125,8 @@ int main(void)
     static const struct {
         int64_t ahead_us, delay;
         bs_status status;
-    } W[] = {{10 * S, 10, BS_WAIT},   {S / 2, 0, BS_ACCEPT},          {S / 2 + 1, 1, BS_WAIT},
-             {1600000, 2, BS_WAIT},   {1500000, 1, BS_WAIT},          {-10 * S, 0, BS_ACCEPT}};
+    } W[] = {{10 * S, 10, BS_WAIT}, {S / 2, 0, BS_ACCEPT}, {S / 2 + 1, 1, BS_WAIT},
+             {1600000, 2, BS_WAIT}, {1500000, 1, BS_WAIT}, {-10 * S, 0, BS_ACCEPT}};
     for (size_t i = 0; i < sizeof W / sizeof W[0]; i++) {
         setup(&f, BS_SCHEDULED, "Scheduled", BS_RUNNING, false);
         f.run.current.details.scheduled_time = NOW + W[i].ahead_us;
@@ -183,7 +184,8 @@ int main(void)
 
     /* #2: a repeated transition_id */
     setup(&f, BS_RUNNING, "Running", BS_COMPLETED, false);
-    snprintf(f.run.current.details.transition_id.s, 37, "%s", "66666666-6666-4666-8666-666666666666");
+    snprintf(f.run.current.details.transition_id.s, 37, "%s",
+             "66666666-6666-4666-8666-666666666666");
     f.proposal.details.transition_id = f.run.current.details.transition_id;
     decide(&f);
     CHECK_INT(f.d.status, BS_REJECT);

@@ -12,9 +12,12 @@ int main(void)
     st.name = "Cancelled";
     st.timestamp = 1700000000123456LL;
     st.data = "{\"a\":1}";
-    bs_result r = {.command_id = "c1", .seq = 1, .total = 2,
+    bs_result r = {.command_id = "c1",
+                   .seq = 1,
+                   .total = 2,
                    .flow_run_id = "11111111-1111-4111-8111-111111111111",
-                   .status = BS_ACCEPT, .state = &st};
+                   .status = BS_ACCEPT,
+                   .state = &st};
     json_t *j = bs_result_to_json(&r);
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     CHECK(strstr(s, "\"details\":{\"delay_seconds\":null,\"reason\":null,\"type\":"
@@ -39,7 +42,9 @@ int main(void)
 
     bs_err err = {0};
     bs_err_input(&err, "uuid_parsing", "flow_runs.id.any_[0]", "input should be a valid UUID");
-    bs_completion c = {.command_id = NULL, .error_code = "invalid_command", .err = &err,
+    bs_completion c = {.command_id = NULL,
+                       .error_code = "invalid_command",
+                       .err = &err,
                        .completed_at_us = 1700000000123456LL};
     j = bs_completion_to_json(&c);
     json_t *e = json_object_get(j, "error");

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: install what is missing, build with -Werror, run
+# the unit tests and the integration tests (real PostgreSQL 15 and a real Kafka broker,
+# started once for the run by the CTest fixture), then the unit tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the layout check.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+B=${BS_BUILD_DIR:-$SRC/build}
+JOBS=$(nproc)
+
+"$SRC/scripts/deps.sh"
+
+echo "== build (-Werror)"
+cmake -S "$SRC" -B "$B" -G Ninja -DBS_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$B" -j "$JOBS"
+
+echo "== unit and integration tests"
+(cd "$B" && ctest --output-on-failure --timeout 900)
+
+echo "== unit tests under ASan + UBSan"
+cmake -S "$SRC" -B "$B-asan" -G Ninja -DBS_WERROR=ON -DBS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$B-asan" -j "$JOBS"
+(cd "$B-asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest -L unit --output-on-failure)
+
+echo "== layout (.clang-format)"
+cd "$SRC"
+clang-format --dry-run --Werror src/*.c src/*.h tests/*.h tests/unit/*.c
+echo "layout ok"
