@@ -102,7 +102,11 @@ send "$TMP/c1.json"
 check_eq "c1 again: replayed" "$(json_field '(c["replayed"], len(r), [x["status"] for x in r])')" "(True, 2, ['ACCEPT', 'ACCEPT'])"
 check_eq "c1 again: no new state rows" "$(sql "SELECT count(*) FROM flow_run_state")" "$before"
 
-# 9. graceful shutdown: offsets committed, so a new worker does not redo anything
+# 9. migrate is idempotent and leaves Prefect's tables alone once they exist
+check_match "migrate again" "$("$BIN" migrate 2>&1)" "Prefect's tables already present, left alone"
+check_eq "migrate again keeps the data" "$(sql "SELECT count(*) FROM bulkstate.command WHERE command_id = 'e2e-1'")" 1
+
+# 10. graceful shutdown: offsets committed, so a new worker does not redo anything
 stop_worker
 check_eq "offsets committed for the group" "$(grep -c 'final commit failed' "$WORKER_LOG")" 0
 start_worker
