@@ -37,13 +37,9 @@ start() {
   fi
   PORT=$(free_port "${BS_PG_PORT:-54329}")
   : >"$LOGF"; [ "$(id -u)" -eq 0 ] && chown postgres "$LOGF"
-  if ! as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$LOGF" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$SOCK -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50 -c shared_buffers=256MB" \
-      start >/dev/null; then
-    tail -30 "$LOGF" >&2
-    die "postgres did not start"
-  fi
-  wait_for 30 "postgres" "$PGBIN/pg_isready" -h "$SOCK" -p "$PORT" -U postgres || { tail -30 "$LOGF" >&2; die "postgres not ready"; }
+  echo "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$SOCK -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50 -c shared_buffers=256MB" >"$DIR/opts"
+  up
+  PORT=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' "$DIR/opts")
   cat >"$ENVF" <<EOV
 export PGHOST=$SOCK
 export PGPORT=$PORT
@@ -51,6 +47,20 @@ export PGUSER=postgres
 export BULKSTATE_POSTGRES_CONNINFO="host=$SOCK port=$PORT user=postgres dbname=bulkstate"
 EOV
   log "postgres ready on 127.0.0.1:$PORT (socket $SOCK)"
+}
+
+# up / down: start or stop the server of an existing cluster on the same port (outage tests)
+up() {
+  PORT=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' "$DIR/opts")
+  if ! as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$LOGF" -w -t 60 -o "$(cat "$DIR/opts")" start >/dev/null; then
+    tail -30 "$LOGF" >&2
+    die "postgres did not start"
+  fi
+  wait_for 30 "postgres" "$PGBIN/pg_isready" -h "$SOCK" -p "$PORT" -U postgres || { tail -30 "$LOGF" >&2; die "postgres not ready"; }
+}
+
+down() {
+  as_owner "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 60 stop >/dev/null
 }
 
 stop() {
@@ -65,5 +75,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   env) cat "$ENVF" ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 64 ;;
+  up) up; log "postgres up" ;;
+  down) down; log "postgres down" ;;
+  *) echo "usage: $0 start|stop|env|up|down" >&2; exit 64 ;;
 esac

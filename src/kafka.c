@@ -387,6 +387,18 @@ void bs_producer_poll(bs_producer *prod)
     rd_kafka_poll(prod->rk, 0);
 }
 
+bool bs_producer_topic_exists(bs_producer *prod, const char *topic, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(prod->rk, topic, NULL);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(prod->rk, 0, t, &md, timeout_ms);
+    bool ok = e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+              md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0;
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return ok;
+}
+
 void bs_producer_free(bs_producer *prod, int flush_timeout_ms)
 {
     if (prod == NULL) return;

@@ -67,6 +67,8 @@ int bs_producer_send(bs_producer *prod, const char *topic, const void *key, size
  * or a failed delivery. */
 int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err *err);
 void bs_producer_poll(bs_producer *prod);
+/* Whether the broker knows topic (a metadata request; no auto-creation). */
+bool bs_producer_topic_exists(bs_producer *prod, const char *topic, int timeout_ms);
 /* Flushes (bounded) and destroys. NULL is a no-op. */
 void bs_producer_free(bs_producer *prod, int flush_timeout_ms);
 

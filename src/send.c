@@ -208,6 +208,12 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
     bs_consumer *tail = NULL;
     if (!no_wait && id != NULL) {
         tail = bs_consumer_new_tail(cfg, reply_topic, &err);
+        if (tail == NULL && strcmp(reply_topic, cfg->reply_topic) != 0) {
+            /* the worker answers a command whose reply topic is missing on the default one */
+            fprintf(stderr, "bulkstate send: %s; waiting on \"%s\" instead\n", err.msg,
+                    cfg->reply_topic);
+            tail = bs_consumer_new_tail(cfg, cfg->reply_topic, &err);
+        }
         if (tail == NULL) {
             fprintf(stderr, "bulkstate send: %s\n", err.msg);
             return 69;

@@ -29,7 +29,9 @@ struct bs_worker {
     bs_producer *prod;
     bs_arena *ar;
     bs_framing framing;
-    bs_delivery dv; /* lives as long as the worker: late delivery reports land here */
+    bs_delivery dv;         /* lives as long as the worker: late delivery reports land here */
+    char *known_topics[64]; /* reply topics seen to exist */
+    size_t n_known_topics;
 };
 
 typedef struct outcome {
@@ -157,6 +159,18 @@ static int reject_message(bs_worker *w, const bs_msg *m, const char *command_id,
 }
 
 /* ---- the command ---- */
+
+/* A command's own reply topic must exist: producing to a missing topic would fail only after
+ * the delivery timeout, again on every retry, and stall the partition. */
+static bool reply_topic_exists(bs_worker *w, const char *topic)
+{
+    for (size_t i = 0; i < w->n_known_topics; i++)
+        if (strcmp(w->known_topics[i], topic) == 0) return true;
+    if (!bs_producer_topic_exists(w->prod, topic, 10000)) return false;
+    if (w->n_known_topics < sizeof w->known_topics / sizeof w->known_topics[0])
+        w->known_topics[w->n_known_topics++] = bs_xstrdup(topic);
+    return true;
+}
 
 /* The body as identity: nulls dropped, defaults made explicit, issued_at ignored. */
 static json_t *normalise(const json_t *j)
@@ -434,6 +448,11 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
 
     outcome o = {.command_id = cmd.command_id,
                  .reply_topic = cmd.reply_topic ? cmd.reply_topic : w->cfg->reply_topic};
+    if (cmd.reply_topic != NULL && !reply_topic_exists(w, cmd.reply_topic)) {
+        bs_err_input(&cerr, "topic_not_found", "reply_topic", "reply topic \"%s\" does not exist",
+                     cmd.reply_topic);
+        return reject_message(w, m, cmd.command_id, NULL, "invalid_command", &cerr, err);
+    }
     rc = run_command(w, m, &cmd, identity, &o, err);
     if (rc < 0 && err->code == BS_EINVAL) /* the command id was reused for another body */
         return reject_message(w, m, cmd.command_id, o.reply_topic, "command_id_reused", err, err);

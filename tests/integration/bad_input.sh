@@ -44,6 +44,9 @@ check_eq "unknown filter field" "$(json_field '(c["error"]["type"], c["error"]["
 printf '{"command_id": "bad-7", "state": {"type": "CANCELLED"}' >"$TMP/broken.json"
 send "$TMP/broken.json" -F raw -i bad-7
 check_eq "broken JSON without the content-type header is bad framing" "$(json_field 'c["error"]["type"]')" bad_framing
+printf '{"command_id": "bad-9", "state": {"type": "CANCELLED"}, "reply_topic": "no.such.topic"}' >"$TMP/topic.json"
+send "$TMP/topic.json" --format json
+check_eq "reply topic that does not exist: answered on the default topic" "$(json_field '(c["error"]["type"], c["error"]["field"])')" "('topic_not_found', 'reply_topic')"
 # 6. too large: rejected before decoding
 python3 -c 'import json; print(json.dumps({"command_id": "bad-8", "state": {"type": "CANCELLED"}, "flow_runs": {"name": {"any_": ["x" * 5000]}}}))' >"$TMP/big.json"
 send "$TMP/big.json" --format json
