@@ -255,10 +255,6 @@ static int validate(const bs_config *cfg, const char *where, FILE *errs)
         fprintf(errs, "%s: worker.retry_backoff_initial_ms is above retry_backoff_max_ms\n", where);
         nerr++;
     }
-    if (bs_config_get_kafka(cfg, "bootstrap.servers") == NULL) {
-        fprintf(errs, "%s: [kafka] bootstrap.servers is required\n", where);
-        nerr++;
-    }
     static const char *const owned[] = {"enable.auto.offset.store", "enable.auto.commit"};
     for (size_t i = 0; i < 2; i++) {
         const char *v = bs_config_get_kafka(cfg, owned[i]);
@@ -284,6 +280,14 @@ int bs_config_load(const char *path, FILE *errs, bs_config **out)
     nerr += validate(cfg, path ? path : "config", errs);
     *out = cfg;
     return nerr;
+}
+
+int bs_config_require_kafka(const bs_config *cfg, FILE *errs)
+{
+    if (bs_config_get_kafka(cfg, "bootstrap.servers") != NULL)
+        return 0;
+    fprintf(errs, "config: [kafka] bootstrap.servers is required\n");
+    return 1;
 }
 
 void bs_config_free(bs_config *cfg)

@@ -24,6 +24,8 @@ typedef struct bs_config {
  * as "file:line: message"; returns their count (0 = valid). *out is filled even on errors. */
 int bs_config_load(const char *path, FILE *errs, bs_config **out);
 void bs_config_free(bs_config *cfg); /* NULL is a no-op */
+/* The commands that talk to Kafka need bootstrap.servers: 1 (and a message) when missing. */
+int bs_config_require_kafka(const bs_config *cfg, FILE *errs);
 /* Sets or replaces a [kafka] key. */
 void bs_config_set_kafka(bs_config *cfg, const char *key, const char *val);
 const char *bs_config_get_kafka(const bs_config *cfg, const char *key);

@@ -117,16 +117,16 @@ static const char *combine(ctx *c, const terms *t, bs_op op)
     return s;
 }
 
-/* Prefect keeps a state child only when it compiles to a single comparison: exactly one of
- * "any_ given" and "not_any_ non-empty". */
+/* A state child (type or name) is one AND-ed group: Prefect drops it only when it yields TRUE
+ * (no active key), otherwise its any_ and non-empty not_any_ both apply. */
 static void state_child(ctx *c, terms *t, const bs_subfilter *s, const char *col, const char *type)
 {
-    bool a = s->any.set, na = s->not_any.set && s->not_any.n > 0;
-    if (!s->present || a == na) return;
-    if (a)
-        any_of(c, t, col, type, &s->any);
-    else
-        none_of(c, t, col, type, &s->not_any);
+    terms child = {0};
+    if (!s->present) return;
+    if (s->any.set) any_of(c, &child, col, type, &s->any);
+    if (s->not_any.set && s->not_any.n > 0) none_of(c, &child, col, type, &s->not_any);
+    const char *p = combine(c, &child, BS_OP_AND);
+    if (p != NULL) add(t, p);
 }
 
 static const char *field_pred(ctx *c, const bs_filter *f, int i)

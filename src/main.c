@@ -11,6 +11,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "orch.h"
+#include "select.h"
 #include "send.h"
 #include "store.h"
 #include "worker.h"
@@ -43,6 +44,7 @@ static void usage(FILE *out)
             "  worker         consume commands, apply them, publish the results (the daemon)\n"
             "  migrate        create Prefect's tables if absent, and bulkstate's schema\n"
             "  send           produce one command and print its results (send --help)\n"
+            "  select         dry run: the ids a filter selects, one JSON line per request\n"
             "  check-config   validate the configuration; exit 78 on any error\n"
             "  topics [N]     create the command, reply and dead-letter topics (N partitions,\n"
             "                 default 3; replication factor $BULKSTATE_REPLICATION, default 1)\n"
@@ -142,6 +144,8 @@ int main(int argc, char **argv)
     }
     bs_config *cfg = NULL;
     int nerr = bs_config_load(path, stderr, &cfg);
+    if (strcmp(cmd, "migrate") != 0 && strcmp(cmd, "select") != 0)
+        nerr += bs_config_require_kafka(cfg, stderr);
     int rc;
     if (strcmp(cmd, "check-config") == 0) {
         if (nerr == 0)
@@ -169,7 +173,9 @@ int main(int argc, char **argv)
             else
                 printf("topics ready: %s %s %s\n", names[0], names[1], names[2]);
             rc = rc < 0 ? EX_UNAVAILABLE : 0;
-        } else if (strcmp(cmd, "send") == 0)
+        } else if (strcmp(cmd, "select") == 0)
+            rc = bs_select_main(cfg, argc - optind, argv + optind);
+        else if (strcmp(cmd, "send") == 0)
             rc = bs_send_main(cfg, argc - optind, argv + optind);
         else {
             fprintf(stderr, "bulkstate: unknown command \"%s\"\n", cmd);

@@ -86,8 +86,8 @@ int main(void)
         CHECK(cmd.filter.f[i].present);
     bs_sql sql;
     bs_filter_select_sql(&cmd.filter, cmd.limit, ar, &sql);
-    CHECK(strstr(sql.text, "flow_run.state_type = ANY(") != NULL); /* any_: [] kept: no match */
-    CHECK(strstr(sql.text, "flow_run.state_name") == NULL);        /* any_ + not_any_: dropped */
+    CHECK(strstr(sql.text, "flow_run.state_type = ANY(") != NULL);  /* any_: [] kept: no match */
+    CHECK(strstr(sql.text, "flow_run.state_name <> ALL(") != NULL); /* any_ + not_any_: both */
     CHECK(strstr(sql.text, "(flow_run.created_by ->> 'type') = ANY(") != NULL);
     json_decref(seed);
 
