@@ -165,3 +165,7 @@ CREATE TABLE deployment (
   CONSTRAINT fk_deployment__flow_id__flow FOREIGN KEY (flow_id) REFERENCES flow (id) ON DELETE CASCADE,
   CONSTRAINT uq_deployment__flow_id_name UNIQUE (flow_id, name));
 CREATE INDEX ix_deployment__work_queue_name ON deployment (work_queue_name);
+
+-- present in Prefect 3.9.1's migrations (checked against a database they created)
+CREATE INDEX ix_flow_run__state_type_coalesce_start_time
+  ON flow_run (state_type, COALESCE(start_time, expected_start_time));

@@ -16,6 +16,9 @@ cmake --build "$B" -j "$JOBS"
 
 echo "== unit and integration tests"
 (cd "$B" && ctest --output-on-failure --timeout 900)
+# the figures the suite measured, from the full test log
+grep -hE '^(filter-conformance:|loaded 1,000,000|filter kind|[a-z_]+ +[0-9]+ +[0-9]+  )' \
+  "$B/Testing/Temporary/LastTest.log" || true
 
 echo "== unit tests under ASan + UBSan"
 cmake -S "$SRC" -B "$B-asan" -G Ninja -DBS_WERROR=ON -DBS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

@@ -225,7 +225,9 @@ static json_t *to_json(avro_value_t *v, int depth)
         const char *s = NULL;
         size_t n = 0;
         avro_value_get_string(v, &s, &n);
-        return json_stringn(s ? s : "", n ? n - 1 : 0);
+        if (s != NULL && n > 1 && memchr(s, '\0', n - 1) != NULL)
+            return NULL; /* PostgreSQL text cannot hold NUL: never truncate silently */
+        return json_stringn(s ? s : "", n ? n - 1 : 0); /* NULL if not UTF-8 */
     }
     case AVRO_ENUM: {
         int e = 0;
@@ -464,7 +466,9 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
     *out = to_json(&s->value, 0);
     avro_value_reset(&s->value);
     if (*out == NULL)
-        return bs_err_input(err, "avro_decode", "", "could not convert the Avro record");
+        return bs_err_input(err, "avro_decode", "",
+                            "could not convert the Avro record: a string is not UTF-8 or "
+                            "contains NUL, or the nesting is too deep");
     if (which == BS_SCHEMA_COMMAND) {
         json_t *st = json_object_get(*out, "state");
         json_t *data = json_is_object(st) ? json_object_get(st, "data") : NULL;

@@ -284,8 +284,7 @@ int bs_config_load(const char *path, FILE *errs, bs_config **out)
 
 int bs_config_require_kafka(const bs_config *cfg, FILE *errs)
 {
-    if (bs_config_get_kafka(cfg, "bootstrap.servers") != NULL)
-        return 0;
+    if (bs_config_get_kafka(cfg, "bootstrap.servers") != NULL) return 0;
     fprintf(errs, "config: [kafka] bootstrap.servers is required\n");
     return 1;
 }

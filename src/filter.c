@@ -93,6 +93,8 @@ static int parse_item(const json_t *v, int kind, const char *path, bs_arena *ar,
     }
     if (!json_is_string(v))
         return bs_err_input(err, "string_type", path, "input should be a valid string");
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return bs_err_input(err, "string_nul", path, "strings must not contain NUL characters");
     if (kind == V_STATE_TYPE && bs_state_type_parse(json_string_value(v)) < 0)
         return bs_err_input(err, "enum", path,
                             "input should be 'SCHEDULED', 'PENDING', 'RUNNING', 'COMPLETED', "
@@ -184,6 +186,9 @@ static int parse_sub(const json_t *j, const fdesc *d, const char *path, bs_arena
             if (json_is_null(v)) break;
             if (!json_is_string(v))
                 return bs_err_input(err, "string_type", kpath, "input should be a valid string");
+            if (strlen(json_string_value(v)) != json_string_length(v))
+                return bs_err_input(err, "string_nul", kpath,
+                                    "strings must not contain NUL characters");
             out->like = bs_arena_strdup(ar, json_string_value(v));
             break;
         case K_IS_NULL:

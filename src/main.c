@@ -43,6 +43,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  worker         consume commands, apply them, publish the results (the daemon)\n"
             "  migrate        create Prefect's tables if absent, and bulkstate's schema\n"
+            "                 (--recommended-indexes: also schemas/recommended.sql)\n"
             "  send           produce one command and print its results (send --help)\n"
             "  select         dry run: the ids a filter selects, one JSON line per request\n"
             "  check-config   validate the configuration; exit 78 on any error\n"
@@ -84,8 +85,17 @@ static int cmd_worker(const bs_config *cfg)
     return rc < 0 ? 1 : 0;
 }
 
-static int cmd_migrate(const bs_config *cfg)
+static int cmd_migrate(const bs_config *cfg, int argc, char **argv)
 {
+    bool recommended = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--recommended-indexes") == 0)
+            recommended = true;
+        else {
+            fprintf(stderr, "usage: bulkstate migrate [--recommended-indexes]\n");
+            return EX_USAGE;
+        }
+    }
     bs_err err = {0};
     bool created = false;
     bs_store *st = bs_store_new(cfg, &err);
@@ -93,7 +103,7 @@ static int cmd_migrate(const bs_config *cfg)
         fprintf(stderr, "bulkstate migrate: %s\n", err.msg);
         return EX_UNAVAILABLE;
     }
-    int rc = bs_store_migrate(st, cfg->schema_dir, &created, &err);
+    int rc = bs_store_migrate(st, cfg->schema_dir, recommended, &created, &err);
     bs_store_free(st);
     if (rc < 0) {
         fprintf(stderr, "bulkstate migrate: %s\n", err.msg);
@@ -160,7 +170,7 @@ int main(int argc, char **argv)
         if (strcmp(cmd, "worker") == 0)
             rc = cmd_worker(cfg);
         else if (strcmp(cmd, "migrate") == 0)
-            rc = cmd_migrate(cfg);
+            rc = cmd_migrate(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "topics") == 0) {
             const char *names[3] = {cfg->command_topic, cfg->reply_topic, cfg->dlq_topic};
             int parts = optind + 1 < argc ? atoi(argv[optind + 1]) : 3;

@@ -26,14 +26,17 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
 {
     static const struct option opts[] = {{"file", required_argument, NULL, 'f'},
                                          {"sql", no_argument, NULL, 's'},
+                                         {"explain", no_argument, NULL, 'e'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *file = "-";
-    int show_sql = 0, c;
+    int show_sql = 0, explain = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "f:sh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:seh", opts, NULL)) != -1) {
         if (c == 'f')
             file = optarg;
+        else if (c == 'e')
+            explain = 1;
         else if (c == 's')
             show_sql = 1;
         else {
@@ -85,6 +88,7 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
             const char **ids;
             size_t n;
             bs_filter_select_sql(&f, (int)limit, ar, &sql);
+            if (explain) sql.text = bs_arena_printf(ar, "EXPLAIN %s", sql.text);
             int64_t t0 = bs_mono_ms();
             if (bs_store_select(st, ar, &sql, &ids, &n, &err) < 0) {
                 fprintf(stderr, "bulkstate select: %s\n", err.msg);
@@ -94,7 +98,8 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
                 json_t *a = json_array();
                 for (size_t i = 0; i < n; i++)
                     json_array_append_new(a, json_string(ids[i]));
-                out = json_pack("{s:o,s:I}", "ids", a, "ms", (json_int_t)(bs_mono_ms() - t0));
+                out = json_pack("{s:o,s:I}", explain ? "plan" : "ids", a, "ms",
+                                (json_int_t)(bs_mono_ms() - t0));
             }
             if (show_sql) {
                 json_t *p = json_array();

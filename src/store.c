@@ -158,7 +158,8 @@ static int run_script(bs_store *st, const char *path, bs_err *err)
     return 0;
 }
 
-int bs_store_migrate(bs_store *st, const char *schema_dir, bool *created_prefect, bs_err *err)
+int bs_store_migrate(bs_store *st, const char *schema_dir, bool recommended, bool *created_prefect,
+                     bs_err *err)
 {
     char path[1024];
     PGresult *res = exec(st, "SELECT to_regclass('public.flow_run') IS NOT NULL", 0, NULL);
@@ -178,6 +179,8 @@ int bs_store_migrate(bs_store *st, const char *schema_dir, bool *created_prefect
     }
     snprintf(path, sizeof path, "%s/bulkstate.sql", schema_dir);
     if (run_script(st, path, err) < 0) goto fail;
+    snprintf(path, sizeof path, "%s/recommended.sql", schema_dir);
+    if (recommended && run_script(st, path, err) < 0) goto fail;
     return exec_ok(st, "COMMIT", 0, NULL, "commit the migration", err);
 fail:
     bs_store_rollback(st);

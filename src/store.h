@@ -24,8 +24,10 @@ void bs_store_free(bs_store *st); /* NULL is a no-op */
 int bs_store_check(bs_store *st, bs_err *err);
 
 /* Applies schemas/prefect.sql unless flow_run already exists (a Prefect database), then
- * schemas/bulkstate.sql; both idempotent. *created_prefect tells which happened. */
-int bs_store_migrate(bs_store *st, const char *schema_dir, bool *created_prefect, bs_err *err);
+ * schemas/bulkstate.sql, and schemas/recommended.sql when asked; all idempotent.
+ * *created_prefect tells whether Prefect's tables were created. */
+int bs_store_migrate(bs_store *st, const char *schema_dir, bool recommended, bool *created_prefect,
+                     bs_err *err);
 
 int bs_store_begin(bs_store *st, bs_err *err);
 int bs_store_commit(bs_store *st, bs_err *err);
