@@ -163,6 +163,25 @@ int main(void)
         CHECK_STR(e2.type, "message_too_large");
         free(big);
     }
+    {
+        /* a NUL inside an Avro string is refused, never truncated on its way to PostgreSQL */
+        json_t *c = json_pack("{s:s,s:{s:s}}", "command_id", "x", "state", "type", "CANCELLED");
+        json_object_set_new(c, "command_id", json_stringn("a\0b", 3));
+        json_t *cc = bs_codec_body_to_command(c);
+        unsigned char *buf;
+        size_t len;
+        json_t *back = NULL;
+        bs_err e2 = {0};
+        CHECK_INT(
+            bs_codec_encode(cd, BS_SCHEMA_COMMAND, cc, BS_FRAME_SINGLE_OBJECT, &buf, &len, &err),
+            0);
+        CHECK_INT(bs_codec_decode(cd, BS_SCHEMA_COMMAND, buf, len, false, &back, &e2), -1);
+        CHECK_STR(e2.type, "avro_decode");
+        CHECK(back == NULL);
+        free(buf);
+        json_decref(cc);
+        json_decref(c);
+    }
     bs_codec_free(cd);
     return t_done();
 }
