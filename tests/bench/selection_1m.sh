@@ -45,7 +45,7 @@ import json, sys
 rows = [json.loads(l) for l in sys.stdin]
 ms = sorted(r["ms"] for r in rows)
 print(ms[len(ms) // 2], len(rows[0]["ids"]))')
-  printf '%-22s %10s %8s  %s\n' "$k" ${times} "$(printf '%s' "$plan" | grep -Eo '(Index Only Scan|Index Scan Backward|Index Scan) using [a-z_0-9]+|Bitmap Index Scan on [a-z_0-9]+' | sort -u | tr '\n' ';')"
+  printf '%-22s %10s %8s  %s\n' "$k" ${times} "$(printf '%s' "$plan" | grep -Eo '(Index Only Scan|Index Scan)( Backward)? using [a-z_0-9]+|Bitmap Index Scan on [a-z_0-9]+' | sort -u | tr '\n' ';')"
 done
 PGOPTIONS='-c client_min_messages=warning' psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB"
 finish
