@@ -215,20 +215,15 @@ static void handle_pausing_after(octx *c)
     c->d->policy_changed = true;
 }
 
-/* #12 */
+/* #12, as Prefect 3.9.1 has it: CANCELLING may leave any pause (a blocking pause keeps its
+ * process alive, so cancellation must reach it even after the deadline) */
 static void handle_resuming(octx *c)
 {
     const bs_state *cur = c->cur;
     bs_state *p = &c->d->state;
     if (none(c)) return;
-    size_t i = 0;
-    for (; p->name && p->name[i] && i + 1 < sizeof c->d->name_buf; i++)
-        c->d->name_buf[i] =
-            (char)(p->name[i] >= 'A' && p->name[i] <= 'Z' ? p->name[i] + 32 : p->name[i]);
-    c->d->name_buf[i] = '\0';
-    const char *name = c->d->name_buf;
-    const char *verb = name_is(p->name, "Suspended") ? "suspend" : "pause";
-    if (!(p->type == BS_RUNNING || p->type == BS_SCHEDULED || bs_state_type_terminal(p->type))) {
+    if (!(p->type == BS_RUNNING || p->type == BS_SCHEDULED || p->type == BS_CANCELLING ||
+          bs_state_type_terminal(p->type))) {
         /* Prefect renders the enum member (Python >= 3.11) */
         snprintf(c->d->reason_buf, sizeof c->d->reason_buf,
                  "This run cannot transition to the StateType.%s state from the StateType.%s "
@@ -237,10 +232,19 @@ static void handle_resuming(octx *c)
         reject_none(c, c->d->reason_buf);
         return;
     }
+    /* the proposal's name, lower-cased, or its type when it has none */
+    const char *src = p->name && *p->name ? p->name : bs_state_type_name(p->type);
+    size_t i = 0;
+    for (; src[i] && i + 1 < sizeof c->d->name_buf; i++)
+        c->d->name_buf[i] = (char)(src[i] >= 'A' && src[i] <= 'Z' ? src[i] + 32 : src[i]);
+    c->d->name_buf[i] = '\0';
+    const char *name = c->d->name_buf;
+    const char *verb = name_is(p->name, "Suspended") ? "suspend" : "pause";
     if (cur->details.pause_reschedule && bs_uuid_null(&c->in->run->deployment_id)) {
         reject_none(c, fmt(c, "Cannot reschedule a %s flow run without a deployment.", name));
         return;
     }
+    if (p->type == BS_CANCELLING) return;
     if (cur->details.pause_timeout != BS_TS_NULL && cur->details.pause_timeout < c->in->now_us) {
         snprintf(c->d->msg_buf, sizeof c->d->msg_buf, "The flow was %s and never resumed.", name);
         reject_with(c, BS_FAILED, "Failed",
@@ -249,9 +253,21 @@ static void handle_resuming(octx *c)
     }
 }
 
+/* Leaving a blocking pause for a SCHEDULED state starts a new attempt from the top: the pause
+ * bookkeeping is reset. Any other exit marks the run as resuming. The state considered is the
+ * one written, or the current one when nothing is. */
 static void handle_resuming_after(octx *c)
 {
-    c->d->run.policy.resuming = true;
+    bs_policy *pol = &c->d->run.policy;
+    int validated = c->d->write ? c->d->state.type : c->cur->type;
+    if (!c->cur->details.pause_reschedule && validated == BS_SCHEDULED &&
+        bs_orch_api_at_least(c, API_0_8_4)) {
+        pol->resuming = false;
+        pol->n_pause_keys = 0;
+        pol->retry_type = "reschedule";
+    } else {
+        pol->resuming = true;
+    }
     c->d->policy_changed = true;
 }
 

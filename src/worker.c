@@ -454,8 +454,11 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
         return reject_message(w, m, cmd.command_id, NULL, "invalid_command", &cerr, err);
     }
     rc = run_command(w, m, &cmd, identity, &o, err);
-    if (rc < 0 && err->code == BS_EINVAL) /* the command id was reused for another body */
-        return reject_message(w, m, cmd.command_id, o.reply_topic, "command_id_reused", err, err);
+    if (rc < 0 && err->code == BS_EINVAL) { /* the command id was reused for another body */
+        bs_err rerr = *err;
+        memset(err, 0, sizeof *err);
+        return reject_message(w, m, cmd.command_id, o.reply_topic, "command_id_reused", &rerr, err);
+    }
     if (rc < 0 && err->code == BS_EFATAL) {
         /* not the connection: something about this command. Record it and move on. */
         bs_err ferr = *err;

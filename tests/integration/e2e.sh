@@ -102,11 +102,22 @@ send "$TMP/c1.json"
 check_eq "c1 again: replayed" "$(json_field '(c["replayed"], len(r), [x["status"] for x in r])')" "(True, 2, ['ACCEPT', 'ACCEPT'])"
 check_eq "c1 again: no new state rows" "$(sql "SELECT count(*) FROM flow_run_state")" "$before"
 
-# 9. migrate is idempotent and leaves Prefect's tables alone once they exist
+# 9. a command log replayed with --batch: applied in order the first time, replayed after
+printf '%s\n%s\n' \
+  "{\"command_id\": \"e2e-log-1\", \"flow_runs\": {\"id\": {\"any_\": [\"$(run 30)\"]}}, \"state\": {\"type\": \"RUNNING\"}, \"force\": true}" \
+  "{\"command_id\": \"e2e-log-2\", \"flow_runs\": {\"id\": {\"any_\": [\"$(run 30)\"]}}, \"state\": {\"type\": \"COMPLETED\"}}" >"$TMP/log.jsonl"
+OUT=$("$BIN" send --json -t 60 --batch "$TMP/log.jsonl"); RC=$?
+check_eq "log: exit" "$RC" 0
+check_eq "log: in order" "$(json_field '[(x["command_id"], x["status"], x["state"]["type"]) for x in r]')" "[('e2e-log-1', 'ACCEPT', 'RUNNING'), ('e2e-log-2', 'ACCEPT', 'COMPLETED')]"
+OUT=$("$BIN" send --json -t 60 --batch "$TMP/log.jsonl")
+check_eq "log replayed: same outcome, nothing applied" "$(printf '%s\n' "$OUT" | grep -c '"replayed":true')" 2
+check_eq "log: states written once" "$(sql "SELECT count(*) FROM flow_run_state WHERE flow_run_id = '$(run 30)'")" 3
+
+# 10. migrate is idempotent and leaves Prefect's tables alone once they exist
 check_match "migrate again" "$("$BIN" migrate 2>&1)" "Prefect's tables already present, left alone"
 check_eq "migrate again keeps the data" "$(sql "SELECT count(*) FROM bulkstate.command WHERE command_id = 'e2e-1'")" 1
 
-# 10. graceful shutdown: offsets committed, so a new worker does not redo anything
+# 11. graceful shutdown: offsets committed, so a new worker does not redo anything
 stop_worker
 check_eq "offsets committed for the group" "$(grep -c 'final commit failed' "$WORKER_LOG")" 0
 start_worker

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Differential test of bulkstate's orchestration against Prefect's own server.
+
+1. Creates a population of flow runs through Prefect's REST API on database A (every state
+   type, retries or not, blocking and rescheduling pauses, scheduled in the past and the
+   future, with and without deployment and infrastructure pid, persisted results), then copies
+   database A to database B (pg_dump), so both hold the same runs with the same ids.
+2. Generates seeded bulk commands (1..8 runs by id each, a proposed state with a name and
+   details, force or not) and applies each one, in the same order, through Prefect's HTTP
+   `POST /flow_runs/bulk_set_state` on A and through bulkstate via Kafka (`bulkstate send
+   --batch -`, a worker on B), alternately, so both see the same clock.
+3. Compares per run: status, details type, reason, delay_seconds (within 3 s: a scheduled
+   time set from "now" on each side differs by the time between the two calls), state
+   null-ness, type and name, scheduled_time (within 2 s); at the end, every run's columns in A
+   and B.
+
+Differences that come from Prefect's shared `state_details` object (filters-and-schema.md §6
+item 10: one object serves every run of a request) are counted as expected, with the reason.
+Prints `orchestration-conformance: compared=<N> unexplained=<U> expected=<E>`; exits 1 when
+U > 0.
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from filters import Api, iso  # noqa: E402
+
+TYPES = ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED",
+         "PAUSED", "CANCELLING"]
+NAMES = {"SCHEDULED": ["Scheduled", "Late", "AwaitingRetry", "Resuming", "Rescheduled"],
+         "PENDING": ["Pending", "Submitting", "InfrastructurePending"],
+         "PAUSED": ["Paused", "Suspended"],
+         "RUNNING": ["Running", "Retrying"]}
+
+
+def now():
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def build_population(api, rng, n_runs):
+    flow = api.ok("POST", "/flows/", {"name": "orchestration-flow"})["id"]
+    deps = [api.ok("POST", "/deployments/", {"name": f"odep-{i}", "flow_id": flow})["id"]
+            for i in range(2)]
+    ids = []
+    for i in range(n_runs):
+        body = {"flow_id": flow, "name": f"orch-{i}"}
+        if rng.random() < 0.6:
+            body["deployment_id"] = rng.choice(deps)
+        if rng.random() < 0.4:
+            body["empirical_policy"] = {"retries": rng.randint(0, 3),
+                                        "retry_delay": rng.choice([0, 5, 60])}
+        run = api.ok("POST", "/flow_runs/", body)
+        rid = run["id"]
+        ids.append(rid)
+        if rng.random() < 0.3:
+            api.ok("PATCH", f"/flow_runs/{rid}", {"infrastructure_pid": f"pid-{i}"})
+        path = rng.choice(["none", "scheduled", "pending", "running", "completed", "completed_data",
+                           "failed", "cancelled", "crashed", "paused", "suspended", "cancelling",
+                           "late"])
+        def put(state, force=True):
+            api.ok("POST", f"/flow_runs/{rid}/set_state", {"state": state, "force": force})
+        if path == "none":
+            continue
+        if path in ("scheduled", "late"):
+            when = now() + dt.timedelta(hours=rng.choice([-48, -30, 30, 48]))
+            put({"type": "SCHEDULED", "name": "Late" if path == "late" else "Scheduled",
+                 "state_details": {"scheduled_time": iso(when)}})
+            continue
+        put({"type": "PENDING"})
+        if path == "pending":
+            continue
+        put({"type": "RUNNING"})
+        if path == "completed_data":
+            put({"type": "COMPLETED", "data": {"storage_key": f"s3://bucket/{rid}"}})
+        elif path in ("completed", "failed", "cancelled", "crashed", "cancelling"):
+            put({"type": path.upper()})
+        elif path in ("paused", "suspended"):
+            details = {"pause_key": f"k-{i}",
+                       "pause_timeout": iso(now() + dt.timedelta(hours=rng.choice([-48, 48])))}
+            if path == "suspended":
+                details["pause_reschedule"] = True
+            put({"type": "PAUSED", "name": "Suspended" if path == "suspended" else "Paused",
+                 "state_details": details})
+    return ids
+
+
+def proposal(rng):
+    t = rng.choice(TYPES)
+    state = {"type": t}
+    if rng.random() < 0.5:
+        state["name"] = rng.choice(NAMES.get(t, [t.capitalize()]))
+    details = {}
+    if t == "SCHEDULED" or rng.random() < 0.1:
+        if rng.random() < 0.8:
+            details["scheduled_time"] = iso(now() + dt.timedelta(hours=rng.choice([-24, 24])))
+    if t == "PAUSED":
+        if rng.random() < 0.5:
+            details["pause_reschedule"] = True
+        if rng.random() < 0.7:
+            details["pause_key"] = rng.choice(["k-1", "k-2", "fresh-key"])
+    if rng.random() < 0.05:
+        details["transition_id"] = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+    if details:
+        state["state_details"] = details
+    if t == "COMPLETED" and rng.random() < 0.3:
+        state["data"] = rng.choice([{"storage_key": "x"}, {"type": "unpersisted"}, 1])
+    if rng.random() < 0.3:
+        state["message"] = "from the conformance test"
+    return state
+
+
+def parse_ts(s):
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")) if s else None
+
+
+def close(a, b, secs):
+    if a is None or b is None:
+        return a is b
+    return abs((parse_ts(a) - parse_ts(b)).total_seconds()) <= secs
+
+
+def compare_result(p, b, multi):
+    """Returns (unexplained, expected) lists of difference descriptions for one run."""
+    un, ex = [], []
+    if p["status"] != b["status"]:
+        un.append(f"status {p['status']} vs {b['status']}")
+    pd, bd = p["details"], b["details"]
+    if pd["type"] != bd["type"]:
+        un.append(f"details.type {pd['type']} vs {bd['type']}")
+    if pd.get("reason") != bd.get("reason"):
+        un.append(f"reason {pd.get('reason')!r} vs {bd.get('reason')!r}")
+    if pd["type"] == "wait_details" and abs((pd.get("delay_seconds") or 0) - (bd.get("delay_seconds") or 0)) > 3:
+        un.append(f"delay {pd.get('delay_seconds')} vs {bd.get('delay_seconds')}")
+    ps, bs = p["state"], b["state"]
+    if (ps is None) != (bs is None):
+        un.append(f"state {ps is None and 'null' or 'set'} vs {bs is None and 'null' or 'set'}")
+    elif ps is not None:
+        if (ps["type"], ps["name"]) != (bs["type"], bs["name"]):
+            un.append(f"state {ps['type']}/{ps['name']} vs {bs['type']}/{bs['name']}")
+        pst, bst = ps["state_details"].get("scheduled_time"), bs["state_details"].get("scheduled_time")
+        if not close(pst, bst, 2):
+            (ex if multi else un).append(f"scheduled_time {pst} vs {bst}")
+    return un, ex
+
+
+def final_columns(conninfo):
+    out = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-F", "\t", conninfo, "-c",
+         "SELECT id, state_type, state_name, run_count, start_time IS NULL, end_time IS NULL, "
+         "extract(epoch FROM total_run_time)::int, next_scheduled_start_time IS NULL, "
+         "COALESCE(empirical_policy->>'resuming', 'false'), "
+         "COALESCE(empirical_policy->>'retry_type', ''), "
+         "COALESCE(jsonb_array_length(empirical_policy->'pause_keys'), 0) FROM flow_run "
+         "WHERE name LIKE 'orch-%' ORDER BY id"],
+        text=True, check=True, capture_output=True).stdout
+    return {l.split("\t")[0]: l.split("\t")[1:] for l in out.splitlines()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--api", required=True)
+    ap.add_argument("--bulkstate", required=True)
+    ap.add_argument("--conninfo-a", required=True, help="Prefect's database")
+    ap.add_argument("--conninfo-b", required=True, help="the copy bulkstate works on")
+    ap.add_argument("--seed", type=int, default=20261128)
+    ap.add_argument("--proposals", type=int, default=5000)
+    ap.add_argument("--runs", type=int, default=200)
+    args = ap.parse_args()
+
+    rng = random.Random(args.seed)
+    api = Api(args.api)
+    ids = build_population(api, rng, args.runs)
+    # the copy: same runs, same ids, same states
+    dump = subprocess.run(["pg_dump", "--no-owner", args.conninfo_a], check=True,
+                          capture_output=True).stdout
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", args.conninfo_b], input=dump,
+                   check=True, capture_output=True)
+    subprocess.run([args.bulkstate, "migrate"], check=True, capture_output=True,
+                   env=dict(os.environ, BULKSTATE_POSTGRES_CONNINFO=args.conninfo_b))
+    print(f"population: {len(ids)} runs, copied to the second database", flush=True)
+
+    worker = subprocess.Popen([args.bulkstate, "worker"], stderr=open(os.environ.get("BS_WORKER_LOG", os.devnull), "w"),
+                              env=dict(os.environ, BULKSTATE_POSTGRES_CONNINFO=args.conninfo_b))
+    sender = subprocess.Popen([args.bulkstate, "send", "--json", "-t", "60", "--batch", "-"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    compared = unexplained = expected = 0
+    shown = 0
+    reasons_expected = {}
+    try:
+        k = 0
+        while compared < args.proposals:
+            k += 1
+            sel = rng.sample(ids, rng.randint(1, 8))
+            body = {"flow_runs": {"id": {"any_": sel}}, "state": proposal(rng),
+                    "force": rng.random() < 0.2, "limit": 50}
+            theirs = api.ok("POST", "/flow_runs/bulk_set_state", body)["results"]
+            body["command_id"] = f"orch-{args.seed}-{k}"
+            sender.stdin.write(json.dumps(body) + "\n")
+            sender.stdin.flush()
+            mine = []
+            while True:
+                line = sender.stdout.readline()
+                if not line:
+                    raise SystemExit("bulkstate send stopped")
+                obj = json.loads(line)
+                if "matched" in obj:
+                    if obj.get("error"):
+                        raise SystemExit(f"command {k} failed: {obj['error']}")
+                    break
+                mine.append(obj)
+            if [r["flow_run_id"] for r in theirs] != [r["flow_run_id"] for r in mine]:
+                unexplained += 1
+                print(f"DIFFERENCE command {k}: selected runs differ", flush=True)
+                continue
+            for p, b in zip(theirs, mine):
+                compared += 1
+                un, ex = compare_result(p, b, len(sel) > 1)
+                if un:
+                    unexplained += 1
+                    if shown < 15:
+                        shown += 1
+                        print(f"DIFFERENCE command {k} run {p['flow_run_id']} proposal "
+                              f"{json.dumps(body['state'])} force={body['force']}: {'; '.join(un)}",
+                              flush=True)
+                elif ex:
+                    expected += 1
+                    reasons_expected["shared state_details (Prefect reuses one object for every run of a request)"] = \
+                        reasons_expected.get("shared state_details (Prefect reuses one object for every run of a request)", 0) + 1
+    finally:
+        sender.stdin.close()
+        sender.wait(timeout=60)
+        worker.terminate()
+        worker.wait(timeout=60)
+
+    a, b = final_columns(args.conninfo_a), final_columns(args.conninfo_b)
+    cols = ["state_type", "state_name", "run_count", "start_null", "end_null", "run_time_s",
+            "next_sched_null", "resuming", "retry_type", "pause_keys"]
+    final_diffs = 0
+    for rid in a:
+        ra, rb = a[rid], b.get(rid)
+        diff = [f"{c} {x} vs {y}" for c, x, y in zip(cols, ra, rb or [None] * len(cols))
+                if x != y and not (c == "run_time_s" and rb and abs(int(x) - int(y)) <= 5)]
+        if diff:
+            final_diffs += 1
+            if final_diffs <= 10:
+                print(f"FINAL DIFFERENCE run {rid}: {'; '.join(diff)}", flush=True)
+    unexplained += final_diffs
+    print(f"commands: {k}; runs whose final columns differ: {final_diffs}")
+    for r, n in reasons_expected.items():
+        print(f"expected: {n} x {r}")
+    print(f"orchestration-conformance: compared={compared} unexplained={unexplained} expected={expected}")
+    return 1 if unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
