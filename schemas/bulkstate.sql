@@ -31,3 +31,17 @@ CREATE TABLE IF NOT EXISTS bulkstate.command_result (
   reply bytea NOT NULL,
   PRIMARY KEY (command_id, seq)
 );
+
+-- Deliveries of a message that have started: bumped in its own committed statement before the
+-- message is decoded, removed once it is settled. A message that keeps killing the worker
+-- (crash, OOM kill, timeout) is dead-lettered after worker.max_attempts deliveries instead of
+-- stalling its partition forever.
+CREATE TABLE IF NOT EXISTS bulkstate.delivery_attempt (
+  topic text NOT NULL,
+  partition integer NOT NULL,
+  "offset" bigint NOT NULL,
+  attempts integer NOT NULL DEFAULT 1,
+  first_seen timestamptz NOT NULL DEFAULT now(),
+  last_seen timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (topic, partition, "offset")
+);

@@ -47,6 +47,9 @@ static const key KEYS[] = {
      "how long to wait for the broker to acknowledge a command's replies"},
     {"worker", "log_format", T_STR, O(log_format), "logfmt", 0, 0, "logfmt or json"},
     {"worker", "log_level", T_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"worker", "max_attempts", T_INT, O(max_attempts), "5", 1, 1000,
+     "deliveries of one message that may end without a result (crash, kill, timeout) before "
+     "it is dead-lettered"},
     {"worker", "max_message_bytes", T_INT, O(max_message_bytes), "1048576", 1024, 16777216,
      "larger command messages are dead-lettered without decoding"},
     {"worker", "output_framing", T_STR, O(output_framing), "single-object", 0, 0,

@@ -45,7 +45,12 @@ static rd_kafka_conf_t *make_conf(const bs_config *cfg, bool consumer, bs_err *e
                                                 "session.timeout.ms",
                                                 "max.poll.interval.ms",
                                                 "group.instance.id",
-                                                "isolation.level"};
+                                                "isolation.level",
+                                                "heartbeat.interval.ms",
+                                                "fetch.wait.max.ms",
+                                                "fetch.min.bytes",
+                                                "queued.min.messages",
+                                                "queued.max.messages.kbytes"};
     /* our defaults first; the [kafka] section overrides them */
     rd_kafka_conf_set(conf, "socket.nagle.disable", "true", NULL, 0);
     if (consumer) {

@@ -74,6 +74,12 @@ static int session_setup(bs_store *st, bs_err *err)
     snprintf(b, sizeof b, "%d", st->lock_timeout_ms);
     const char *p[2] = {a, b};
     PQsetNoticeProcessor(st->conn, on_notice, NULL);
+    /* a worker killed while its statement waits (on a lock, say) leaves a backend that would
+     * wait on; PostgreSQL 14+ can notice the dead client and end it */
+    if (PQserverVersion(st->conn) >= 140000 &&
+        exec_ok(st, "SELECT set_config('client_connection_check_interval', '1000', false)", 0, NULL,
+                "configure the session", err) < 0)
+        return -1;
     return exec_ok(st,
                    "SELECT set_config('statement_timeout', $1, false), "
                    "set_config('lock_timeout', $2, false), "
@@ -253,6 +259,51 @@ int bs_store_claim(bs_store *st, const char *command_id, const char *body, const
     }
     PQclear(res);
     return 0;
+}
+
+int bs_store_bump_attempt(bs_store *st, const bs_source *src, int *attempts, bs_err *err)
+{
+    char part[16], off[32];
+    snprintf(part, sizeof part, "%" PRId32, src->partition);
+    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    const char *p[3] = {src->topic, part, off};
+    if (bs_store_check(st, err) < 0) return -1;
+    PGresult *res = exec(st,
+                         "INSERT INTO bulkstate.delivery_attempt (topic, partition, \"offset\") "
+                         "VALUES ($1, $2, $3) ON CONFLICT (topic, partition, \"offset\") DO "
+                         "UPDATE SET attempts = bulkstate.delivery_attempt.attempts + 1, "
+                         "last_seen = now() RETURNING attempts",
+                         3, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return fail(st, res, err, "count the delivery");
+    *attempts = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return 0;
+}
+
+static int attempt_exec(bs_store *st, const bs_source *src, const char *sql, bs_err *err)
+{
+    char part[16], off[32];
+    snprintf(part, sizeof part, "%" PRId32, src->partition);
+    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    const char *p[3] = {src->topic, part, off};
+    return exec_ok(st, sql, 3, p, "update the delivery count", err);
+}
+
+int bs_store_uncount_attempt(bs_store *st, const bs_source *src, bs_err *err)
+{
+    return attempt_exec(st, src,
+                        "UPDATE bulkstate.delivery_attempt SET attempts = attempts - 1 WHERE "
+                        "topic = $1 AND partition = $2 AND \"offset\" = $3",
+                        err);
+}
+
+int bs_store_clear_attempt(bs_store *st, const bs_source *src, bs_err *err)
+{
+    return attempt_exec(st, src,
+                        "DELETE FROM bulkstate.delivery_attempt WHERE topic = $1 AND partition = "
+                        "$2 AND \"offset\" = $3",
+                        err);
 }
 
 int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char ***ids, size_t *n,

@@ -53,6 +53,13 @@ typedef struct bs_command_record {
 int bs_store_claim(bs_store *st, const char *command_id, const char *body, const bs_source *src,
                    bs_claim *out, bs_command_record *rec, bs_err *err);
 
+/* Counts one more delivery of src (autocommit) and returns how many have started. */
+int bs_store_bump_attempt(bs_store *st, const bs_source *src, int *attempts, bs_err *err);
+/* Takes back one count (the delivery ended cleanly without settling: stop, rebalance). */
+int bs_store_uncount_attempt(bs_store *st, const bs_source *src, bs_err *err);
+/* Forgets the deliveries of a settled message. */
+int bs_store_clear_attempt(bs_store *st, const bs_source *src, bs_err *err);
+
 /* Runs the selection statement; ids (lower-case UUID text, Prefect's order) live in ar. */
 int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char ***ids, size_t *n,
                     bs_err *err);

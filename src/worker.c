@@ -499,11 +499,32 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
             continue;
         }
         int64_t backoff = w->cfg->retry_backoff_initial_ms;
+        bool counted = false; /* this delivery was counted in bulkstate.delivery_attempt */
+        bs_source src = {m->topic, m->partition, m->offset};
         for (;;) {
             bs_err herr = {0};
-            if (handle(w, m, &herr) == 0) {
+            int attempts = 0, rc = -1;
+            if (!counted && bs_store_bump_attempt(w->store, &src, &attempts, &herr) == 0) {
+                counted = true;
+                if (attempts > w->cfg->max_attempts) {
+                    bs_err poison = {0};
+                    bs_err_input(&poison, "poison_message", "",
+                                 "delivery %d of this message: the previous %d ended without a "
+                                 "result (worker crash, kill or timeout)",
+                                 attempts, attempts - 1);
+                    rc =
+                        reject_message(w, m, m->command_id, NULL, "poison_message", &poison, &herr);
+                } else {
+                    rc = handle(w, m, &herr);
+                }
+            } else if (counted) {
+                rc = handle(w, m, &herr);
+            }
+            if (rc == 0) {
                 bs_err serr = {0};
                 if (bs_consumer_store(w->cons, m, &serr) < 0)
+                    bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+                if (bs_store_clear_attempt(w->store, &src, &serr) < 0)
                     bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
                 break;
             }
@@ -530,8 +551,14 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
                 bs_producer_poll(w->prod);
             }
             bs_consumer_pause(w->cons, false);
-            if (*stop || !bs_consumer_owns(w->cons, m))
-                break; /* not settled: redelivered to whoever owns the partition */
+            if (*stop || !bs_consumer_owns(w->cons, m)) {
+                /* not settled: redelivered to whoever owns the partition. A clean stop or a
+                 * rebalance is not a failed delivery: uncount it */
+                bs_err uerr = {0};
+                if (counted && bs_store_uncount_attempt(w->store, &src, &uerr) < 0)
+                    bs_log(BS_LOG_WARN, "worker", "%s", uerr.msg);
+                break;
+            }
             backoff = backoff * 2 > w->cfg->retry_backoff_max_ms ? w->cfg->retry_backoff_max_ms
                                                                  : backoff * 2;
         }
