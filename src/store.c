@@ -42,6 +42,11 @@ static int fail(bs_store *st, PGresult *res, bs_err *err, const char *what)
     for (char *p = clean; *p; p++)
         if (*p == '\n') *p = ' ';
     bs_err_set(err, code, "could not %s: %s", what, clean);
+    /* a statement that ran into statement_timeout will most likely do so again: the worker
+     * counts it as a failed delivery (and dead-letters it after max_attempts) */
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "57014") == 0)
+        snprintf(err->type, sizeof err->type, "%s", "statement_timeout");
     PQclear(res);
     return -1;
 }

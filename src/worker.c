@@ -534,6 +534,8 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
                 *err = herr;
                 return -1;
             }
+            /* a statement timeout is a failed delivery, not an outage: count it again */
+            if (strcmp(herr.type, "statement_timeout") == 0) counted = false;
             /* transient: pause, keep polling (group membership), retry the same message */
             int64_t delay = jitter(backoff);
             bs_log(BS_LOG_WARN, "worker",

@@ -53,5 +53,13 @@ check_eq "the next command is applied" "$(json_field '(c["matched"], c["accepted
 check_eq "the locked run was not transitioned" "$(sql "SELECT state_type FROM flow_run WHERE id = '$P-000000000001'")" PENDING
 check_eq "no record of the poison command" "$(sql "SELECT count(*) FROM bulkstate.command WHERE command_id = 'poison-1'")" 0
 check_eq "settled deliveries are forgotten" "$(sql "SELECT count(*) FROM bulkstate.delivery_attempt")" 0
+# a command that always runs into statement_timeout is a failed delivery each time too
+stop_worker
+export BULKSTATE_POSTGRES_STATEMENT_TIMEOUT_MS=1000
+start_worker || { finish; exit 1; }
+printf '{"command_id": "poison-2", "flow_runs": {"id": {"any_": ["%s"]}}, "state": {"type": "CANCELLED"}}' "$P-000000000001" >"$TMP/poison2.json"
+send "$TMP/poison2.json"
+check_eq "statement timeouts end in a poison_message completion" "$(json_field '(c["command_id"], c["error"]["code"])')" "('poison-2', 'poison_message')"
+check_eq "after max_attempts timeouts" "$(grep -c 'retry_in_ms=.*statement timeout' "$WORKER_LOG")" 2
 kill $LOCKER 2>/dev/null
 finish
