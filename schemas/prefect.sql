@@ -149,6 +149,22 @@ CREATE INDEX ix_flow_run_state__result_artifact_id ON flow_run_state (result_art
 CREATE INDEX ix_flow_run_state__updated ON flow_run_state (updated);
 CREATE INDEX ix_task_run__flow_run_id ON task_run (flow_run_id);
 
+-- concurrency_limit_v2: the deployment concurrency limits the orchestration rules read.
+CREATE TABLE concurrency_limit_v2 (
+  id uuid NOT NULL DEFAULT gen_random_uuid(),
+  created timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  updated timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  active boolean NOT NULL,
+  name varchar NOT NULL,
+  "limit" integer NOT NULL,
+  active_slots integer NOT NULL,
+  denied_slots integer NOT NULL,
+  slot_decay_per_second double precision NOT NULL,
+  avg_slot_occupancy_seconds double precision NOT NULL,
+  CONSTRAINT pk_concurrency_limit_v2 PRIMARY KEY (id),
+  CONSTRAINT uq_concurrency_limit_v2__name UNIQUE (name));
+CREATE INDEX ix_concurrency_limit_v2__updated ON concurrency_limit_v2 (updated);
+
 -- deployment: trimmed to the columns the orchestration rules read.
 CREATE TABLE deployment (
   id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -158,11 +174,14 @@ CREATE TABLE deployment (
   flow_id uuid NOT NULL,
   work_queue_name varchar,
   work_queue_id uuid,
+  concurrency_limit integer,
   concurrency_limit_id uuid,
   concurrency_options jsonb,
   paused boolean NOT NULL DEFAULT false,
   CONSTRAINT pk_deployment PRIMARY KEY (id),
   CONSTRAINT fk_deployment__flow_id__flow FOREIGN KEY (flow_id) REFERENCES flow (id) ON DELETE CASCADE,
+  CONSTRAINT fk_deployment__concurrency_limit_id__concurrency_limit_v2
+    FOREIGN KEY (concurrency_limit_id) REFERENCES concurrency_limit_v2 (id) ON DELETE SET NULL,
   CONSTRAINT uq_deployment__flow_id_name UNIQUE (flow_id, name));
 CREATE INDEX ix_deployment__work_queue_name ON deployment (work_queue_name);
 

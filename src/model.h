@@ -96,6 +96,9 @@ typedef struct bs_run {
     bs_uuid deployment_id;      /* "" when NULL */
     bs_uuid parent_task_run_id; /* "" when NULL */
     bool has_infrastructure_pid;
+    bool deployment_exists;   /* deployment_id names a row of deployment */
+    bool deployment_limited;  /* that deployment has a concurrency limit (concurrency_limit_v2) */
+    int64_t deployment_limit; /* the limit's value */
     int64_t run_count;
     int64_t expected_start_time, next_scheduled_start_time, start_time, end_time;
     int64_t total_run_time_us;

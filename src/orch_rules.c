@@ -165,6 +165,35 @@ static void prevent_pending_transitions(octx *c)
                       bs_state_type_name(cur->type)));
 }
 
+/* #7, step 1: the PENDING state's lease id moves on (overwriting the proposal's). Its later
+ * steps apply to clients 3.4.11 and newer; commands carry no client version, which Prefect
+ * treats as 2.0.0, so they end there. */
+static void validate_deployment_concurrency_at_running(octx *c)
+{
+    if (none(c)) return;
+    c->d->state.details.deployment_concurrency_lease_id =
+        c->cur->details.deployment_concurrency_lease_id;
+}
+
+/* #8: acts when C is none. Taking a slot is not ported: on a limited deployment the
+ * transition is refused, never let through without its slot. */
+static void secure_flow_concurrency_slots(octx *c)
+{
+    const bs_run *r = c->in->run;
+    if (c->d->state.type == BS_NONE || bs_uuid_null(&r->deployment_id)) return;
+    if (!r->deployment_exists) {
+        abort_with(c, "Deployment not found.");
+        return;
+    }
+    if (!r->deployment_limited) return;
+    if (r->deployment_limit == 0) {
+        abort_with(c, "The deployment concurrency limit is 0. The flow will deadlock if "
+                      "submitted again.");
+        return;
+    }
+    abort_with(c, bs_orch_unported_concurrency(c));
+}
+
 /* #10 */
 static void ensure_only_scheduled_marked_late(octx *c)
 {
@@ -348,6 +377,11 @@ const orch_rule BS_CORE_FLOW_POLICY[] = {
     {"PreventPendingTransitions",
      FROM_TO(M(BS_PENDING) | M(BS_CANCELLING) | M(BS_RUNNING) | M(BS_CANCELLED), M(BS_PENDING)),
      prevent_pending_transitions, NULL, NULL},
+    {"ValidateDeploymentConcurrencyAtRunning", FROM_TO(M(BS_PENDING), M(BS_RUNNING)),
+     validate_deployment_concurrency_at_running, NULL, NULL},
+    {"SecureFlowConcurrencySlots",
+     FROM_TO(M_ALL & ~(M(BS_PENDING) | M(BS_RUNNING) | M(BS_CANCELLING)), M(BS_PENDING)),
+     secure_flow_concurrency_slots, NULL, NULL},
     {"EnsureOnlyScheduledFlowsMarkedLate", FROM_TO(M_ALL, M(BS_SCHEDULED)),
      ensure_only_scheduled_marked_late, NULL, NULL},
     {"HandlePausingFlows", FROM_TO(M_ALL, M(BS_PAUSED)), handle_pausing, handle_pausing_after,

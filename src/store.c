@@ -326,40 +326,29 @@ int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char **
 
 #define US(x) "(extract(epoch FROM " x ") * 1000000)::bigint"
 
+/* clang-format off */
+/* Timestamps come back as microseconds since the epoch (bigint), so no text parsing. The
+ * deployment and its concurrency limit come with the run: the rules need to know whether the
+ * deployment exists and whether it is limited. */
 static const char SQL_LOCK[] =
     "SELECT fr.id, fr.deployment_id, fr.parent_task_run_id, "
-    "COALESCE(fr.infrastructure_pid, '') <> '', fr.run_count, " US(
-        "fr.expected_start_"
-        "time") ", " US("fr."
-                        "next_"
-                        "schedu"
-                        "led_"
-                        "start_"
-                        "time") ", " US("fr.start_time") ", " US("fr.end_time") ", " US("fr.total_"
-                                                                                        "run_time") ", fr.empirical_policy::text, "
-                                                                                                    "s.id, s.type, s.name, s.message, " US(
-                                                                                                        "s.timestamp") ", s.state_details::text, "
-                                                                                                                       "COALESCE(NULLIF(s.data, 'null'::jsonb), "
-                                                                                                                       "a.data::jsonb)::text, "
-                                                                                                                       "ARRAY(SELECT " US(
-                                                                                                                           "x.timestamp") " FROM flow_run_state "
-                                                                                                                                          "x WHERE x.flow_run_id "
-                                                                                                                                          "= fr.id AND "
-                                                                                                                                          "x.timestamp >= "
-                                                                                                                                          "'epoch'::timestamptz "
-                                                                                                                                          "+ $2::bigint * "
-                                                                                                                                          "interval '1 "
-                                                                                                                                          "microsecond') "
-                                                                                                                                          "FROM flow_run fr LEFT "
-                                                                                                                                          "JOIN flow_run_state s "
-                                                                                                                                          "ON s.id = fr.state_id "
-                                                                                                                                          "LEFT JOIN artifact a "
-                                                                                                                                          "ON a.id = "
-                                                                                                                                          "s.result_artifact_id "
-                                                                                                                                          "WHERE fr.id = "
-                                                                                                                                          "ANY($1::uuid[]) ORDER "
-                                                                                                                                          "BY fr.id DESC FOR "
-                                                                                                                                          "UPDATE OF fr";
+    "  COALESCE(fr.infrastructure_pid, '') <> '', fr.run_count, "
+    "  " US("fr.expected_start_time") ", " US("fr.next_scheduled_start_time") ", "
+    "  " US("fr.start_time") ", " US("fr.end_time") ", " US("fr.total_run_time") ", "
+    "  fr.empirical_policy::text, "
+    "  s.id, s.type, s.name, s.message, " US("s.timestamp") ", s.state_details::text, "
+    "  COALESCE(NULLIF(s.data, 'null'::jsonb), a.data::jsonb)::text, "
+    "  ARRAY(SELECT " US("x.timestamp") " FROM flow_run_state x "
+    "        WHERE x.flow_run_id = fr.id "
+    "          AND x.timestamp >= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'), "
+    "  d.id IS NOT NULL, cl.id IS NOT NULL, COALESCE(cl.\"limit\", 0) "
+    "FROM flow_run fr "
+    "LEFT JOIN flow_run_state s ON s.id = fr.state_id "
+    "LEFT JOIN artifact a ON a.id = s.result_artifact_id "
+    "LEFT JOIN deployment d ON d.id = fr.deployment_id "
+    "LEFT JOIN concurrency_limit_v2 cl ON cl.id = d.concurrency_limit_id "
+    "WHERE fr.id = ANY($1::uuid[]) ORDER BY fr.id DESC FOR UPDATE OF fr";
+/* clang-format on */
 
 static int64_t col_ts(const PGresult *res, int r, int c)
 {
@@ -384,6 +373,9 @@ static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
     col_uuid(res, r, 1, &run->deployment_id);
     col_uuid(res, r, 2, &run->parent_task_run_id);
     run->has_infrastructure_pid = strcmp(PQgetvalue(res, r, 3), "t") == 0;
+    run->deployment_exists = strcmp(PQgetvalue(res, r, 19), "t") == 0;
+    run->deployment_limited = strcmp(PQgetvalue(res, r, 20), "t") == 0;
+    run->deployment_limit = strtoll(PQgetvalue(res, r, 21), NULL, 10);
     run->run_count = strtoll(PQgetvalue(res, r, 4), NULL, 10);
     run->expected_start_time = col_ts(res, r, 5);
     run->next_scheduled_start_time = col_ts(res, r, 6);

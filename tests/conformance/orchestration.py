@@ -3,7 +3,8 @@
 
 1. Creates a population of flow runs through Prefect's REST API on database A (every state
    type, retries or not, blocking and rescheduling pauses, scheduled in the past and the
-   future, with and without deployment and infrastructure pid, persisted results), then copies
+   future, with and without deployment and infrastructure pid, persisted results, a deployment
+   deleted after its runs were created), then copies
    database A to database B (pg_dump), so both hold the same runs with the same ids.
 2. Generates seeded bulk commands (1..8 runs by id each, a proposed state with a name and
    details, force or not) and applies each one, in the same order, through Prefect's HTTP
@@ -46,11 +47,14 @@ def build_population(api, rng, n_runs):
     flow = api.ok("POST", "/flows/", {"name": "orchestration-flow"})["id"]
     deps = [api.ok("POST", "/deployments/", {"name": f"odep-{i}", "flow_id": flow})["id"]
             for i in range(2)]
+    # runs of a deployment deleted afterwards: their deployment_id dangles (no foreign key),
+    # which SecureFlowConcurrencySlots answers with "Deployment not found." on PENDING
+    gone = api.ok("POST", "/deployments/", {"name": "odep-gone", "flow_id": flow})["id"]
     ids = []
     for i in range(n_runs):
         body = {"flow_id": flow, "name": f"orch-{i}"}
         if rng.random() < 0.6:
-            body["deployment_id"] = rng.choice(deps)
+            body["deployment_id"] = rng.choice(deps) if rng.random() < 0.85 else gone
         if rng.random() < 0.4:
             body["empirical_policy"] = {"retries": rng.randint(0, 3),
                                         "retry_delay": rng.choice([0, 5, 60])}
@@ -86,6 +90,7 @@ def build_population(api, rng, n_runs):
                 details["pause_reschedule"] = True
             put({"type": "PAUSED", "name": "Suspended" if path == "suspended" else "Paused",
                  "state_details": details})
+    api.ok("DELETE", f"/deployments/{gone}")
     return ids
 
 

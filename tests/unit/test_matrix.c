@@ -50,7 +50,10 @@ static int decide(int cur, int to, bool force, bool deployment, const char *to_n
     memset(&p, 0, sizeof p);
     memset(&in, 0, sizeof in);
     snprintf(run.id.s, sizeof run.id.s, "%s", "11111111-1111-4111-8111-111111111111");
-    if (deployment) snprintf(run.deployment_id.s, 37, "%s", "77777777-7777-4777-8777-777777777777");
+    if (deployment) { /* an existing deployment without a concurrency limit */
+        snprintf(run.deployment_id.s, 37, "%s", "77777777-7777-4777-8777-777777777777");
+        run.deployment_exists = true;
+    }
     run.expected_start_time = run.next_scheduled_start_time = BS_TS_NULL;
     run.start_time = run.end_time = BS_TS_NULL;
     bs_policy_init(&run.policy);

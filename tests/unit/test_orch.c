@@ -286,6 +286,71 @@ int main(void)
     CHECK_STR(f.d.reason, "Cannot overwrite a COMPLETED state that carries persisted result data "
                           "with one that does not.");
 
+    /* #8: a dangling deployment id, a limit of 0, and a limit bulkstate cannot take slots of */
+    static const char *const DEP = "77777777-7777-4777-8777-777777777777";
+    setup(&f, BS_SCHEDULED, "Scheduled", BS_PENDING, false);
+    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK_STR(f.d.reason, "Deployment not found.");
+    f.run.deployment_exists = true;
+    f.run.deployment_limited = true;
+    f.run.deployment_limit = 0;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK_STR(f.d.reason,
+              "The deployment concurrency limit is 0. The flow will deadlock if submitted again.");
+    f.run.deployment_limit = 2;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK(strstr(f.d.reason, "does not manage deployment concurrency slots") != NULL);
+    CHECK(!f.d.write);
+    /* #6 runs first: CANCELLED -> PENDING keeps Prefect's reason */
+    setup(&f, BS_CANCELLED, "Cancelled", BS_PENDING, false);
+    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+    decide(&f);
+    CHECK_STR(f.d.reason,
+              "This run is in a CANCELLED state and cannot transition to a PENDING state.");
+    /* force skips #8 */
+    setup(&f, BS_SCHEDULED, "Scheduled", BS_PENDING, true);
+    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+
+    /* leaving a slot-holding state of a limited deployment would release a slot: refused,
+     * with or without force, and earlier rules' effects are undone */
+    for (int force = 0; force < 2; force++) {
+        setup(&f, BS_RUNNING, "Running", BS_COMPLETED, force);
+        snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+        f.run.deployment_exists = f.run.deployment_limited = true;
+        f.run.deployment_limit = 1;
+        decide(&f);
+        CHECK_INT(f.d.status, BS_ABORT);
+        CHECK(!f.d.write);
+        CHECK_INT(f.d.run.end_time, BS_TS_NULL);
+    }
+    setup(&f, BS_FAILED, "Failed", BS_SCHEDULED, false); /* terminal: no slot, #3 applies */
+    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+    f.run.deployment_exists = f.run.deployment_limited = true;
+    f.run.deployment_limit = 1;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    /* with limit 0 no run holds a slot: the release is a no-op, as in Prefect */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, false);
+    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+    f.run.deployment_exists = f.run.deployment_limited = true;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    /* #7 step 1: PENDING -> RUNNING carries the PENDING state's lease id */
+    setup(&f, BS_PENDING, "Pending", BS_RUNNING, false);
+    snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
+             "88888888-8888-4888-8888-888888888888");
+    snprintf(f.proposal.details.deployment_concurrency_lease_id.s, 37, "%s",
+             "99999999-9999-4999-8999-999999999999");
+    decide(&f);
+    CHECK_STR(f.d.state.details.deployment_concurrency_lease_id.s,
+              "88888888-8888-4888-8888-888888888888");
+
     CHECK_INT(bs_orch_parse_api_version("0.8.4"), 8004);
     CHECK_INT(bs_orch_parse_api_version("0.8"), -1);
     CHECK_STR(bs_orch_rule_names(true)[0], "PreventResultDataLoss");
