@@ -459,37 +459,32 @@ static const char SQL_INSERT_STATES[] =
     "u.det, u.art FROM unnest($1::uuid[], $2::uuid[], $3::state_type[], $4::bigint[], "
     "$5::text[], $6::text[], $7::jsonb[], $8::uuid[]) AS u(id, fr, t, ts, n, m, det, art)";
 
+/* clang-format off */
+/* One statement for every run of the batch: written runs (u.w) get the new state's mirror
+ * columns and their bookkeeping; runs where only empirical_policy changed get just that. */
 #define TS(c) "'epoch'::timestamptz + u." c " * interval '1 microsecond'"
 static const char SQL_UPDATE_RUNS[] =
     "UPDATE flow_run AS f SET "
-    "state_id = CASE WHEN u.w THEN u.sid ELSE f.state_id END, "
-    "state_type = CASE WHEN u.w THEN u.st ELSE f.state_type END, "
-    "state_name = CASE WHEN u.w THEN u.sn ELSE f.state_name END, "
-    "state_timestamp = CASE WHEN u.w THEN " TS(
-        "sts") " ELSE f.state_timestamp END, "
-               "start_time = CASE WHEN u.w THEN " TS(
-                   "s") " ELSE f.start_time END, "
-                        "end_time = CASE WHEN u.w THEN " TS(
-                            "e") " ELSE f.end_time END, "
-                                 "expected_start_time = CASE WHEN u.w THEN " TS(
-                                     "x") " ELSE f.expected_start_time END, "
-                                          "next_scheduled_start_time = CASE WHEN u.w THEN " TS(
-                                              "nx") " ELSE "
-                                                    "f.next_scheduled_start_time END, "
-                                                    "total_run_time = CASE WHEN u.w THEN u.trt * "
-                                                    "interval '1 microsecond' ELSE "
-                                                    "f.total_run_time END, "
-                                                    "run_count = CASE WHEN u.w THEN u.rc ELSE "
-                                                    "f.run_count END, "
-                                                    "empirical_policy = COALESCE(u.pol, "
-                                                    "f.empirical_policy), updated = now() "
-                                                    "FROM unnest($1::uuid[], $2::boolean[], "
-                                                    "$3::uuid[], $4::state_type[], $5::text[], "
-                                                    "$6::bigint[], $7::bigint[], $8::bigint[], "
-                                                    "$9::bigint[], $10::bigint[], $11::bigint[], "
-                                                    "$12::int[], $13::jsonb[]) AS u(id, w, sid, "
-                                                    "st, sn, sts, s, e, x, nx, trt, rc, pol) "
-                                                    "WHERE f.id = u.id";
+    "  state_id = CASE WHEN u.w THEN u.sid ELSE f.state_id END, "
+    "  state_type = CASE WHEN u.w THEN u.st ELSE f.state_type END, "
+    "  state_name = CASE WHEN u.w THEN u.sn ELSE f.state_name END, "
+    "  state_timestamp = CASE WHEN u.w THEN " TS("sts") " ELSE f.state_timestamp END, "
+    "  start_time = CASE WHEN u.w THEN " TS("s") " ELSE f.start_time END, "
+    "  end_time = CASE WHEN u.w THEN " TS("e") " ELSE f.end_time END, "
+    "  expected_start_time = CASE WHEN u.w THEN " TS("x") " ELSE f.expected_start_time END, "
+    "  next_scheduled_start_time = CASE WHEN u.w THEN " TS("nx") " "
+    "                              ELSE f.next_scheduled_start_time END, "
+    "  total_run_time = CASE WHEN u.w THEN u.trt * interval '1 microsecond' "
+    "                   ELSE f.total_run_time END, "
+    "  run_count = CASE WHEN u.w THEN u.rc ELSE f.run_count END, "
+    "  empirical_policy = COALESCE(u.pol, f.empirical_policy), "
+    "  updated = now() "
+    "FROM unnest($1::uuid[], $2::boolean[], $3::uuid[], $4::state_type[], $5::text[], "
+    "            $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], "
+    "            $11::bigint[], $12::int[], $13::jsonb[]) "
+    "     AS u(id, w, sid, st, sn, sts, s, e, x, nx, trt, rc, pol) "
+    "WHERE f.id = u.id";
+/* clang-format on */
 
 int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err)
 {
