@@ -13,6 +13,7 @@
 #include "orch.h"
 #include "select.h"
 #include "send.h"
+#include "status.h"
 #include "store.h"
 #include "worker.h"
 
@@ -46,6 +47,7 @@ static void usage(FILE *out)
             "                 (--recommended-indexes: also schemas/recommended.sql)\n"
             "  send           produce one command and print its results (send --help)\n"
             "  select         dry run: the ids a filter selects, one JSON line per request\n"
+            "  status ID      what the database recorded for a command (status --help)\n"
             "  check-config   validate the configuration; exit 78 on any error\n"
             "  topics [N]     create the command, reply and dead-letter topics (N partitions,\n"
             "                 default 3; replication factor $BULKSTATE_REPLICATION, default 1)\n"
@@ -154,7 +156,7 @@ int main(int argc, char **argv)
     }
     bs_config *cfg = NULL;
     int nerr = bs_config_load(path, stderr, &cfg);
-    if (strcmp(cmd, "migrate") != 0 && strcmp(cmd, "select") != 0)
+    if (strcmp(cmd, "migrate") != 0 && strcmp(cmd, "select") != 0 && strcmp(cmd, "status") != 0)
         nerr += bs_config_require_kafka(cfg, stderr);
     int rc;
     if (strcmp(cmd, "check-config") == 0) {
@@ -183,7 +185,9 @@ int main(int argc, char **argv)
             else
                 printf("topics ready: %s %s %s\n", names[0], names[1], names[2]);
             rc = rc < 0 ? EX_UNAVAILABLE : 0;
-        } else if (strcmp(cmd, "select") == 0)
+        } else if (strcmp(cmd, "status") == 0)
+            rc = bs_status_main(cfg, argc - optind, argv + optind);
+        else if (strcmp(cmd, "select") == 0)
             rc = bs_select_main(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "send") == 0)
             rc = bs_send_main(cfg, argc - optind, argv + optind);

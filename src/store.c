@@ -611,8 +611,27 @@ int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const ch
     return exec_ok(st,
                    "UPDATE bulkstate.command SET status = 'done', matched = $2, accepted = $3, "
                    "rejected = $4, waited = $5, aborted = $6, run_ids = $7::uuid[], completed = "
-                   "now() WHERE command_id = $1",
+                   "clock_timestamp() WHERE command_id = $1",
                    7, p, "mark the command done", err);
+}
+
+int bs_store_command_json(bs_store *st, bs_arena *ar, const char *command_id, const char **json,
+                          bs_err *err)
+{
+    const char *p[1] = {command_id};
+    PGresult *res = exec(st,
+                         "SELECT json_build_object('command_id', command_id, 'status', status, "
+                         "'matched', matched, 'accepted', accepted, 'rejected', rejected, "
+                         "'waited', waited, 'aborted', aborted, 'source_topic', source_topic, "
+                         "'source_partition', source_partition, 'source_offset', source_offset, "
+                         "'created', created, 'completed', completed, 'body_sha256', "
+                         "body_sha256)::text FROM bulkstate.command WHERE command_id = $1",
+                         1, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "read the command record");
+    *json = PQntuples(res) ? bs_arena_strdup(ar, PQgetvalue(res, 0, 0)) : NULL;
+    PQclear(res);
+    return 0;
 }
 
 int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,

@@ -87,6 +87,10 @@ int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const ch
                     const int *statuses, const unsigned char *const *replies,
                     const size_t *reply_lens, size_t n, const bs_command_record *rec, bs_err *err);
 
+/* The command's record as a JSON object text (in ar), or NULL when there is none. */
+int bs_store_command_json(bs_store *st, bs_arena *ar, const char *command_id, const char **json,
+                          bs_err *err);
+
 /* Loads the stored replies of a done command, in seq order (bytes live in ar). */
 int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
                           unsigned char ***replies, size_t **lens, const char ***run_ids, size_t *n,

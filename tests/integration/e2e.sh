@@ -42,6 +42,11 @@ check_eq "c1 rows: state id of the reply" "$(sql "SELECT state_id FROM flow_run 
 keys=$(kcat -b "$BULKSTATE_KAFKA_BOOTSTRAP_SERVERS" -C -t bulkstate.replies -o beginning -e -q -f '%k|%h\n' 2>/dev/null | grep 'command-id=e2e-1' | cut -d'|' -f1 | sort -u | tr '\n' ' ')
 check_eq "c1 reply keys" "$keys" "$(run 1) $(run 2) e2e-1 "
 
+# what the database recorded, as `bulkstate status` shows it
+check_match "status of c1" "$("$BIN" status e2e-1)" "^command e2e-1: done, matched=2 accepted=2 rejected=0 waited=0 aborted=0"
+check_eq "status --json: the record and the two results as published" "$("$BIN" status --json e2e-1 | python3 -c 'import json,sys; l=[json.loads(x) for x in sys.stdin]; print(l[0]["status"], [r["status"] for r in l[1:]])')" "done ['ACCEPT', 'ACCEPT']"
+"$BIN" status no-such-command 2>/dev/null; check_eq "status of an unknown command" "$?" 1
+
 # 2. COMPLETED -> RUNNING with force is accepted (test_bulk_set_state_with_force)
 cat >"$TMP/c2.json" <<J
 {"command_id": "e2e-2", "flow_runs": {"tags": {"all_": ["e2e-b"]}}, "state": {"type": "RUNNING"}, "force": true}
