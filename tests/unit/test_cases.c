@@ -1,0 +1,327 @@
+/* Conformance cases of orchestration.md §4 on the pure engine, each named by its id and the
+ * Prefect test it comes from. Cases that need Prefect's task-run tables (K14 parent task),
+ * its HTTP layer (K16, S04, P05, Z12) or deployment concurrency slots (Q*) are covered
+ * elsewhere or not ported; see README. */
+#include "../t.h"
+#include "orch.h"
+
+#define S 1000000LL
+static const int64_t NOW = 1700000000LL * S;
+static const char *const DEP = "77777777-7777-4777-8777-777777777777";
+
+typedef struct fx {
+    bs_run run;
+    bs_state p;
+    bs_orch_input in;
+    bs_decision d;
+} fx;
+
+static fx *given(int cur, const char *cur_name, int to, const char *to_name, bool force)
+{
+    static fx f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.run.id.s, sizeof f.run.id.s, "%s", "11111111-1111-4111-8111-111111111111");
+    f.run.expected_start_time = f.run.next_scheduled_start_time = BS_TS_NULL;
+    f.run.start_time = f.run.end_time = BS_TS_NULL;
+    bs_policy_init(&f.run.policy);
+    f.run.current.type = cur;
+    f.run.current.name = cur_name ? cur_name : bs_state_type_default_name(cur);
+    f.run.current.timestamp = NOW - 5 * S;
+    bs_details_init(&f.run.current.details);
+    f.p.type = to;
+    f.p.name = to_name ? to_name : bs_state_type_default_name(to);
+    f.p.timestamp = NOW;
+    bs_details_init(&f.p.details);
+    f.in.run = &f.run;
+    f.in.proposal = &f.p;
+    f.in.force = force;
+    f.in.now_us = NOW;
+    snprintf(f.in.replacement_id.s, 37, "%s", "44444444-4444-4444-8444-444444444444");
+    snprintf(f.in.random_pause_key.s, 37, "%s", "55555555-5555-4555-8555-555555555555");
+    return &f;
+}
+
+static void with_deployment(fx *f)
+{
+    snprintf(f->run.deployment_id.s, 37, "%s", DEP);
+    f->run.deployment_exists = true;
+}
+
+static bs_decision *when(fx *f)
+{
+    bs_orch_decide(&f->in, &f->d);
+    return &f->d;
+}
+
+#define EXPECT(id, d, st, rsn)                                                                     \
+    do {                                                                                           \
+        if ((d)->status != (st))                                                                   \
+            fprintf(stderr, "%s: status %s\n", id, bs_status_name((d)->status));                   \
+        CHECK_INT((d)->status, st);                                                                \
+        CHECK_STR((d)->reason, rsn);                                                               \
+    } while (0)
+
+int main(void)
+{
+    fx *f;
+    bs_decision *d;
+
+    /* K02 test_rule_sets_scheduled_time / test_rule_sets_expected_start_time_from_scheduled */
+    f = given(BS_NONE, NULL, BS_SCHEDULED, NULL, false);
+    f->p.details.scheduled_time = NOW + 42 * S;
+    d = when(f);
+    EXPECT("K02", d, BS_ACCEPT, NULL);
+    CHECK_INT(d->run.next_scheduled_start_time, NOW + 42 * S);
+    CHECK_INT(d->run.expected_start_time, NOW + 42 * S);
+    CHECK_INT(d->run.start_time, BS_TS_NULL);
+
+    /* K03 test_scheduled_time_copied_from_scheduled_to_pending (core), forced: not copied */
+    for (int force = 0; force < 2; force++) {
+        f = given(BS_SCHEDULED, NULL, BS_PENDING, NULL, force);
+        f->run.current.details.scheduled_time = NOW + 42 * S;
+        f->run.next_scheduled_start_time = NOW + 42 * S;
+        d = when(f);
+        EXPECT("K03", d, BS_ACCEPT, NULL);
+        CHECK_INT(d->run.next_scheduled_start_time, BS_TS_NULL);
+        CHECK_INT(d->state.details.scheduled_time, force ? BS_TS_NULL : NOW + 42 * S);
+    }
+
+    /* K05 test_rule_increments_run_count */
+    f = given(BS_PENDING, NULL, BS_RUNNING, NULL, false);
+    f->run.run_count = 41;
+    d = when(f);
+    CHECK_INT(d->run.run_count, 42);
+
+    /* K06 test_rule_updates_run_time_after_running / ..._sets_end_time_when_run_ends */
+    f = given(BS_RUNNING, NULL, BS_COMPLETED, NULL, false);
+    f->run.current.timestamp = NOW - 42 * S;
+    f->run.start_time = NOW - 42 * S;
+    d = when(f);
+    CHECK_INT(d->run.total_run_time_us, 42 * S);
+    CHECK_INT(d->run.end_time, NOW);
+
+    /* K07 test_rule_doesnt_update_run_time_when_not_running */
+    f = given(BS_PENDING, NULL, BS_COMPLETED, NULL, false);
+    d = when(f);
+    CHECK_INT(d->run.total_run_time_us, 0);
+    CHECK_INT(d->run.start_time, NOW);
+    CHECK_INT(d->run.end_time, NOW);
+
+    /* K09 test_rule_unsets_end_time_when_forced_out_of_terminal_state */
+    static const int terminal[] = {BS_COMPLETED, BS_FAILED, BS_CANCELLED, BS_CRASHED};
+    for (int i = 0; i < 4; i++)
+        for (int force = 0; force < 2; force++) {
+            f = given(terminal[i], NULL, BS_RUNNING, NULL, force);
+            f->run.end_time = NOW - S;
+            d = when(f);
+            EXPECT("K09", d, BS_ACCEPT, NULL);
+            CHECK_INT(d->run.end_time, BS_TS_NULL);
+            CHECK_INT(d->run.run_count, 1);
+        }
+
+    /* K10 test_rule_does_not_modify_end_time_when_transitioning_from_final_to_final */
+    f = given(BS_COMPLETED, NULL, BS_FAILED, NULL, false);
+    f->run.end_time = NOW - 7 * S;
+    d = when(f);
+    CHECK_INT(d->run.end_time, NOW - 7 * S);
+
+    /* K15 test_running_resuming_flow_does_not_increment_run_count */
+    f = given(BS_PENDING, NULL, BS_RUNNING, NULL, false);
+    f->run.run_count = 42;
+    f->run.policy.resuming = true;
+    d = when(f);
+    CHECK_INT(d->run.run_count, 42);
+    CHECK(!d->run.policy.resuming);
+
+    /* S02 test_running_before_scheduled_start_time_is_delayed (PENDING carries the time) */
+    f = given(BS_PENDING, NULL, BS_RUNNING, NULL, false);
+    f->run.current.details.scheduled_time = NOW + 300 * S;
+    d = when(f);
+    EXPECT("S02", d, BS_WAIT, "Scheduled time is in the future");
+    CHECK_INT(d->delay_seconds, 300);
+    CHECK(!d->write);
+
+    /* S03 test_scheduling_rule_does_not_fire_against_other_state_types */
+    for (int i = 0; i < 4; i++) {
+        f = given(BS_SCHEDULED, NULL, terminal[i], NULL, false);
+        f->run.current.details.scheduled_time = NOW + 300 * S;
+        EXPECT("S03", when(f), BS_ACCEPT, NULL);
+    }
+
+    /* S05 test_set_flow_run_state_force_skips_orchestration */
+    f = given(BS_SCHEDULED, NULL, BS_RUNNING, NULL, true);
+    f->run.current.details.scheduled_time = NOW + 30 * 86400 * S;
+    EXPECT("S05", when(f), BS_ACCEPT, NULL);
+
+    /* R02 test_stops_retrying_eventually / test_clears_retry_type_on_exhausted_retries */
+    f = given(BS_RUNNING, NULL, BS_FAILED, NULL, false);
+    f->run.policy.retries = 1;
+    f->run.run_count = 2;
+    f->run.policy.retry_type = "in_process";
+    d = when(f);
+    EXPECT("R02", d, BS_ACCEPT, NULL);
+    CHECK(d->run.policy.retry_type == NULL);
+    CHECK_INT(d->run.end_time, NOW);
+
+    /* R05 test_can_manual_retry_with_arbitrary_state_name */
+    f = given(BS_FAILED, NULL, BS_SCHEDULED, "FooBar", false);
+    with_deployment(f);
+    f->run.run_count = 2;
+    f->p.details.scheduled_time = NOW;
+    d = when(f);
+    EXPECT("R05", d, BS_ACCEPT, NULL);
+    CHECK_INT(d->run.run_count, 2);
+    CHECK_STR(d->run.policy.retry_type, "reschedule");
+
+    /* R06 test_cannot_manual_retry_without_deployment */
+    f = given(BS_FAILED, NULL, BS_SCHEDULED, "AwaitingRetry", false);
+    f->run.policy.retries = 1;
+    d = when(f);
+    EXPECT("R06", d, BS_ABORT, "Cannot reschedule a run without an associated deployment.");
+    CHECK(!d->write);
+
+    /* R08 test_manual_retry_updates_retry_type: terminal -> terminal leaves retry_type */
+    f = given(BS_FAILED, NULL, BS_FAILED, "AwaitingRetry", false);
+    with_deployment(f);
+    d = when(f);
+    EXPECT("R08", d, BS_ACCEPT, NULL);
+    CHECK(d->run.policy.retry_type == NULL);
+
+    /* T01/T02 test_transitions_from_terminal_states_to_crashed/_cancelling_are_aborted */
+    static const char *const treason[] = {
+        "Run is already in terminal state COMPLETED.", "Run is already in terminal state FAILED.",
+        "Run is already in terminal state CANCELLED.", "Run is already in terminal state CRASHED."};
+    for (int i = 0; i < 4; i++) {
+        EXPECT("T01", when(given(terminal[i], NULL, BS_CRASHED, NULL, false)), BS_ABORT,
+               treason[i]);
+        EXPECT("T02", when(given(terminal[i], NULL, BS_CANCELLING, NULL, false)), BS_ABORT,
+               treason[i]);
+    }
+
+    /* T03 ...allowed_without_persisted_result; T04 ...rejected_with_persisted_result */
+    static const int t34[] = {BS_PENDING, BS_RUNNING, BS_SCHEDULED};
+    for (int i = 0; i < 3; i++) {
+        f = given(BS_COMPLETED, NULL, t34[i], NULL, false);
+        with_deployment(f);
+        EXPECT("T03", when(f), BS_ACCEPT, NULL);
+        f = given(BS_COMPLETED, NULL, t34[i], NULL, false);
+        f->run.current.data = "{\"storage_key\": \"k\"}";
+        f->run.current.data_truthy = f->run.current.data_persisted = true;
+        EXPECT("T04", when(f), BS_REJECT, "Run is already COMPLETED.");
+    }
+
+    /* T06/T07/T08/T09 data-loss guard, with force */
+    f = given(BS_COMPLETED, NULL, BS_COMPLETED, NULL, true);
+    f->run.current.data_truthy = f->run.current.data_persisted = true;
+    f->p.data = "{\"storage_key\": \"other\"}";
+    f->p.data_truthy = f->p.data_persisted = true;
+    EXPECT("T06", when(f), BS_ACCEPT, NULL);
+    f = given(BS_COMPLETED, NULL, BS_COMPLETED, NULL, true);
+    f->run.current.data = "1";
+    f->run.current.data_truthy = true; /* a scalar is never "persisted" */
+    EXPECT("T07", when(f), BS_ACCEPT, NULL);
+    f = given(BS_COMPLETED, NULL, BS_COMPLETED, NULL, false);
+    f->run.current.data_truthy = f->run.current.data_persisted = true;
+    f->p.data = "1";
+    f->p.data_truthy = true;
+    EXPECT("T08", when(f), BS_REJECT,
+           "Cannot overwrite a COMPLETED state that carries persisted result data with one "
+           "that does not.");
+    f = given(BS_COMPLETED, NULL, BS_COMPLETED, NULL, false);
+    f->run.current.data = "{\"type\": \"unpersisted\"}";
+    f->run.current.data_truthy = true;
+    EXPECT("T09", when(f), BS_ACCEPT, NULL);
+
+    /* T10: CANCELLED -> PENDING aborts and #3's policy edits are undone (fizzle cleanup) */
+    f = given(BS_CANCELLED, NULL, BS_PENDING, NULL, false);
+    f->run.policy.resuming = true;
+    f->run.policy.retry_type = "in_process";
+    d = when(f);
+    EXPECT("T10", d, BS_ABORT,
+           "This run is in a CANCELLED state and cannot transition to a PENDING state.");
+    CHECK(d->run.policy.resuming);
+    CHECK_STR(d->run.policy.retry_type, "in_process");
+
+    /* L02 (full pipeline): terminal with deployment -> Late; L03: cancelling -> Late */
+    f = given(BS_COMPLETED, NULL, BS_SCHEDULED, "Late", false);
+    with_deployment(f);
+    EXPECT("L02", when(f), BS_REJECT, "Only scheduled flows can be marked late.");
+    EXPECT("L03", when(given(BS_CANCELLING, NULL, BS_SCHEDULED, "Late", false)), BS_REJECT,
+           "Cannot transition flows that are cancelling to a state other than Cancelled.");
+    /* L04 test_scheduled_to_late_transition_is_accepted; L05 ..._already_late_... */
+    EXPECT("L04", when(given(BS_SCHEDULED, NULL, BS_SCHEDULED, "Late", false)), BS_ACCEPT, NULL);
+    EXPECT("L05", when(given(BS_SCHEDULED, "Late", BS_SCHEDULED, "Late", false)), BS_REJECT,
+           "This flow run is already marked late.");
+
+    /* P01 test_banned_transitions_are_aborted; P02 (full): cancelling */
+    EXPECT("P01", when(given(BS_RUNNING, NULL, BS_PENDING, NULL, false)), BS_ABORT,
+           "This run is in a RUNNING state and cannot transition to a PENDING state.");
+    EXPECT("P02", when(given(BS_CANCELLING, NULL, BS_PENDING, NULL, false)), BS_REJECT,
+           "Cannot transition flows that are cancelling to a state other than Cancelled.");
+    /* P04 test_pending_back_to_pending_is_aborted */
+    EXPECT("P04", when(given(BS_PENDING, "Submitting", BS_PENDING, "Pending", false)), BS_ABORT,
+           "This run is in a PENDING state and cannot transition to a PENDING state.");
+
+    /* Z02: a pause without a key records a fresh one */
+    d = when(given(BS_RUNNING, NULL, BS_PAUSED, NULL, false));
+    CHECK_INT(d->run.policy.n_pause_keys, 1);
+    CHECK_STR(d->run.policy.pause_keys[0], "55555555-5555-4555-8555-555555555555");
+    /* Z04 test_can_not_nonblocking_pause_flows_with_deployments_with_reschedule_flag */
+    f = given(BS_RUNNING, NULL, BS_PAUSED, "Suspended", false);
+    f->p.details.pause_reschedule = true;
+    EXPECT("Z04", when(f), BS_ABORT, "Cannot suspend flows without a deployment.");
+    /* Z05 ..._with_deployments_with_reschedule_flag */
+    f = given(BS_RUNNING, NULL, BS_PAUSED, NULL, false);
+    f->p.details.pause_reschedule = true;
+    with_deployment(f);
+    EXPECT("Z05", when(f), BS_ACCEPT, NULL);
+    /* Z06: subflows cannot be suspended */
+    f = given(BS_RUNNING, NULL, BS_PAUSED, NULL, false);
+    f->p.details.pause_reschedule = true;
+    with_deployment(f);
+    snprintf(f->run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    EXPECT("Z06", when(f), BS_ABORT, "Cannot pause subflows.");
+    /* Z08 test_cannot_leave_nonblocking_pausing_state_without_a_deployment */
+    f = given(BS_PAUSED, NULL, BS_RUNNING, NULL, false);
+    f->run.current.details.pause_reschedule = true;
+    f->run.current.details.pause_timeout = NOW + 300 * S;
+    EXPECT("Z08", when(f), BS_REJECT, "Cannot reschedule a running flow run without a deployment.");
+    /* Z09 test_can_leave_blocking_pausing_state_without_a_deployment */
+    f = given(BS_PAUSED, NULL, BS_RUNNING, NULL, false);
+    f->run.current.details.pause_timeout = NOW + 300 * S;
+    d = when(f);
+    EXPECT("Z09", d, BS_ACCEPT, NULL);
+    CHECK(d->run.policy.resuming);
+    CHECK_INT(d->run.run_count, 1);
+
+    /* X02 test_does_not_block_cancelled_to_other_states */
+    EXPECT("X02", when(given(BS_CANCELLED, NULL, BS_RUNNING, NULL, false)), BS_ACCEPT, NULL);
+    /* X05 test_rejects_cancelling_resuming_flow_and_sets_to_cancelled */
+    f = given(BS_SCHEDULED, "Resuming", BS_CANCELLING, NULL, false);
+    f->run.has_infrastructure_pid = true;
+    d = when(f);
+    EXPECT("X05", d, BS_REJECT, "Scheduled flow run has no infrastructure to terminate.");
+    CHECK_INT(d->state.type, BS_CANCELLED);
+    /* X06 test_rejects_cancelling_suspended_flow_and_sets_to_cancelled */
+    f = given(BS_PAUSED, NULL, BS_CANCELLING, NULL, false);
+    f->run.current.details.pause_reschedule = true;
+    d = when(f);
+    EXPECT("X06", d, BS_REJECT, "Suspended flow run has no infrastructure to terminate.");
+    CHECK_INT(d->state.type, BS_CANCELLED);
+    CHECK_INT(d->run.end_time, NOW);
+    /* X07: a blocking pause may be cancelled (Prefect 3.9.1, differential test) */
+    EXPECT("X07", when(given(BS_PAUSED, NULL, BS_CANCELLING, NULL, false)), BS_ACCEPT, NULL);
+    /* X08 test_allows_all_other_transitions */
+    static const int x08[] = {BS_NONE, BS_PENDING, BS_RUNNING};
+    for (int i = 0; i < 3; i++)
+        EXPECT("X08", when(given(x08[i], NULL, BS_CANCELLING, NULL, false)), BS_ACCEPT, NULL);
+
+    /* D02 test_no_transition_ids / test_different_transition_ids */
+    f = given(BS_PENDING, NULL, BS_RUNNING, NULL, false);
+    snprintf(f->run.current.details.transition_id.s, 37, "%s",
+             "66666666-6666-4666-8666-666666666666");
+    snprintf(f->p.details.transition_id.s, 37, "%s", "67777777-6666-4666-8666-666666666666");
+    EXPECT("D02", when(f), BS_ACCEPT, NULL);
+
+    return t_done();
+}
