@@ -151,6 +151,12 @@ bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *er
 
 bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_err *err)
 {
+    return bs_consumer_new_tail_from(cfg, topic, false, err);
+}
+
+bs_consumer *bs_consumer_new_tail_from(const bs_config *cfg, const char *topic, bool beginning,
+                                       bs_err *err)
+{
     char errstr[512];
     bs_config copy = *cfg;
     rd_kafka_conf_t *conf = make_conf(&copy, true, err);
@@ -190,7 +196,7 @@ bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_er
             bs_consumer_close(cons);
             return NULL;
         }
-        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = hi;
+        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = beginning ? lo : hi;
     }
     rd_kafka_metadata_destroy(md);
     rd_kafka_assign(cons->rk, parts);

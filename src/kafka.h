@@ -44,6 +44,9 @@ bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *er
 /* A consumer with no group, assigned to every partition of topic at its current end (for
  * `bulkstate send`, which waits for replies). */
 bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_err *err);
+/* The same, from the start of every partition instead of its end. */
+bs_consumer *bs_consumer_new_tail_from(const bs_config *cfg, const char *topic, bool beginning,
+                                       bs_err *err);
 /* NULL on timeout. Consumer errors are logged; fatal ones set err and return NULL. */
 bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err);
 void bs_msg_free(bs_msg *m); /* NULL is a no-op */

@@ -14,6 +14,7 @@
 #include "select.h"
 #include "send.h"
 #include "status.h"
+#include "tail.h"
 #include "store.h"
 #include "worker.h"
 
@@ -48,6 +49,7 @@ static void usage(FILE *out)
             "  send           produce one command and print its results (send --help)\n"
             "  select         dry run: the ids a filter selects, one JSON line per request\n"
             "  status ID      what the database recorded for a command (status --help)\n"
+            "  tail           print the reply topic, human-readable (tail --help)\n"
             "  check-config   validate the configuration; exit 78 on any error\n"
             "  topics [N]     create the command, reply and dead-letter topics (N partitions,\n"
             "                 default 3; replication factor $BULKSTATE_REPLICATION, default 1)\n"
@@ -185,7 +187,9 @@ int main(int argc, char **argv)
             else
                 printf("topics ready: %s %s %s\n", names[0], names[1], names[2]);
             rc = rc < 0 ? EX_UNAVAILABLE : 0;
-        } else if (strcmp(cmd, "status") == 0)
+        } else if (strcmp(cmd, "tail") == 0)
+            rc = bs_tail_main(cfg, argc - optind, argv + optind);
+        else if (strcmp(cmd, "status") == 0)
             rc = bs_status_main(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "select") == 0)
             rc = bs_select_main(cfg, argc - optind, argv + optind);

@@ -47,6 +47,9 @@ check_match "status of c1" "$("$BIN" status e2e-1)" "^command e2e-1: done, match
 check_eq "status --json: the record and the two results as published" "$("$BIN" status --json e2e-1 | python3 -c 'import json,sys; l=[json.loads(x) for x in sys.stdin]; print(l[0]["status"], [r["status"] for r in l[1:]])')" "done ['ACCEPT', 'ACCEPT']"
 "$BIN" status no-such-command 2>/dev/null; check_eq "status of an unknown command" "$?" 1
 
+check_match "tail from the beginning: results and the completion, readable" "$("$BIN" tail --from-beginning --max 3 --timeout 20)" "ACCEPT +state=CANCELLED \"Cancelled\""
+check_eq "tail --json gives decoded records" "$("$BIN" tail --from-beginning --max 3 --timeout 20 --json | python3 -c 'import json,sys; print(sorted(json.loads(l)["command_id"] for l in sys.stdin))')" "['e2e-1', 'e2e-1', 'e2e-1']"
+
 # 2. COMPLETED -> RUNNING with force is accepted (test_bulk_set_state_with_force)
 cat >"$TMP/c2.json" <<J
 {"command_id": "e2e-2", "flow_runs": {"tags": {"all_": ["e2e-b"]}}, "state": {"type": "RUNNING"}, "force": true}
