@@ -77,16 +77,7 @@ EOP
 }
 
 stop() {
-  if [ -f "$DIR/pid" ]; then
-    pid=$(cat "$DIR/pid")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid"
-      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$DIR/pid"
-    log "kafka stopped"
-  fi
+  stop_pidfile "$DIR/pid" kafka 30
   rm -f "$ENVF"
 }
 

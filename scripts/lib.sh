@@ -35,3 +35,17 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# stop_pidfile PIDFILE NAME SECONDS: stops the process (and its children) whose pid is in
+# PIDFILE: SIGTERM, up to SECONDS for it to exit, then SIGKILL.
+stop_pidfile() {
+  local pidfile=$1 name=$2 secs=$3 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  pkill -TERM -P "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((secs * 5))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  log "$name stopped"
+}

@@ -58,15 +58,7 @@ EOV
 }
 
 stop() {
-  if [ -f "$DIR/pid" ]; then
-    pid=$(cat "$DIR/pid")
-    pkill -TERM -P "$pid" 2>/dev/null || true
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$DIR/pid"
-    log "prefect server stopped"
-  fi
+  stop_pidfile "$DIR/pid" "prefect server" 20
   rm -f "$ENVF"
 }
 

@@ -3,7 +3,6 @@
  * symbols), so validation has one input shape; encoding walks the other way. */
 #include "codec.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <avro.h>
 
 #include "arena.h"
+#include "file.h"
 #include "pcf.h"
 
 static const char *const SCHEMA_FILES[BS_NSCHEMAS] = {
@@ -119,23 +119,6 @@ int bs_framing_parse(const char *s)
     return -1;
 }
 
-static char *slurp(const char *path, bs_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        bs_err_set(err, BS_EFATAL, "could not open schema \"%s\": %s", path, strerror(errno));
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = bs_xmalloc((size_t)(n < 0 ? 0 : n) + 1);
-    size_t got = fread(s, 1, (size_t)(n < 0 ? 0 : n), f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
 bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
 {
     bs_codec *cd = bs_xcalloc(1, sizeof *cd);
@@ -143,8 +126,11 @@ bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
     for (int i = 0; i < BS_NSCHEMAS; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", conf->schema_dir, SCHEMA_FILES[i]);
-        char *text = slurp(path, err);
-        if (text == NULL) goto fail;
+        char *text = bs_read_file(path, NULL, err);
+        if (text == NULL) {
+            bs_err_prefix(err, "schema");
+            goto fail;
+        }
         if (avro_schema_from_json_length(text, strlen(text), &cd->s[i].schema) != 0) {
             bs_err_set(err, BS_EFATAL, "could not parse schema \"%s\": %s", path, avro_strerror());
             free(text);
@@ -167,6 +153,15 @@ bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
 fail:
     bs_codec_free(cd);
     return NULL;
+}
+
+bs_codec *bs_codec_new_for(const bs_config *cfg, size_t max_message_bytes, bs_err *err)
+{
+    bs_codec_conf cc = {.schema_dir = cfg->schema_dir,
+                        .max_message_bytes = max_message_bytes,
+                        .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
+                                          cfg->confluent_completed_id}};
+    return bs_codec_new(&cc, err);
 }
 
 void bs_codec_free(bs_codec *cd)
@@ -497,6 +492,18 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
         }
     }
     return 0;
+}
+
+int bs_codec_decode_reply(bs_codec *cd, const void *buf, size_t len, bool json, json_t **out,
+                          bool *is_result, bs_err *err)
+{
+    if (bs_codec_decode(cd, BS_SCHEMA_RESULT, buf, len, json, out, err) == 0) {
+        *is_result = !json || json_object_get(*out, "seq") != NULL;
+        return 0;
+    }
+    memset(err, 0, sizeof *err);
+    *is_result = false;
+    return bs_codec_decode(cd, BS_SCHEMA_COMPLETED, buf, len, json, out, err);
 }
 
 int bs_codec_encode(bs_codec *cd, bs_schema which, const json_t *j, bs_framing framing,

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "config.h"
 #include "err.h"
 
 typedef enum {
@@ -33,6 +34,11 @@ typedef struct bs_codec_conf {
 /* Loads and checks the schemas; NULL and err on failure (BS_EFATAL). */
 bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err);
 void bs_codec_free(bs_codec *cd); /* NULL is a no-op */
+/* The codec of a configuration (its schema_dir and Confluent ids) with the given input cap. */
+bs_codec *bs_codec_new_for(const bs_config *cfg, size_t max_message_bytes, bs_err *err);
+
+/* The input cap of the command-line tools, which read replies (not untrusted commands). */
+#define BS_CLI_MAX_MESSAGE_BYTES (64u << 20)
 
 /* Decodes one record of schema `which` from a framed message into a JSON tree in the schema's
  * shape (for commands: the request body's shape, state.data parsed back into JSON). json: the
@@ -41,6 +47,12 @@ void bs_codec_free(bs_codec *cd); /* NULL is a no-op */
  * avro_decode, json_parse. */
 int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, bool json,
                     json_t **out, bs_err *err);
+
+/* Decodes a message of the reply topic: a result, or else a completion. *is_result tells
+ * which. Single-object and Confluent framing identify the schema; a JSON reply is a result when
+ * it has "seq". */
+int bs_codec_decode_reply(bs_codec *cd, const void *buf, size_t len, bool json, json_t **out,
+                          bool *is_result, bs_err *err);
 
 /* Encodes j (schema-shaped) in the given framing; *buf is malloc'd (caller frees). */
 int bs_codec_encode(bs_codec *cd, bs_schema which, const json_t *j, bs_framing framing,

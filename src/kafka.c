@@ -117,18 +117,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     }
 }
 
-bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *err)
+/* Makes the consumer handle; conf is consumed in every case. group: the handle joins a
+ * consumer group, so rebalances come to rebalance_cb with the consumer as opaque. */
+static bs_consumer *consumer_from_conf(rd_kafka_conf_t *conf, bool group, bs_err *err)
 {
     char errstr[512];
-    if (bs_config_get_kafka(cfg, "group.id") == NULL) {
-        bs_err_set(err, BS_EFATAL, "[kafka] group.id is required for the worker");
-        return NULL;
-    }
-    rd_kafka_conf_t *conf = make_conf(cfg, true, err);
-    if (conf == NULL) return NULL;
     bs_consumer *cons = bs_xcalloc(1, sizeof *cons);
-    rd_kafka_conf_set_opaque(conf, cons);
-    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    if (group) {
+        rd_kafka_conf_set_opaque(conf, cons);
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    }
     cons->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
     if (cons->rk == NULL) {
         rd_kafka_conf_destroy(conf);
@@ -137,6 +135,19 @@ bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *er
         return NULL;
     }
     rd_kafka_poll_set_consumer(cons->rk);
+    return cons;
+}
+
+bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *err)
+{
+    if (bs_config_get_kafka(cfg, "group.id") == NULL) {
+        bs_err_set(err, BS_EFATAL, "[kafka] group.id is required for the worker");
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = make_conf(cfg, true, err);
+    if (conf == NULL) return NULL;
+    bs_consumer *cons = consumer_from_conf(conf, true, err);
+    if (cons == NULL) return NULL;
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(cons->rk, sub);
@@ -157,21 +168,12 @@ bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_er
 bs_consumer *bs_consumer_new_tail_from(const bs_config *cfg, const char *topic, bool beginning,
                                        bs_err *err)
 {
-    char errstr[512];
-    bs_config copy = *cfg;
-    rd_kafka_conf_t *conf = make_conf(&copy, true, err);
+    rd_kafka_conf_t *conf = make_conf(cfg, true, err);
     if (conf == NULL) return NULL;
     rd_kafka_conf_set(conf, "group.id", "bulkstate-send", NULL, 0); /* never joins: assign */
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    bs_consumer *cons = bs_xcalloc(1, sizeof *cons);
-    cons->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (cons->rk == NULL) {
-        rd_kafka_conf_destroy(conf);
-        free(cons);
-        bs_err_set(err, BS_EFATAL, "could not create the Kafka consumer: %s", errstr);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(cons->rk);
+    bs_consumer *cons = consumer_from_conf(conf, false, err);
+    if (cons == NULL) return NULL;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *t = rd_kafka_topic_new(cons->rk, topic, NULL);
     rd_kafka_resp_err_t e = rd_kafka_metadata(cons->rk, 0, t, &md, 10000);

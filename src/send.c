@@ -16,6 +16,7 @@
 #include "arena.h"
 #include "cli.h"
 #include "codec.h"
+#include "file.h"
 #include "ids.h"
 #include "kafka.h"
 #include "log.h"
@@ -54,22 +55,6 @@ static void usage(FILE *out)
             "  -h, --help\n\n"
             "exit status: 0 completed without error, 1 a completion carries an error,\n"
             "2 no completion before the timeout, 64 usage, 69 Kafka unavailable, 78 config\n");
-}
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (f == NULL) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = bs_xmalloc(cap);
-    for (size_t got; (got = fread(buf + n, 1, cap - n, f)) > 0;) {
-        n += got;
-        if (n == cap) buf = bs_xrealloc(buf, cap *= 2);
-    }
-    if (f != stdin) fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
 }
 
 static int by_seq(const void *a, const void *b)
@@ -115,14 +100,8 @@ static int await(sender *s, const char *id)
         bs_msg *m = bs_consumer_poll(s->tail, 100, &err);
         if (m == NULL) continue;
         json_t *j = NULL;
-        bool is_result = true;
-        if (bs_codec_decode(s->cd, BS_SCHEMA_RESULT, m->payload, m->len, m->json, &j, &err) < 0) {
-            memset(&err, 0, sizeof err);
-            is_result = false;
-            bs_codec_decode(s->cd, BS_SCHEMA_COMPLETED, m->payload, m->len, m->json, &j, &err);
-        } else if (m->json && json_object_get(j, "seq") == NULL) {
-            is_result = false;
-        }
+        bool is_result = false;
+        bs_codec_decode_reply(s->cd, m->payload, m->len, m->json, &j, &is_result, &err);
         bs_msg_free(m);
         const char *cid = j ? json_string_value(json_object_get(j, "command_id")) : NULL;
         if (cid == NULL || strcmp(cid, id) != 0) {
@@ -301,19 +280,16 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
         return 64;
     }
     bs_err err = {0};
-    bs_codec_conf cc = {.schema_dir = cfg->schema_dir,
-                        .max_message_bytes = 64u << 20,
-                        .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
-                                          cfg->confluent_completed_id}};
     int status = 0;
-    if ((s.cd = bs_codec_new(&cc, &err)) == NULL || (s.prod = bs_producer_new(cfg, &err)) == NULL) {
+    if ((s.cd = bs_codec_new_for(cfg, BS_CLI_MAX_MESSAGE_BYTES, &err)) == NULL ||
+        (s.prod = bs_producer_new(cfg, &err)) == NULL) {
         fprintf(stderr, "bulkstate send: %s\n", err.msg);
         status = 78;
     } else if (file != NULL) {
         size_t len;
-        char *text = read_all(file, &len);
+        char *text = bs_read_file(file, &len, &err);
         if (text == NULL) {
-            fprintf(stderr, "bulkstate send: could not read \"%s\": %s\n", file, strerror(errno));
+            fprintf(stderr, "bulkstate send: %s\n", err.msg);
             status = 64;
         } else {
             status = send_one(&s, text, len, id);

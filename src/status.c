@@ -38,11 +38,7 @@ int bs_status_main(const bs_config *cfg, int argc, char **argv)
     }
     const char *id = argv[optind];
     bs_err err = {0};
-    bs_codec_conf cc = {.schema_dir = cfg->schema_dir,
-                        .max_message_bytes = 64u << 20,
-                        .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
-                                          cfg->confluent_completed_id}};
-    bs_codec *cd = bs_codec_new(&cc, &err);
+    bs_codec *cd = bs_codec_new_for(cfg, BS_CLI_MAX_MESSAGE_BYTES, &err);
     if (cd == NULL) {
         fprintf(stderr, "bulkstate status: %s\n", err.msg);
         return 78;

@@ -2,7 +2,6 @@
  * parameter each, so a batch is a fixed number of statements. */
 #include "store.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <libpq-fe.h>
 
 #include "command.h"
+#include "file.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -137,26 +137,9 @@ int bs_store_check(bs_store *st, bs_err *err)
     return session_setup(st, err);
 }
 
-static char *read_file(const char *path, bs_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        bs_err_set(err, BS_EFATAL, "could not open \"%s\": %s", path, strerror(errno));
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = bs_xmalloc((size_t)(n < 0 ? 0 : n) + 1);
-    size_t got = fread(s, 1, (size_t)(n < 0 ? 0 : n), f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
 static int run_script(bs_store *st, const char *path, bs_err *err)
 {
-    char *sql = read_file(path, err);
+    char *sql = bs_read_file(path, NULL, err);
     if (sql == NULL) return -1;
     PGresult *res = PQexec(st->conn, sql); /* a trusted file of ours: several statements */
     free(sql);

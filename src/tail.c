@@ -55,11 +55,7 @@ int bs_tail_main(const bs_config *cfg, int argc, char **argv)
         }
     }
     bs_err err = {0};
-    bs_codec_conf cc = {.schema_dir = cfg->schema_dir,
-                        .max_message_bytes = 64u << 20,
-                        .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
-                                          cfg->confluent_completed_id}};
-    bs_codec *cd = bs_codec_new(&cc, &err);
+    bs_codec *cd = bs_codec_new_for(cfg, BS_CLI_MAX_MESSAGE_BYTES, &err);
     if (cd == NULL) {
         fprintf(stderr, "bulkstate tail: %s\n", err.msg);
         return 78;
@@ -76,18 +72,10 @@ int bs_tail_main(const bs_config *cfg, int argc, char **argv)
         if (m == NULL) continue;
         json_t *j = NULL;
         bs_err derr = {0};
-        bool result =
-            bs_codec_decode(cd, BS_SCHEMA_RESULT, m->payload, m->len, m->json, &j, &derr) == 0 &&
-            json_object_get(j, "seq") != NULL;
-        if (!result) {
-            json_decref(j);
-            j = NULL;
-            memset(&derr, 0, sizeof derr);
-            if (bs_codec_decode(cd, BS_SCHEMA_COMPLETED, m->payload, m->len, m->json, &j, &derr) <
-                0)
-                fprintf(stderr, "bulkstate tail: [%d] offset %lld: %s\n", m->partition,
-                        (long long)m->offset, derr.msg);
-        }
+        bool result = false;
+        if (bs_codec_decode_reply(cd, m->payload, m->len, m->json, &j, &result, &derr) < 0)
+            fprintf(stderr, "bulkstate tail: [%d] offset %lld: %s\n", m->partition,
+                    (long long)m->offset, derr.msg);
         if (j != NULL) {
             seen++;
             if (as_json) {

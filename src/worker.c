@@ -47,13 +47,9 @@ bs_worker *bs_worker_new(const bs_config *cfg, bs_err *err)
     w->cfg = cfg;
     w->ar = bs_arena_new();
     w->framing = (bs_framing)bs_framing_parse(cfg->output_framing);
-    bs_codec_conf cc = {.schema_dir = cfg->schema_dir,
-                        .max_message_bytes = (size_t)cfg->max_message_bytes,
-                        .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
-                                          cfg->confluent_completed_id}};
     /* avro-c may allocate what a crafted length asks for: cap each allocation */
     bs_codec_cap_allocations((size_t)cfg->max_message_bytes * 4 + (1u << 20));
-    if ((w->codec = bs_codec_new(&cc, err)) == NULL) goto fail;
+    if ((w->codec = bs_codec_new_for(cfg, (size_t)cfg->max_message_bytes, err)) == NULL) goto fail;
     for (int64_t backoff = 200;; backoff = backoff * 2 > 5000 ? 5000 : backoff * 2) {
         w->store = bs_store_new(cfg, err);
         if (w->store != NULL) break;

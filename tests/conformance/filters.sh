@@ -2,15 +2,7 @@
 # CTest wrapper of filters.py: the differential filter test against Prefect's own server.
 # Exit 77 (reported by CTest as skipped, never as passed) when Prefect could not be installed
 # because the package registry was unreachable.
-set -uo pipefail
-: "${BS_BUILD_DIR:?}" "${BS_SOURCE_DIR:?}"
-RUN=$BS_BUILD_DIR/services
-if [ -f "$RUN/prefect.unavailable" ]; then
-  echo "##################################################################"
-  echo "SKIPPED: Prefect is not installed: $(cat "$RUN/prefect.unavailable")"
-  echo "##################################################################"
-  exit 77
-fi
+source "$(dirname "$0")/lib.sh"
 source "$RUN/prefect.env"
 exec python3 "$BS_SOURCE_DIR/tests/conformance/filters.py" --api "$PREFECT_API_URL" \
   --bulkstate "$BS_BUILD_DIR/bulkstate" --conninfo "$BS_PREFECT_DB_CONNINFO" \

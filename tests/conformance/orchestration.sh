@@ -2,15 +2,7 @@
 # CTest wrapper of orchestration.py: bulk commands through Prefect's own server and through
 # bulkstate (Kafka, worker) on a copy of the same database. Exit 77 (skipped) when Prefect
 # could not be installed because the package registry was unreachable.
-set -uo pipefail
-: "${BS_BUILD_DIR:?}" "${BS_SOURCE_DIR:?}"
-RUN=$BS_BUILD_DIR/services
-if [ -f "$RUN/prefect.unavailable" ]; then
-  echo "##################################################################"
-  echo "SKIPPED: Prefect is not installed: $(cat "$RUN/prefect.unavailable")"
-  echo "##################################################################"
-  exit 77
-fi
+source "$(dirname "$0")/lib.sh"
 source "$RUN/pg.env"; source "$RUN/kafka.env"; source "$RUN/prefect.env"
 export BULKSTATE_CONFIG=$BS_SOURCE_DIR/config/bulkstate.ini
 export BS_WORKER_LOG=$RUN/orchestration-worker.log
