@@ -45,3 +45,21 @@ CREATE TABLE IF NOT EXISTS bulkstate.delivery_attempt (
   last_seen timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (topic, partition, "offset")
 );
+
+-- Deployment concurrency leases taken by bulkstate (rule SecureFlowConcurrencySlots). The slot
+-- itself is counted in Prefect's concurrency_limit_v2.active_slots, changed in the same
+-- transaction as the transition; Prefect's server keeps its own leases in its memory, so
+-- bulkstate keeps its leases here. A lease lives while its run is PENDING: bulkstate revokes it
+-- when the run moves on, and the worker's reaper frees the slot of a lease that expired while
+-- its run was still PENDING (as Prefect's repossessor does). No foreign keys: Prefect may delete
+-- limits and runs on its own.
+CREATE TABLE IF NOT EXISTS bulkstate.deployment_lease (
+  id uuid PRIMARY KEY,
+  limit_id uuid NOT NULL,     -- concurrency_limit_v2.id
+  flow_run_id uuid NOT NULL,  -- the run whose PENDING state carries the lease id
+  slots integer NOT NULL DEFAULT 1,
+  created timestamptz NOT NULL DEFAULT now(),
+  expiration timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_deployment_lease__expiration
+  ON bulkstate.deployment_lease (expiration);

@@ -27,6 +27,12 @@ typedef struct key {
 
 /* alphabetical within each section */
 static const key KEYS[] = {
+    {"orchestration", "concurrency_slot_wait_seconds", T_INT, O(slot_wait_s), "30", 1, 86400,
+     "how far out a run denied a deployment concurrency slot is rescheduled (Prefect's "
+     "server.deployments.concurrency_slot_wait_seconds)"},
+    {"orchestration", "initial_deployment_lease_duration", T_INT, O(lease_ttl_s), "300", 1, 86400,
+     "lifetime in seconds of a deployment concurrency lease when the deployment sets no "
+     "grace_period_seconds (Prefect's server.concurrency.initial_deployment_lease_duration)"},
     {"postgres", "conninfo", T_STR, O(conninfo), "dbname=bulkstate", 0, 0,
      "libpq connection string, handed to libpq as is"},
     {"postgres", "lock_timeout_ms", T_INT, O(lock_timeout_ms), "10000", 0, 600000,
@@ -45,6 +51,8 @@ static const key KEYS[] = {
      "dead-letter topic: raw copies of messages that could not be processed"},
     {"worker", "flush_timeout_ms", T_INT, O(flush_timeout_ms), "30000", 100, 600000,
      "how long to wait for the broker to acknowledge a command's replies"},
+    {"worker", "lease_reap_interval_ms", T_INT, O(lease_reap_interval_ms), "15000", 100, 3600000,
+     "how often the worker frees the slots of expired deployment concurrency leases"},
     {"worker", "log_format", T_STR, O(log_format), "logfmt", 0, 0, "logfmt or json"},
     {"worker", "log_level", T_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"worker", "max_attempts", T_INT, O(max_attempts), "5", 1, 1000,
@@ -160,7 +168,7 @@ static int parse_file(bs_config *cfg, const char *path, FILE *errs)
             *e = '\0';
             snprintf(section, sizeof section, "%s", trim(s + 1));
             if (strcmp(section, "worker") && strcmp(section, "postgres") &&
-                strcmp(section, "kafka")) {
+                strcmp(section, "orchestration") && strcmp(section, "kafka")) {
                 fprintf(errs, "%s: unknown section [%s]\n", where, section);
                 nerr++;
             }
@@ -218,7 +226,8 @@ static int apply_env(bs_config *cfg, FILE *errs)
         *us = '\0';
         const key *kd = find(name, us + 1);
         if (kd == NULL) {
-            if (strcmp(name, "worker") == 0 || strcmp(name, "postgres") == 0) {
+            if (strcmp(name, "worker") == 0 || strcmp(name, "postgres") == 0 ||
+                strcmp(name, "orchestration") == 0) {
                 fprintf(errs, "environment: unknown key %s\n", *e);
                 nerr++;
             }

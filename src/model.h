@@ -42,6 +42,11 @@ static inline bool bs_uuid_null(const bs_uuid *u)
     return u->s[0] == '\0';
 }
 
+static inline void bs_uuid_clear(bs_uuid *u)
+{
+    u->s[0] = '\0';
+}
+
 /* Prefect's StateDetails: 18 keys. Tri-state booleans use -1 for null. */
 typedef struct bs_details {
     bs_uuid flow_run_id, task_run_id, child_flow_run_id;
@@ -99,6 +104,20 @@ typedef struct bs_run {
     bool deployment_exists;   /* deployment_id names a row of deployment */
     bool deployment_limited;  /* that deployment has a concurrency limit (concurrency_limit_v2) */
     int64_t deployment_limit; /* the limit's value */
+    /* Deployment concurrency (rules #8, #9, #17). The slot counter is the caller's view of
+     * concurrency_limit_v2.active_slots at this point of the batch (rows locked, decay applied,
+     * earlier runs' slot changes included). */
+    bs_uuid concurrency_limit_id; /* deployment.concurrency_limit_id; "" when none */
+    bool limit_active;            /* that row exists and is active */
+    int64_t limit_active_slots;
+    bool cancel_new;        /* concurrency_options collision_strategy CANCEL_NEW (else ENQUEUE) */
+    int64_t grace_period_s; /* concurrency_options.grace_period_seconds; -1 when unset */
+    /* The lease named by the current state's deployment_concurrency_lease_id, when bulkstate's
+     * lease store (bulkstate.deployment_lease) holds it. */
+    bool lease_found;
+    bs_uuid lease_limit_id;
+    int64_t lease_slots;
+    bool lease_limit_active;
     int64_t run_count;
     int64_t expected_start_time, next_scheduled_start_time, start_time, end_time;
     int64_t total_run_time_us;

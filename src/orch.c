@@ -37,35 +37,6 @@ int64_t bs_orch_parse_api_version(const char *s)
     return (int64_t)a * 1000000 + b * 1000 + z;
 }
 
-const char *bs_orch_unported_concurrency(octx *c)
-{
-    snprintf(c->d->reason_buf, sizeof c->d->reason_buf,
-             "bulkstate does not manage deployment concurrency slots yet: deployment %s has a "
-             "concurrency limit",
-             c->in->run->deployment_id.s);
-    return c->d->reason_buf;
-}
-
-static bool holds_slot(int type)
-{
-    return type == BS_PENDING || type == BS_RUNNING || type == BS_CANCELLING;
-}
-
-/* Prefect's ReleaseFlowConcurrencySlots (both policies) frees the deployment's slot when a
- * run leaves PENDING/RUNNING/CANCELLING, and RemoveDeploymentConcurrencyLeaseForOldClientVersions
- * (core) revokes the lease of a PENDING run moving on. bulkstate does neither yet, so on a
- * deployment with a concurrency limit above 0 such a transition is refused rather than applied
- * without its slot bookkeeping. (With limit 0 no run holds a slot: nothing to release.) */
-static bool concurrency_unported(const octx *c)
-{
-    const bs_run *r = c->in->run;
-    const int from = c->cur->type, to = c->d->state.type;
-    if (to == BS_NONE || !r->deployment_limited || r->deployment_limit == 0) return false;
-    if (holds_slot(from) && !holds_slot(to)) return true;
-    return !c->in->force && from == BS_PENDING && (to == BS_RUNNING || to == BS_CANCELLING) &&
-           !bs_uuid_null(&c->cur->details.deployment_concurrency_lease_id);
-}
-
 /* ---- global transforms (GlobalFlowPolicy), applied to the final proposal ---- */
 
 static void g_unique_timestamp(octx *c)
@@ -165,12 +136,6 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
         remembered_to[i] = d->state.type;
     }
 
-    if (concurrency_unported(&c)) {
-        d->reason = bs_orch_unported_concurrency(&c);
-        d->status = BS_ABORT;
-        d->state.type = BS_NONE; /* earlier live rules fizzle below */
-    }
-
     if (d->state.type != BS_NONE) {
         for (size_t g = 0; g < sizeof GLOBAL_FLOW_POLICY / sizeof GLOBAL_FLOW_POLICY[0]; g++)
             GLOBAL_FLOW_POLICY[g](&c);
@@ -190,6 +155,15 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
         } else if (r->after) {
             r->after(&c);
         }
+        if (d->error) break;
+    }
+    if (d->error) { /* Prefect's bulk endpoint answers a raised error with ABORT, rolled back */
+        d->status = BS_ABORT;
+        d->reason = d->error;
+        d->write = d->policy_changed = false;
+        d->state.type = BS_NONE;
+        d->run = *in->run;
+        memset(&d->slots, 0, sizeof d->slots);
     }
 }
 

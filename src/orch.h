@@ -25,7 +25,22 @@ typedef struct bs_orch_input {
     int64_t now_us;           /* the clock, read by the caller */
     bs_uuid replacement_id;   /* id for a state a rule substitutes (REJECT with a state) */
     bs_uuid random_pause_key; /* used when a PAUSED proposal carries no pause_key */
+    bs_uuid new_lease_id;     /* id for a lease rule #8 creates */
+    int64_t slot_wait_s;      /* Prefect's concurrency_slot_wait_seconds (0: its default, 30) */
+    int64_t lease_ttl_s; /* Prefect's initial_deployment_lease_duration (0: its default, 300) */
 } bs_orch_input;
+
+/* What a decision does to deployment concurrency slots and bulkstate's lease store; applied
+ * by the caller in the same transaction, only when the decision's state is written. */
+typedef struct bs_slot_ops {
+    bool acquire;        /* one slot taken on run.concurrency_limit_id ... */
+    bs_uuid lease_id;    /* ... held by this new lease */
+    int64_t lease_ttl_s; /* its time to live */
+    bool release;        /* release_slots freed on release_limit (floored at 0) */
+    bs_uuid release_limit;
+    int64_t release_slots;
+    bs_uuid revoke; /* a lease to delete from the store; "" when none */
+} bs_slot_ops;
 
 typedef struct bs_decision {
     bs_status status;
@@ -35,6 +50,7 @@ typedef struct bs_decision {
     bs_state state;      /* the proposal as it ends (a replacement after REJECT with a state) */
     bs_run run;          /* the run's columns after the transition (written only when write) */
     bool policy_changed; /* empirical_policy changed (persist even when nothing is written) */
+    bs_slot_ops slots;
     /* rule scratch */
     char reason_buf[256];
     char name_buf[96];
@@ -42,6 +58,7 @@ typedef struct bs_decision {
     bs_policy saved_policy;
     bool policy_saved;
     const char *pause_key;
+    const char *error; /* an after hook failed as Prefect's raises: the run ends in ABORT */
 } bs_decision;
 
 /* Runs the policy and the global transforms. d is fully overwritten. */

@@ -29,10 +29,6 @@ extern const int BS_CORE_FLOW_POLICY_LEN;
 extern const orch_rule BS_MINIMAL_FLOW_POLICY[];
 extern const int BS_MINIMAL_FLOW_POLICY_LEN;
 
-/* The reason given when a transition would take, release or revoke a deployment concurrency
- * slot, which bulkstate does not do yet (formatted into d->reason_buf). */
-const char *bs_orch_unported_concurrency(octx *c);
-
 /* api-version absent or >= x.y.z */
 bool bs_orch_api_at_least(const octx *c, int64_t v);
 #define API_0_8_3 8003

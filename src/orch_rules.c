@@ -1,7 +1,8 @@
 /* orch_rules: the policy rules of CoreFlowPolicy and MinimalFlowPolicy, one function each and
  * one table line each. Reason strings are Prefect's, word for word: clients read them.
- * Rules that need the concurrency-limit and lease tables (#7, #8, #9, #17) and the event
- * emitter (#16) are not ported yet. Pure: no I/O, no clock, no malloc. */
+ * The deployment-concurrency rules decide on facts and a slot counter the caller loads and
+ * return the slot and lease changes (bs_slot_ops) for the caller to write. Pure: no I/O, no clock,
+ * no malloc. */
 #include <stdio.h>
 #include <string.h>
 
@@ -175,23 +176,110 @@ static void validate_deployment_concurrency_at_running(octx *c)
         c->cur->details.deployment_concurrency_lease_id;
 }
 
-/* #8: acts when C is none. Taking a slot is not ported: on a limited deployment the
- * transition is refused, never let through without its slot. */
+/* #8: acts when C is none. A free slot is taken under a new lease whose id goes into the
+ * proposal; without one the run waits in AwaitingConcurrencySlot or is cancelled, as the
+ * deployment's collision strategy says. */
 static void secure_flow_concurrency_slots(octx *c)
 {
     const bs_run *r = c->in->run;
-    if (c->d->state.type == BS_NONE || bs_uuid_null(&r->deployment_id)) return;
+    bs_decision *d = c->d;
+    if (d->state.type == BS_NONE || bs_uuid_null(&r->deployment_id)) return;
     if (!r->deployment_exists) {
         abort_with(c, "Deployment not found.");
         return;
     }
-    if (!r->deployment_limited) return;
+    if (!r->deployment_limited || bs_uuid_null(&r->concurrency_limit_id)) return;
     if (r->deployment_limit == 0) {
         abort_with(c, "The deployment concurrency limit is 0. The flow will deadlock if "
                       "submitted again.");
         return;
     }
-    abort_with(c, bs_orch_unported_concurrency(c));
+    if (r->limit_active && r->limit_active_slots + 1 <= r->deployment_limit) {
+        d->slots.acquire = true;
+        d->slots.lease_id = c->in->new_lease_id;
+        d->slots.lease_ttl_s = r->grace_period_s >= 0   ? r->grace_period_s
+                               : c->in->lease_ttl_s > 0 ? c->in->lease_ttl_s
+                                                        : 300;
+        d->state.details.deployment_concurrency_lease_id = c->in->new_lease_id;
+        return;
+    }
+    static const char reached[] = "Deployment concurrency limit reached.";
+    if (r->cancel_new) {
+        reject_with(c, BS_CANCELLED, "Cancelled", reached);
+        d->state.message = reached;
+        return;
+    }
+    reject_with(c, BS_SCHEDULED, "AwaitingConcurrencySlot", reached);
+    d->state.details.scheduled_time =
+        c->in->now_us + (c->in->slot_wait_s > 0 ? c->in->slot_wait_s : 30) * 1000000;
+}
+
+/* #8 fizzled (a later rule changed the proposal): the slot it took goes back. */
+static void secure_flow_concurrency_slots_cleanup(octx *c)
+{
+    if (!c->d->slots.acquire) return;
+    c->d->slots.acquire = false;
+    if (c->d->state.type != BS_NONE)
+        bs_uuid_clear(&c->d->state.details.deployment_concurrency_lease_id);
+}
+
+/* #9: commands carry no client version, which Prefect treats as older than 3.4.11: the
+ * PENDING state's lease is revoked (the slot stays taken until #17 frees it). */
+static void remove_lease_for_old_clients(octx *c)
+{
+    if (c->cur->type == BS_NONE) return;
+    if (!bs_uuid_null(&c->cur->details.deployment_concurrency_lease_id))
+        c->d->slots.revoke = c->cur->details.deployment_concurrency_lease_id;
+}
+
+static bool holds_slot(int type)
+{
+    return type == BS_PENDING || type == BS_RUNNING || type == BS_CANCELLING;
+}
+
+static void release(octx *c, const bs_uuid *limit, int64_t n)
+{
+    c->d->slots.release = true;
+    c->d->slots.release_limit = *limit;
+    c->d->slots.release_slots = n;
+}
+
+/* #17 (universal, both policies): leaving PENDING/RUNNING/CANCELLING frees the slot, through
+ * the run's lease when the store has it, else by one on the deployment's limit. A release
+ * that finds no active limit row fails the transition, as Prefect's raises. */
+static void release_flow_concurrency_slots(octx *c)
+{
+    const bs_run *r = c->in->run;
+    bs_decision *d = c->d;
+    const bs_state *p = &d->state;
+    if (p->type == BS_NONE || !holds_slot(c->cur->type) || holds_slot(p->type)) return;
+    if (p->type == BS_SCHEDULED && d->status == BS_REJECT && name_is(p->name, "AwaitingRetry"))
+        return; /* an in-process retry keeps its slot */
+    if (bs_uuid_null(&r->deployment_id)) return;
+    const bs_uuid *lease = &c->cur->details.deployment_concurrency_lease_id;
+    const bool fallback = r->deployment_exists && !bs_uuid_null(&r->concurrency_limit_id);
+    if (!bs_uuid_null(lease)) {
+        if (r->lease_found) {
+            if (!r->lease_limit_active) goto lease_failed;
+            release(c, &r->lease_limit_id, r->lease_slots);
+            d->slots.revoke = *lease;
+        } else if (fallback) {
+            if (!r->limit_active) goto lease_failed;
+            release(c, &r->concurrency_limit_id, 1);
+        }
+        return;
+    lease_failed:
+        snprintf(d->msg_buf, sizeof d->msg_buf, "Failed to release concurrency slots for lease %s",
+                 lease->s);
+        d->error = d->msg_buf;
+        return;
+    }
+    if (!fallback) return;
+    if (!r->limit_active) {
+        d->error = "Failed to release deployment concurrency slots";
+        return;
+    }
+    release(c, &r->concurrency_limit_id, 1);
 }
 
 /* #10 */
@@ -381,7 +469,10 @@ const orch_rule BS_CORE_FLOW_POLICY[] = {
      validate_deployment_concurrency_at_running, NULL, NULL},
     {"SecureFlowConcurrencySlots",
      FROM_TO(M_ALL & ~(M(BS_PENDING) | M(BS_RUNNING) | M(BS_CANCELLING)), M(BS_PENDING)),
-     secure_flow_concurrency_slots, NULL, NULL},
+     secure_flow_concurrency_slots, NULL, secure_flow_concurrency_slots_cleanup},
+    {"RemoveDeploymentConcurrencyLeaseForOldClientVersions",
+     FROM_TO(M(BS_PENDING), M(BS_RUNNING) | M(BS_CANCELLING)), NULL, remove_lease_for_old_clients,
+     NULL},
     {"EnsureOnlyScheduledFlowsMarkedLate", FROM_TO(M_ALL, M(BS_SCHEDULED)),
      ensure_only_scheduled_marked_late, NULL, NULL},
     {"HandlePausingFlows", FROM_TO(M_ALL, M(BS_PAUSED)), handle_pausing, handle_pausing_after,
@@ -392,6 +483,7 @@ const orch_rule BS_CORE_FLOW_POLICY[] = {
     {"WaitForScheduledTime", FROM_TO(M(BS_SCHEDULED) | M(BS_PENDING), M(BS_RUNNING)),
      wait_for_scheduled_time, NULL, NULL},
     {"RetryFailedFlows", FROM_TO(M(BS_RUNNING), M(BS_FAILED)), retry_failed_flows, NULL, NULL},
+    {"ReleaseFlowConcurrencySlots", M_ALL, M_ALL, true, NULL, release_flow_concurrency_slots, NULL},
 };
 const int BS_CORE_FLOW_POLICY_LEN = sizeof BS_CORE_FLOW_POLICY / sizeof BS_CORE_FLOW_POLICY[0];
 
@@ -401,6 +493,7 @@ const orch_rule BS_MINIMAL_FLOW_POLICY[] = {
     {"BypassCancellingFlowRunsWithNoInfra",
      FROM_TO(M(BS_SCHEDULED) | M(BS_PAUSED), M(BS_CANCELLING)), bypass_cancelling_with_no_infra,
      NULL, NULL},
+    {"ReleaseFlowConcurrencySlots", M_ALL, M_ALL, true, NULL, release_flow_concurrency_slots, NULL},
 };
 const int BS_MINIMAL_FLOW_POLICY_LEN =
     sizeof BS_MINIMAL_FLOW_POLICY / sizeof BS_MINIMAL_FLOW_POLICY[0];

@@ -310,6 +310,7 @@ int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char **
 #define US(x) "(extract(epoch FROM " x ") * 1000000)::bigint"
 
 /* clang-format off */
+#define UUID_RE "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 /* Timestamps come back as microseconds since the epoch (bigint), so no text parsing. The
  * deployment and its concurrency limit come with the run: the rules need to know whether the
  * deployment exists and whether it is limited. */
@@ -324,12 +325,21 @@ static const char SQL_LOCK[] =
     "  ARRAY(SELECT " US("x.timestamp") " FROM flow_run_state x "
     "        WHERE x.flow_run_id = fr.id "
     "          AND x.timestamp >= 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'), "
-    "  d.id IS NOT NULL, cl.id IS NOT NULL, COALESCE(cl.\"limit\", 0) "
+    "  d.id IS NOT NULL, cl.id IS NOT NULL, COALESCE(cl.\"limit\", 0), "
+    "  d.concurrency_limit_id, COALESCE(cl.active, false), "
+    "  COALESCE(d.concurrency_options->>'collision_strategy', '') = 'CANCEL_NEW', "
+    "  CASE WHEN jsonb_typeof(d.concurrency_options->'grace_period_seconds') = 'number' "
+    "       THEN (d.concurrency_options->>'grace_period_seconds')::numeric::bigint ELSE -1 END, "
+    "  ls.id IS NOT NULL, ls.limit_id, COALESCE(ls.slots, 1), COALESCE(lcl.active, false) "
     "FROM flow_run fr "
     "LEFT JOIN flow_run_state s ON s.id = fr.state_id "
     "LEFT JOIN artifact a ON a.id = s.result_artifact_id "
     "LEFT JOIN deployment d ON d.id = fr.deployment_id "
     "LEFT JOIN concurrency_limit_v2 cl ON cl.id = d.concurrency_limit_id "
+    "LEFT JOIN bulkstate.deployment_lease ls ON ls.id = CASE "
+    "  WHEN s.state_details->>'deployment_concurrency_lease_id' ~* '" UUID_RE "' "
+    "  THEN (s.state_details->>'deployment_concurrency_lease_id')::uuid END "
+    "LEFT JOIN concurrency_limit_v2 lcl ON lcl.id = ls.limit_id "
     "WHERE fr.id = ANY($1::uuid[]) ORDER BY fr.id DESC FOR UPDATE OF fr";
 /* clang-format on */
 
@@ -359,6 +369,14 @@ static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
     run->deployment_exists = strcmp(PQgetvalue(res, r, 19), "t") == 0;
     run->deployment_limited = strcmp(PQgetvalue(res, r, 20), "t") == 0;
     run->deployment_limit = strtoll(PQgetvalue(res, r, 21), NULL, 10);
+    col_uuid(res, r, 22, &run->concurrency_limit_id);
+    run->limit_active = strcmp(PQgetvalue(res, r, 23), "t") == 0;
+    run->cancel_new = strcmp(PQgetvalue(res, r, 24), "t") == 0;
+    run->grace_period_s = strtoll(PQgetvalue(res, r, 25), NULL, 10);
+    run->lease_found = strcmp(PQgetvalue(res, r, 26), "t") == 0;
+    col_uuid(res, r, 27, &run->lease_limit_id);
+    run->lease_slots = strtoll(PQgetvalue(res, r, 28), NULL, 10);
+    run->lease_limit_active = strcmp(PQgetvalue(res, r, 29), "t") == 0;
     run->run_count = strtoll(PQgetvalue(res, r, 4), NULL, 10);
     run->expected_start_time = col_ts(res, r, 5);
     run->next_scheduled_start_time = col_ts(res, r, 6);
@@ -643,4 +661,209 @@ int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
     }
     PQclear(res);
     return 0;
+}
+
+/* clang-format off */
+/* The limits a batch may take or free slots on, locked after the runs (the global order is
+ * runs by id DESC, then limits by id), with Prefect's slot decay applied. */
+static const char SQL_LOCK_LIMITS[] =
+    "SELECT id, GREATEST(0, active_slots - floor(slot_decay_per_second * "
+    "  EXTRACT(EPOCH FROM now() - updated)))::bigint "
+    "FROM concurrency_limit_v2 WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE";
+
+/* Prefect's bulk_increment/decrement_active_slots write the new count and the decayed
+ * denied_slots (rate limits decay by slot_decay_per_second, concurrency limits by the clamped
+ * average occupancy; 10 s for tag limits, 30 s otherwise, Prefect's defaults). */
+static const char SQL_UPDATE_LIMITS[] =
+    "UPDATE concurrency_limit_v2 AS l SET active_slots = u.a, "
+    "  denied_slots = GREATEST(0, l.denied_slots - floor(CASE "
+    "    WHEN l.slot_decay_per_second > 0 THEN l.slot_decay_per_second "
+    "    ELSE 1.0 / GREATEST(0.1, LEAST(l.avg_slot_occupancy_seconds, "
+    "                                   CASE WHEN l.name LIKE 'tag:%' THEN 10 ELSE 30 END)) "
+    "  END * EXTRACT(EPOCH FROM now() - l.updated))), "
+    "  updated = now() "
+    "FROM unnest($1::uuid[], $2::int[]) AS u(id, a) WHERE l.id = u.id";
+
+static const char SQL_INSERT_LEASES[] =
+    "INSERT INTO bulkstate.deployment_lease (id, limit_id, flow_run_id, slots, expiration) "
+    "SELECT u.id, u.l, u.fr, 1, now() + u.ttl * interval '1 second' "
+    "FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[]) AS u(id, l, fr, ttl)";
+
+static const char SQL_DELETE_LEASES[] =
+    "DELETE FROM bulkstate.deployment_lease WHERE id = ANY($1::uuid[])";
+/* clang-format on */
+
+int bs_store_lock_limits(bs_store *st, bs_arena *ar, const bs_run *runs, const bool *found,
+                         size_t n, bs_limit_view **views, size_t *nv, bs_err *err)
+{
+    const char **ids = bs_arena_alloc(ar, sizeof(char *) * (2 * n + 1));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!found[i]) continue;
+        if (!bs_uuid_null(&runs[i].concurrency_limit_id)) ids[k++] = runs[i].concurrency_limit_id.s;
+        if (runs[i].lease_found) ids[k++] = runs[i].lease_limit_id.s;
+    }
+    *views = NULL;
+    *nv = 0;
+    if (k == 0) return 0; /* the common case: no limited deployment, no extra round trip */
+    const char *p[1] = {bs_pg_array(ar, ids, k)};
+    PGresult *res = exec(st, SQL_LOCK_LIMITS, 1, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "lock the concurrency limits");
+    int rows = PQntuples(res);
+    *views = bs_arena_alloc(ar, sizeof(bs_limit_view) * (size_t)(rows ? rows : 1));
+    for (int r = 0; r < rows; r++) {
+        bs_limit_view *v = &(*views)[r];
+        col_uuid(res, r, 0, &v->id);
+        v->start = v->now = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+        v->touched = false;
+    }
+    *nv = (size_t)rows;
+    PQclear(res);
+    return 0;
+}
+
+bs_limit_view *bs_limit_find(bs_limit_view *views, size_t nv, const bs_uuid *id)
+{
+    for (size_t i = 0; i < nv; i++)
+        if (strcmp(views[i].id.s, id->s) == 0) return &views[i];
+    return NULL;
+}
+
+void bs_limit_apply(bs_limit_view *views, size_t nv, const bs_run *run, const bs_slot_ops *ops)
+{
+    bs_limit_view *v;
+    if (ops->acquire && (v = bs_limit_find(views, nv, &run->concurrency_limit_id)) != NULL) {
+        v->now += 1;
+        v->touched = true;
+    }
+    if (ops->release && (v = bs_limit_find(views, nv, &ops->release_limit)) != NULL) {
+        v->now = v->now > ops->release_slots ? v->now - ops->release_slots : 0;
+        v->touched = true;
+    }
+}
+
+int bs_store_write_slots(bs_store *st, bs_arena *ar, const bs_run *const *runs,
+                         const bs_slot_ops *const *ops, size_t n, bs_limit_view *views, size_t nv,
+                         bs_err *err)
+{
+    const size_t cap = n ? n : 1;
+    const char **li = bs_arena_alloc(ar, sizeof(char *) * cap),
+               **ll = bs_arena_alloc(ar, sizeof(char *) * cap);
+    const char **lr = bs_arena_alloc(ar, sizeof(char *) * cap),
+               **lt = bs_arena_alloc(ar, sizeof(char *) * cap);
+    const char **del = bs_arena_alloc(ar, sizeof(char *) * cap);
+    size_t nl = 0, nd = 0;
+    for (size_t i = 0; i < nv; i++) {
+        views[i].now = views[i].start;
+        views[i].touched = false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bs_limit_apply(views, nv, runs[i], ops[i]);
+        if (ops[i]->acquire) {
+            li[nl] = ops[i]->lease_id.s;
+            ll[nl] = runs[i]->concurrency_limit_id.s;
+            lr[nl] = runs[i]->id.s;
+            lt[nl++] = bs_arena_printf(ar, "%" PRId64, ops[i]->lease_ttl_s);
+        }
+        if (!bs_uuid_null(&ops[i]->revoke)) del[nd++] = ops[i]->revoke.s;
+    }
+    const char **vi = bs_arena_alloc(ar, sizeof(char *) * (nv ? nv : 1));
+    const char **va = bs_arena_alloc(ar, sizeof(char *) * (nv ? nv : 1));
+    size_t nu = 0;
+    for (size_t i = 0; i < nv; i++)
+        if (views[i].touched) {
+            vi[nu] = views[i].id.s;
+            va[nu++] = bs_arena_printf(ar, "%" PRId64, views[i].now);
+        }
+    struct {
+        const char *sql, *what;
+        size_t n;
+        int np;
+        const char *p[4];
+    } stmt[3] = {
+        {SQL_DELETE_LEASES, "revoke leases", nd, 1, {bs_pg_array(ar, del, nd)}},
+        {SQL_INSERT_LEASES,
+         "create leases",
+         nl,
+         4,
+         {bs_pg_array(ar, li, nl), bs_pg_array(ar, ll, nl), bs_pg_array(ar, lr, nl),
+          bs_pg_array(ar, lt, nl)}},
+        {SQL_UPDATE_LIMITS,
+         "update concurrency slots",
+         nu,
+         2,
+         {bs_pg_array(ar, vi, nu), bs_pg_array(ar, va, nu)}},
+    };
+    for (int i = 0; i < 3; i++) {
+        if (stmt[i].n == 0) continue;
+        PGresult *res = exec(st, stmt[i].sql, stmt[i].np, stmt[i].p);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) return fail(st, res, err, stmt[i].what);
+        PQclear(res);
+    }
+    return 0;
+}
+
+/* clang-format off */
+/* Expired leases whose run is still PENDING with that lease give their slots back (Prefect's
+ * repossessor); a lease whose run moved on is only deleted: whoever moved it released the slot
+ * (bulkstate through the lease, Prefect's server through its one-slot fallback). The runs are
+ * locked first, in the global order, so a batch holding one is waited for. */
+static const char SQL_EXPIRED_LEASE_RUNS[] =
+    "SELECT DISTINCT flow_run_id FROM bulkstate.deployment_lease WHERE expiration < now() "
+    "ORDER BY flow_run_id DESC LIMIT 500";
+static const char SQL_LOCK_RUN_IDS[] =
+    "SELECT id FROM flow_run WHERE id = ANY($1::uuid[]) ORDER BY id DESC FOR UPDATE";
+static const char SQL_REAP[] =
+    "WITH expired AS ("
+    "  DELETE FROM bulkstate.deployment_lease "
+    "  WHERE flow_run_id = ANY($1::uuid[]) AND expiration < now() "
+    "  RETURNING id, limit_id, flow_run_id, slots), "
+    "held AS ("
+    "  SELECT e.limit_id, sum(e.slots) AS slots FROM expired e "
+    "  JOIN flow_run fr ON fr.id = e.flow_run_id "
+    "  JOIN flow_run_state s ON s.id = fr.state_id "
+    "  WHERE s.type = 'PENDING' "
+    "    AND s.state_details->>'deployment_concurrency_lease_id' = e.id::text "
+    "  GROUP BY e.limit_id), "
+    "freed AS ("
+    "  UPDATE concurrency_limit_v2 l "
+    "  SET active_slots = GREATEST(0, l.active_slots - h.slots), updated = now() "
+    "  FROM held h WHERE l.id = h.limit_id AND l.active RETURNING h.slots) "
+    "SELECT (SELECT count(*) FROM expired), (SELECT COALESCE(sum(slots), 0) FROM freed)";
+/* clang-format on */
+
+int bs_store_reap_leases(bs_store *st, bs_arena *ar, int *leases, int *slots, bs_err *err)
+{
+    *leases = *slots = 0;
+    PGresult *res = exec(st, SQL_EXPIRED_LEASE_RUNS, 0, NULL);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "find expired leases");
+    size_t n = (size_t)PQntuples(res);
+    if (n == 0) {
+        PQclear(res);
+        return 0;
+    }
+    const char **ids = bs_arena_alloc(ar, sizeof(char *) * n);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 0));
+    PQclear(res);
+    const char *p[1] = {bs_pg_array(ar, ids, n)};
+    if (bs_store_begin(st, err) < 0) return -1;
+    res = exec(st, SQL_LOCK_RUN_IDS, 1, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fail(st, res, err, "lock the runs of expired leases");
+        bs_store_rollback(st);
+        return -1;
+    }
+    PQclear(res);
+    res = exec(st, SQL_REAP, 1, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fail(st, res, err, "reap expired leases");
+        bs_store_rollback(st);
+        return -1;
+    }
+    *leases = atoi(PQgetvalue(res, 0, 0));
+    *slots = atoi(PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return bs_store_commit(st, err);
 }

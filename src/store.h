@@ -70,6 +70,30 @@ int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char **
 int bs_store_lock_runs(bs_store *st, bs_arena *ar, const char *const *ids, size_t n,
                        int64_t taken_since_us, bs_run *runs, bool *found, bs_err *err);
 
+/* A concurrency_limit_v2 row locked for the batch: its active slots at lock time (decayed)
+ * and as the batch's decisions so far leave them. */
+typedef struct bs_limit_view {
+    bs_uuid id;
+    int64_t start, now;
+    bool touched;
+} bs_limit_view;
+
+/* Locks (after the runs) the limits the loaded runs may take or free slots on. No statement
+ * when none has one. */
+int bs_store_lock_limits(bs_store *st, bs_arena *ar, const bs_run *runs, const bool *found,
+                         size_t n, bs_limit_view **views, size_t *nv, bs_err *err);
+bs_limit_view *bs_limit_find(bs_limit_view *views, size_t nv, const bs_uuid *id);
+/* Applies one decision's slot changes to the views (Prefect's floor at 0 included). */
+void bs_limit_apply(bs_limit_view *views, size_t nv, const bs_run *run, const bs_slot_ops *ops);
+/* Writes the slot changes of the transitions that were written, in order: leases revoked and
+ * created, and each touched limit's final count (recomputed from the lock-time counts). */
+int bs_store_write_slots(bs_store *st, bs_arena *ar, const bs_run *const *runs,
+                         const bs_slot_ops *const *ops, size_t n, bs_limit_view *views, size_t nv,
+                         bs_err *err);
+/* Frees the slots of leases that expired while their run stayed PENDING and deletes expired
+ * leases (its own transaction; call between commands). */
+int bs_store_reap_leases(bs_store *st, bs_arena *ar, int *leases, int *slots, bs_err *err);
+
 /* One decided transition. The artifact fields are set when the written state carries data
  * that Prefect stores as a result artifact. */
 typedef struct bs_write {

@@ -32,6 +32,7 @@ struct bs_worker {
     bs_delivery dv;         /* lives as long as the worker: late delivery reports land here */
     char *known_topics[64]; /* reply topics seen to exist */
     size_t n_known_topics;
+    int64_t next_reap_us; /* when the expired-lease reaper runs next */
 };
 
 typedef struct outcome {
@@ -245,6 +246,8 @@ typedef struct batch {
     bs_status *status;
     const char **reason;
     bool *written;
+    bs_limit_view *limits; /* the concurrency limits the batch may touch, locked */
+    size_t nlimits;
 } batch;
 
 static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
@@ -270,10 +273,16 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
                             .proposal = &p,
                             .force = cmd->force,
                             .api_version = 0,
-                            .now_us = p.timestamp};
+                            .now_us = p.timestamp,
+                            .slot_wait_s = w->cfg->slot_wait_s,
+                            .lease_ttl_s = w->cfg->lease_ttl_s};
         bs_uuid7(&in.replacement_id);
         bs_uuid4(&in.random_pause_key);
+        bs_uuid4(&in.new_lease_id);
+        bs_limit_view *v = bs_limit_find(b->limits, b->nlimits, &b->runs[i].concurrency_limit_id);
+        if (v) b->runs[i].limit_active_slots = v->now;
         bs_orch_decide(&in, &b->d[i]);
+        bs_limit_apply(b->limits, b->nlimits, &b->runs[i], &b->d[i].slots);
         b->wr[i].d = &b->d[i];
         artifact_for(w->ar, &b->d[i], &b->wr[i]);
         b->status[i] = b->d[i].status;
@@ -306,6 +315,21 @@ static int write_batch(bs_worker *w, batch *b, bs_err *err)
         b->written[i] = false;
     }
     return 0;
+}
+
+/* The slot and lease changes of the transitions that were written. */
+static int write_slots(bs_worker *w, batch *b, bs_err *err)
+{
+    if (b->nlimits == 0) return 0;
+    const bs_run **runs = bs_arena_alloc(w->ar, sizeof *runs * b->n);
+    const bs_slot_ops **ops = bs_arena_alloc(w->ar, sizeof *ops * b->n);
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->written[i]) {
+            runs[k] = &b->runs[i];
+            ops[k++] = &b->d[i].slots;
+        }
+    return bs_store_write_slots(w->store, w->ar, runs, ops, k, b->limits, b->nlimits, err);
 }
 
 static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, const char *body,
@@ -358,10 +382,12 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     b.written = bs_arena_alloc(w->ar, sizeof *b.written * cap);
     int64_t t0 = bs_now_us();
     if (b.n > 0 &&
-        bs_store_lock_runs(w->store, w->ar, b.ids, b.n, t0 - 1000000, b.runs, b.found, err) < 0)
+        (bs_store_lock_runs(w->store, w->ar, b.ids, b.n, t0 - 1000000, b.runs, b.found, err) < 0 ||
+         bs_store_lock_limits(w->store, w->ar, b.runs, b.found, b.n, &b.limits, &b.nlimits, err) <
+             0))
         goto rollback;
     decide_all(w, cmd, &b);
-    if (b.n > 0 && write_batch(w, &b, err) < 0) goto rollback;
+    if (b.n > 0 && (write_batch(w, &b, err) < 0 || write_slots(w, &b, err) < 0)) goto rollback;
 
     /* encode the replies now: they are recorded in the same transaction */
     unsigned char **replies = bs_arena_alloc(w->ar, sizeof(unsigned char *) * cap);
@@ -477,6 +503,24 @@ static int64_t jitter(int64_t ms)
     return ms / 2 + (int64_t)(rand() % (int)(ms / 2 + 1));
 }
 
+/* Between commands, every lease_reap_interval_ms: expired deployment-concurrency leases give
+ * their slots back (a failure is logged and retried at the next interval). */
+static void reap_leases(bs_worker *w)
+{
+    int64_t now = bs_now_us();
+    if (now < w->next_reap_us) return;
+    w->next_reap_us = now + (int64_t)w->cfg->lease_reap_interval_ms * 1000;
+    bs_err err = {0};
+    int leases, slots;
+    if (bs_store_check(w->store, &err) < 0 ||
+        bs_store_reap_leases(w->store, w->ar, &leases, &slots, &err) < 0)
+        bs_log(BS_LOG_WARN, "worker", "lease reaper: %s", err.msg);
+    else if (leases > 0)
+        bs_log(BS_LOG_INFO, "worker", "lease reaper: expired_leases=%d slots_freed=%d", leases,
+               slots);
+    bs_arena_reset(w->ar);
+}
+
 int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
 {
     bs_log(BS_LOG_INFO, "worker", "started topic=%s group=%s reply_topic=%s framing=%s",
@@ -487,6 +531,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
         bs_err perr = {0};
         bs_msg *m = bs_consumer_poll(w->cons, w->cfg->poll_timeout_ms, &perr);
         bs_producer_poll(w->prod);
+        reap_leases(w);
         if (m == NULL) {
             if (perr.code == BS_EFATAL) {
                 *err = perr;

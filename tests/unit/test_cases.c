@@ -1,7 +1,7 @@
 /* Conformance cases of orchestration.md §4 on the pure engine, each named by its id and the
  * Prefect test it comes from. Cases that need Prefect's task-run tables (K14 parent task),
- * its HTTP layer (K16, S04, P05, Z12) or deployment concurrency slots (Q*) are covered
- * elsewhere or not ported; see README. */
+ * its HTTP layer (K16, S04, P05, Z12) or a client version of 3.4.11 and newer (Q08, Q09:
+ * commands carry none) are covered elsewhere or not ported; see README. */
 #include "../t.h"
 #include "orch.h"
 
@@ -51,6 +51,27 @@ static bs_decision *when(fx *f)
 {
     bs_orch_decide(&f->in, &f->d);
     return &f->d;
+}
+
+static const char *const LIM = "66666666-6666-4666-8666-666666666666";
+
+static void with_limit(fx *f, int64_t limit, int64_t active_slots)
+{
+    with_deployment(f);
+    snprintf(f->run.concurrency_limit_id.s, 37, "%s", LIM);
+    f->run.deployment_limited = f->run.limit_active = true;
+    f->run.deployment_limit = limit;
+    f->run.limit_active_slots = active_slots;
+    f->run.grace_period_s = -1;
+}
+
+/* The caller's part: a decision's slot changes applied to the counter. */
+static int64_t apply_slots(const bs_decision *d, int64_t active)
+{
+    if (d->slots.acquire) active += 1;
+    if (d->slots.release)
+        active = active > d->slots.release_slots ? active - d->slots.release_slots : 0;
+    return active;
 }
 
 #define EXPECT(id, d, st, rsn)                                                                     \
@@ -322,6 +343,94 @@ int main(void)
              "66666666-6666-4666-8666-666666666666");
     snprintf(f->p.details.transition_id.s, 37, "%s", "67777777-6666-4666-8666-666666666666");
     EXPECT("D02", when(f), BS_ACCEPT, NULL);
+
+    /* Q01 test_secure_concurrency_slots: limit 2, three runs SCHEDULED -> PENDING in turn */
+    {
+        int64_t active = 0;
+        static const char *const leases[] = {"a0000000-0000-4000-8000-000000000001",
+                                             "a0000000-0000-4000-8000-000000000002",
+                                             "a0000000-0000-4000-8000-000000000003"};
+        for (int i = 0; i < 3; i++) {
+            f = given(BS_SCHEDULED, NULL, BS_PENDING, NULL, false);
+            with_limit(f, 2, active);
+            snprintf(f->in.new_lease_id.s, 37, "%s", leases[i]);
+            d = when(f);
+            active = apply_slots(d, active);
+            if (i < 2) {
+                EXPECT("Q01", d, BS_ACCEPT, NULL);
+                CHECK_STR(d->state.details.deployment_concurrency_lease_id.s, leases[i]);
+                CHECK_STR(d->slots.lease_id.s, leases[i]);
+            } else {
+                EXPECT("Q01", d, BS_REJECT, "Deployment concurrency limit reached.");
+                CHECK_STR(d->state.name, "AwaitingConcurrencySlot");
+                CHECK_INT(d->state.details.scheduled_time, NOW + 30 * S);
+            }
+        }
+        CHECK_INT(active, 2);
+    }
+    /* Q02 test_cancel_new_collision_strategy */
+    f = given(BS_SCHEDULED, NULL, BS_PENDING, NULL, false);
+    with_limit(f, 1, 1);
+    f->run.cancel_new = true;
+    d = when(f);
+    EXPECT("Q02", d, BS_REJECT, "Deployment concurrency limit reached.");
+    CHECK_INT(d->state.type, BS_CANCELLED);
+    CHECK_STR(d->state.message, "Deployment concurrency limit reached.");
+    /* Q03 test_zero_concurrency_limit */
+    f = given(BS_SCHEDULED, NULL, BS_PENDING, NULL, false);
+    with_limit(f, 0, 0);
+    d = when(f);
+    EXPECT("Q03", d, BS_ABORT,
+           "The deployment concurrency limit is 0. The flow will deadlock if submitted again.");
+    /* Q04 test_release_concurrency_slots: RUNNING -> COMPLETED and CANCELLING -> CANCELLED free
+     * the slot; RUNNING -> CANCELLING keeps it */
+    static const int q04[][3] = {{BS_RUNNING, BS_COMPLETED, 0},
+                                 {BS_CANCELLING, BS_CANCELLED, 0},
+                                 {BS_RUNNING, BS_CANCELLING, 1}};
+    for (size_t i = 0; i < sizeof q04 / sizeof q04[0]; i++) {
+        f = given(q04[i][0], NULL, q04[i][1], NULL, false);
+        with_limit(f, 1, 1);
+        d = when(f);
+        EXPECT("Q04", d, BS_ACCEPT, NULL);
+        CHECK_INT(apply_slots(d, 1), q04[i][2]);
+    }
+    /* Q05 ..._uses_deployment_concurrency_orchestration_for_certain_client_versions, client
+     * none: a run with no state takes a slot */
+    f = given(BS_NONE, NULL, BS_PENDING, NULL, false);
+    with_limit(f, 42, 0);
+    d = when(f);
+    EXPECT("Q05", d, BS_ACCEPT, NULL);
+    CHECK_INT(apply_slots(d, 0), 1);
+    /* Q06 ..._clears_deployment_concurrency_lease_id_for_old_client_versions, client none:
+     * PENDING then RUNNING leaves no active lease (revoked, slot kept) */
+    f = given(BS_PENDING, NULL, BS_RUNNING, NULL, false);
+    with_limit(f, 42, 1);
+    snprintf(f->run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
+             "a0000000-0000-4000-8000-000000000001");
+    f->run.lease_found = true;
+    d = when(f);
+    EXPECT("Q06", d, BS_ACCEPT, NULL);
+    CHECK_STR(d->slots.revoke.s, "a0000000-0000-4000-8000-000000000001");
+    CHECK_INT(apply_slots(d, 1), 1);
+    /* Q07 test_uses_custom_grace_period_when_configured: 720 / setting default 300 / 123 */
+    static const int64_t q07[][3] = {{720, 0, 720}, {-1, 0, 300}, {-1, 123, 123}};
+    for (size_t i = 0; i < 3; i++) {
+        f = given(BS_SCHEDULED, NULL, BS_PENDING, NULL, false);
+        with_limit(f, 2, 0);
+        f->run.grace_period_s = q07[i][0];
+        f->in.lease_ttl_s = q07[i][1];
+        d = when(f);
+        EXPECT("Q07", d, BS_ACCEPT, NULL);
+        CHECK_INT(d->slots.lease_ttl_s, q07[i][2]);
+    }
+    /* Q10 test_lease_id_copied_when_proposed_is_null: PENDING -> PENDING "Submitting" */
+    f = given(BS_PENDING, NULL, BS_PENDING, "Submitting", false);
+    snprintf(f->run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
+             "a0000000-0000-4000-8000-000000000009");
+    d = when(f);
+    EXPECT("Q10", d, BS_ACCEPT, NULL);
+    CHECK_STR(d->state.details.deployment_concurrency_lease_id.s,
+              "a0000000-0000-4000-8000-000000000009");
 
     return t_done();
 }

@@ -286,25 +286,63 @@ int main(void)
     CHECK_STR(f.d.reason, "Cannot overwrite a COMPLETED state that carries persisted result data "
                           "with one that does not.");
 
-    /* #8: a dangling deployment id, a limit of 0, and a limit bulkstate cannot take slots of */
+    /* #8: a dangling deployment id and a limit of 0 abort (Prefect's
+     * test_secure_flow_concurrency_slots: deployment not found / limit 0) */
     static const char *const DEP = "77777777-7777-4777-8777-777777777777";
+    static const char *const LIM = "66666666-6666-4666-8666-666666666666";
+    static const char *const LEASE = "88888888-8888-4888-8888-888888888888";
     setup(&f, BS_SCHEDULED, "Scheduled", BS_PENDING, false);
     snprintf(f.run.deployment_id.s, 37, "%s", DEP);
     decide(&f);
     CHECK_INT(f.d.status, BS_ABORT);
     CHECK_STR(f.d.reason, "Deployment not found.");
     f.run.deployment_exists = true;
-    f.run.deployment_limited = true;
+    decide(&f); /* a deployment without a limit: nothing to take */
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK(!f.d.slots.acquire);
+    f.run.deployment_limited = f.run.limit_active = true;
+    snprintf(f.run.concurrency_limit_id.s, 37, "%s", LIM);
+    f.run.grace_period_s = -1;
     f.run.deployment_limit = 0;
     decide(&f);
     CHECK_INT(f.d.status, BS_ABORT);
     CHECK_STR(f.d.reason,
               "The deployment concurrency limit is 0. The flow will deadlock if submitted again.");
+    /* a free slot: taken under a new lease whose id the PENDING state carries */
     f.run.deployment_limit = 2;
+    f.run.limit_active_slots = 1;
+    snprintf(f.in.new_lease_id.s, 37, "%s", LEASE);
     decide(&f);
-    CHECK_INT(f.d.status, BS_ABORT);
-    CHECK(strstr(f.d.reason, "does not manage deployment concurrency slots") != NULL);
-    CHECK(!f.d.write);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK(f.d.write && f.d.slots.acquire && !f.d.slots.release);
+    CHECK_STR(f.d.slots.lease_id.s, LEASE);
+    CHECK_INT(f.d.slots.lease_ttl_s, 300);
+    CHECK_STR(f.d.state.details.deployment_concurrency_lease_id.s, LEASE);
+    f.run.grace_period_s = 60;
+    decide(&f);
+    CHECK_INT(f.d.slots.lease_ttl_s, 60);
+    /* no slot, ENQUEUE (the default): rescheduled 30 s out as AwaitingConcurrencySlot */
+    f.run.limit_active_slots = 2;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.reason, "Deployment concurrency limit reached.");
+    CHECK_INT(f.d.state.type, BS_SCHEDULED);
+    CHECK_STR(f.d.state.name, "AwaitingConcurrencySlot");
+    CHECK_INT(f.d.state.details.scheduled_time, NOW + 30 * S);
+    CHECK(!f.d.slots.acquire && bs_uuid_null(&f.d.state.details.deployment_concurrency_lease_id));
+    /* an inactive limit never grants a slot */
+    f.run.limit_active_slots = 0;
+    f.run.limit_active = false;
+    decide(&f);
+    CHECK_STR(f.d.state.name, "AwaitingConcurrencySlot");
+    /* CANCEL_NEW */
+    f.run.limit_active = true;
+    f.run.limit_active_slots = 2;
+    f.run.cancel_new = true;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_INT(f.d.state.type, BS_CANCELLED);
+    CHECK_STR(f.d.state.message, "Deployment concurrency limit reached.");
     /* #6 runs first: CANCELLED -> PENDING keeps Prefect's reason */
     setup(&f, BS_CANCELLED, "Cancelled", BS_PENDING, false);
     snprintf(f.run.deployment_id.s, 37, "%s", DEP);
@@ -316,31 +354,91 @@ int main(void)
     snprintf(f.run.deployment_id.s, 37, "%s", DEP);
     decide(&f);
     CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK(!f.d.slots.acquire);
+    /* #8 fizzles when #12 turns PAUSED -> PENDING (resume) into something else: the slot it
+     * took goes back and the written state carries no lease */
+    setup(&f, BS_PAUSED, "Paused", BS_PENDING, false);
+    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+    snprintf(f.run.concurrency_limit_id.s, 37, "%s", LIM);
+    f.run.deployment_exists = f.run.deployment_limited = f.run.limit_active = true;
+    f.run.deployment_limit = 5;
+    f.run.grace_period_s = -1;
+    f.run.current.details.pause_timeout = NOW - 10 * S; /* expired: #12 fails the run */
+    decide(&f);
+    CHECK(!f.d.slots.acquire);
+    CHECK(f.d.state.type != BS_PENDING);
+    CHECK(bs_uuid_null(&f.d.state.details.deployment_concurrency_lease_id));
 
-    /* leaving a slot-holding state of a limited deployment would release a slot: refused,
-     * with or without force, and earlier rules' effects are undone */
+    /* #17: leaving a slot-holding state releases, with or without force: through the lease
+     * when the store has it, else one slot on the deployment's limit */
     for (int force = 0; force < 2; force++) {
         setup(&f, BS_RUNNING, "Running", BS_COMPLETED, force);
         snprintf(f.run.deployment_id.s, 37, "%s", DEP);
-        f.run.deployment_exists = f.run.deployment_limited = true;
+        snprintf(f.run.concurrency_limit_id.s, 37, "%s", LIM);
+        f.run.deployment_exists = f.run.deployment_limited = f.run.limit_active = true;
         f.run.deployment_limit = 1;
         decide(&f);
+        CHECK_INT(f.d.status, BS_ACCEPT);
+        CHECK(f.d.slots.release && f.d.slots.release_slots == 1);
+        CHECK_STR(f.d.slots.release_limit.s, LIM);
+        CHECK(bs_uuid_null(&f.d.slots.revoke));
+        snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s", LEASE);
+        f.run.lease_found = f.run.lease_limit_active = true;
+        snprintf(f.run.lease_limit_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+        f.run.lease_slots = 1;
+        decide(&f);
+        CHECK_STR(f.d.slots.release_limit.s, "99999999-9999-4999-8999-999999999999");
+        CHECK_STR(f.d.slots.revoke.s, LEASE);
+        /* a lease whose limit is gone: Prefect raises, the bulk endpoint answers ABORT */
+        f.run.lease_limit_active = false;
+        decide(&f);
         CHECK_INT(f.d.status, BS_ABORT);
-        CHECK(!f.d.write);
+        CHECK_STR(f.d.reason, "Failed to release concurrency slots for lease "
+                              "88888888-8888-4888-8888-888888888888");
+        CHECK(!f.d.write && !f.d.slots.release);
         CHECK_INT(f.d.run.end_time, BS_TS_NULL);
+        /* unknown lease: falls back to the deployment's limit */
+        f.run.lease_found = false;
+        decide(&f);
+        CHECK_INT(f.d.status, BS_ACCEPT);
+        CHECK_STR(f.d.slots.release_limit.s, LIM);
+        CHECK(bs_uuid_null(&f.d.slots.revoke));
     }
-    setup(&f, BS_FAILED, "Failed", BS_SCHEDULED, false); /* terminal: no slot, #3 applies */
+    /* no active limit row to release on */
+    setup(&f, BS_PENDING, "Pending", BS_SCHEDULED, false);
+    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+    snprintf(f.run.concurrency_limit_id.s, 37, "%s", LIM);
+    f.run.deployment_exists = true;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK_STR(f.d.reason, "Failed to release deployment concurrency slots");
+    /* RUNNING -> FAILED turned into AwaitingRetry keeps the slot (in-process retry) */
+    setup(&f, BS_RUNNING, "Running", BS_FAILED, false);
+    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
+    snprintf(f.run.concurrency_limit_id.s, 37, "%s", LIM);
+    f.run.deployment_exists = f.run.deployment_limited = f.run.limit_active = true;
+    f.run.deployment_limit = 1;
+    f.run.policy.retries = 2;
+    f.run.run_count = 1;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_REJECT);
+    CHECK_STR(f.d.state.name, "AwaitingRetry");
+    CHECK(!f.d.slots.release);
+    /* terminal -> SCHEDULED holds no slot */
+    setup(&f, BS_FAILED, "Failed", BS_SCHEDULED, false);
     snprintf(f.run.deployment_id.s, 37, "%s", DEP);
     f.run.deployment_exists = f.run.deployment_limited = true;
     f.run.deployment_limit = 1;
     decide(&f);
     CHECK_INT(f.d.status, BS_ACCEPT);
-    /* with limit 0 no run holds a slot: the release is a no-op, as in Prefect */
-    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, false);
-    snprintf(f.run.deployment_id.s, 37, "%s", DEP);
-    f.run.deployment_exists = f.run.deployment_limited = true;
+    CHECK(!f.d.slots.release);
+    /* #9: PENDING -> RUNNING revokes the PENDING state's lease (no client version) */
+    setup(&f, BS_PENDING, "Pending", BS_RUNNING, false);
+    snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s", LEASE);
     decide(&f);
     CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_STR(f.d.slots.revoke.s, LEASE);
+    CHECK(!f.d.slots.release);
     /* #7 step 1: PENDING -> RUNNING carries the PENDING state's lease id */
     setup(&f, BS_PENDING, "Pending", BS_RUNNING, false);
     snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
