@@ -63,3 +63,7 @@ CREATE TABLE IF NOT EXISTS bulkstate.deployment_lease (
 );
 CREATE INDEX IF NOT EXISTS ix_deployment_lease__expiration
   ON bulkstate.deployment_lease (expiration);
+
+-- The state-change event of each written transition (Prefect's shape, JSON), published to the
+-- optional events topic after commit and again on redelivery. Added after the first release.
+ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS event text;

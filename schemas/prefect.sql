@@ -177,6 +177,7 @@ CREATE TABLE deployment (
   concurrency_limit integer,
   concurrency_limit_id uuid,
   concurrency_options jsonb,
+  tags jsonb NOT NULL DEFAULT '[]'::jsonb,
   paused boolean NOT NULL DEFAULT false,
   CONSTRAINT pk_deployment PRIMARY KEY (id),
   CONSTRAINT fk_deployment__flow_id__flow FOREIGN KEY (flow_id) REFERENCES flow (id) ON DELETE CASCADE,

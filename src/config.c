@@ -49,6 +49,8 @@ static const key KEYS[] = {
      "schema-registry id of FlowRunOrchestrationResult, for output_framing=confluent"},
     {"worker", "dlq_topic", T_STR, O(dlq_topic), "bulkstate.dlq", 0, 0,
      "dead-letter topic: raw copies of messages that could not be processed"},
+    {"worker", "events_topic", T_STR, O(events_topic), "", 0, 0,
+     "topic for Prefect-shaped state-change events, one per written state (empty: off)"},
     {"worker", "flush_timeout_ms", T_INT, O(flush_timeout_ms), "30000", 100, 600000,
      "how long to wait for the broker to acknowledge a command's replies"},
     {"worker", "lease_reap_interval_ms", T_INT, O(lease_reap_interval_ms), "15000", 100, 3600000,

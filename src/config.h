@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 typedef struct bs_config {
-    char *command_topic, *reply_topic, *dlq_topic;
+    char *command_topic, *reply_topic, *dlq_topic, *events_topic;
     char *schema_dir, *output_framing, *log_level, *log_format;
     char *conninfo;
     int poll_timeout_ms, flush_timeout_ms, max_message_bytes, max_attempts;

@@ -51,7 +51,8 @@ static void usage(FILE *out)
             "  status ID      what the database recorded for a command (status --help)\n"
             "  tail           print the reply topic, human-readable (tail --help)\n"
             "  check-config   validate the configuration; exit 78 on any error\n"
-            "  topics [N]     create the command, reply and dead-letter topics (N partitions,\n"
+            "  topics [N]     create the command, reply, dead-letter (and events) topics (N "
+            "partitions,\n"
             "                 default 3; replication factor $BULKSTATE_REPLICATION, default 1)\n"
             "  rules          list the orchestration rules that run (force off / on)\n\n"
             "options:\n"
@@ -176,16 +177,19 @@ int main(int argc, char **argv)
         else if (strcmp(cmd, "migrate") == 0)
             rc = cmd_migrate(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "topics") == 0) {
-            const char *names[3] = {cfg->command_topic, cfg->reply_topic, cfg->dlq_topic};
+            const char *names[4] = {cfg->command_topic, cfg->reply_topic, cfg->dlq_topic,
+                                    cfg->events_topic};
+            const int nnames = cfg->events_topic[0] ? 4 : 3;
             int parts = optind + 1 < argc ? atoi(argv[optind + 1]) : 3;
             const char *rf = getenv("BULKSTATE_REPLICATION");
             bs_err err = {0};
-            rc = bs_kafka_create_topics(cfg, names, 3, parts > 0 ? parts : 3, rf ? atoi(rf) : 1,
-                                        &err);
+            rc = bs_kafka_create_topics(cfg, names, nnames, parts > 0 ? parts : 3,
+                                        rf ? atoi(rf) : 1, &err);
             if (rc < 0)
                 fprintf(stderr, "bulkstate topics: %s\n", err.msg);
             else
-                printf("topics ready: %s %s %s\n", names[0], names[1], names[2]);
+                printf("topics ready: %s %s %s%s%s\n", names[0], names[1], names[2],
+                       nnames > 3 ? " " : "", nnames > 3 ? names[3] : "");
             rc = rc < 0 ? EX_UNAVAILABLE : 0;
         } else if (strcmp(cmd, "tail") == 0)
             rc = bs_tail_main(cfg, argc - optind, argv + optind);

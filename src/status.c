@@ -56,7 +56,8 @@ int bs_status_main(const bs_config *cfg, int argc, char **argv)
     const char **run_ids = NULL;
     int rc = 0;
     if (bs_store_command_json(st, ar, id, &record, &err) < 0 ||
-        (record && bs_store_load_replies(st, ar, id, &replies, &lens, &run_ids, &n, &err) < 0)) {
+        (record &&
+         bs_store_load_replies(st, ar, id, &replies, &lens, &run_ids, NULL, &n, &err) < 0)) {
         fprintf(stderr, "bulkstate status: %s\n", err.msg);
         rc = 69;
     } else if (record == NULL) {

@@ -583,7 +583,8 @@ static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
 
 int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const char *const *run_ids,
                     const int *statuses, const unsigned char *const *replies,
-                    const size_t *reply_lens, size_t n, const bs_command_record *rec, bs_err *err)
+                    const size_t *reply_lens, const char *const *events, size_t n,
+                    const bs_command_record *rec, bs_err *err)
 {
     const size_t cap = n ? n : 1;
     const char **seq = bs_arena_alloc(ar, sizeof(char *) * cap);
@@ -595,13 +596,20 @@ int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const ch
         rep[i] = hex_bytea(ar, replies[i], reply_lens[i]);
     }
     if (n > 0) {
-        const char *p[5] = {command_id, bs_pg_array(ar, seq, n), bs_pg_array(ar, run_ids, n),
-                            bs_pg_array(ar, stat, n), bs_pg_array(ar, rep, n)};
+        const char **ev = bs_arena_alloc(ar, sizeof(char *) * cap);
+        for (size_t i = 0; i < n; i++)
+            ev[i] = events ? events[i] : NULL;
+        const char *p[6] = {command_id,
+                            bs_pg_array(ar, seq, n),
+                            bs_pg_array(ar, run_ids, n),
+                            bs_pg_array(ar, stat, n),
+                            bs_pg_array(ar, rep, n),
+                            bs_pg_array(ar, ev, n)};
         if (exec_ok(st,
                     "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
-                    "reply) SELECT $1, u.seq, u.fr, u.st, u.r FROM unnest($2::int[], $3::uuid[], "
-                    "$4::text[], $5::bytea[]) AS u(seq, fr, st, r)",
-                    5, p, "record the replies", err) < 0)
+                    "reply, event) SELECT $1, u.seq, u.fr, u.st, u.r, u.e FROM unnest($2::int[], "
+                    "$3::uuid[], $4::text[], $5::bytea[], $6::text[]) AS u(seq, fr, st, r, e)",
+                    6, p, "record the replies", err) < 0)
             return -1;
     }
     char m[16], c[4][16];
@@ -636,13 +644,13 @@ int bs_store_command_json(bs_store *st, bs_arena *ar, const char *command_id, co
 }
 
 int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
-                          unsigned char ***replies, size_t **lens, const char ***run_ids, size_t *n,
-                          bs_err *err)
+                          unsigned char ***replies, size_t **lens, const char ***run_ids,
+                          const char ***events, size_t *n, bs_err *err)
 {
     const char *p[1] = {command_id};
     PGresult *res = PQexecParams(st->conn,
-                                 "SELECT flow_run_id::text, reply FROM bulkstate.command_result "
-                                 "WHERE command_id = $1 ORDER BY seq",
+                                 "SELECT flow_run_id::text, reply, event FROM "
+                                 "bulkstate.command_result WHERE command_id = $1 ORDER BY seq",
                                  1, NULL, p, NULL, NULL, 1 /* binary: raw bytes */);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(st, res, err, "load the recorded replies");
@@ -651,7 +659,13 @@ int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
     *replies = bs_arena_alloc(ar, sizeof(unsigned char *) * cap);
     *lens = bs_arena_alloc(ar, sizeof(size_t) * cap);
     *run_ids = bs_arena_alloc(ar, sizeof(char *) * cap);
+    if (events) *events = bs_arena_alloc(ar, sizeof(char *) * cap);
     for (size_t i = 0; i < *n; i++) {
+        if (events)
+            (*events)[i] = PQgetisnull(res, (int)i, 2)
+                               ? NULL
+                               : bs_arena_strndup(ar, PQgetvalue(res, (int)i, 2),
+                                                  (size_t)PQgetlength(res, (int)i, 2));
         size_t len = (size_t)PQgetlength(res, (int)i, 1);
         (*replies)[i] = bs_arena_alloc(ar, len ? len : 1);
         memcpy((*replies)[i], PQgetvalue(res, (int)i, 1), len);
@@ -866,4 +880,48 @@ int bs_store_reap_leases(bs_store *st, bs_arena *ar, int *leases, int *slots, bs
     *slots = atoi(PQgetvalue(res, 0, 1));
     PQclear(res);
     return bs_store_commit(st, err);
+}
+
+/* clang-format off */
+/* What a run's state-change event names besides the run: Prefect's related resources. */
+static const char SQL_EVENT_CONTEXT[] =
+    "SELECT fr.id::text, json_build_object("
+    "  'flow_run', json_build_object('name', fr.name, 'tags', fr.tags, 'created_by', fr.created_by), "
+    "  'flow', CASE WHEN f.id IS NOT NULL THEN "
+    "    json_build_object('id', f.id, 'name', f.name, 'tags', f.tags) END, "
+    "  'deployment', CASE WHEN d.id IS NOT NULL THEN "
+    "    json_build_object('id', d.id, 'name', d.name, 'tags', d.tags) END, "
+    "  'work_queue', CASE WHEN wq.id IS NOT NULL THEN "
+    "    json_build_object('id', wq.id, 'name', wq.name) END, "
+    "  'work_pool', CASE WHEN wp.id IS NOT NULL THEN "
+    "    json_build_object('id', wp.id, 'name', wp.name, 'type', wp.type) END, "
+    "  'task_run', CASE WHEN tr.id IS NOT NULL THEN "
+    "    json_build_object('id', tr.id, 'name', tr.name, 'tags', tr.tags) END)::text "
+    "FROM flow_run fr "
+    "LEFT JOIN flow f ON f.id = fr.flow_id "
+    "LEFT JOIN deployment d ON d.id = fr.deployment_id "
+    "LEFT JOIN work_queue wq ON wq.id = fr.work_queue_id "
+    "LEFT JOIN work_pool wp ON wp.id = wq.work_pool_id "
+    "LEFT JOIN task_run tr ON tr.id = fr.parent_task_run_id "
+    "WHERE fr.id = ANY($1::uuid[])";
+/* clang-format on */
+
+int bs_store_event_context(bs_store *st, bs_arena *ar, const char *const *ids, size_t n,
+                           const char **ctx, bs_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        ctx[i] = NULL;
+    if (n == 0) return 0;
+    const char *p[1] = {bs_pg_array(ar, ids, n)};
+    PGresult *res = exec(st, SQL_EVENT_CONTEXT, 1, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "load the runs' related resources");
+    for (int r = 0; r < PQntuples(res); r++)
+        for (size_t i = 0; i < n; i++)
+            if (ctx[i] == NULL && strcmp(ids[i], PQgetvalue(res, r, 0)) == 0) {
+                ctx[i] = bs_arena_strdup(ar, PQgetvalue(res, r, 1));
+                break;
+            }
+    PQclear(res);
+    return 0;
 }

@@ -106,18 +106,26 @@ typedef struct bs_write {
  * d->policy_changed), set-based: a handful of statements whatever n is. */
 int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err);
 
-/* Records the encoded replies and marks the command done. */
+/* Records the encoded replies (and the state-change events, NULL entries or events NULL: none)
+ * and marks the command done. */
 int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const char *const *run_ids,
                     const int *statuses, const unsigned char *const *replies,
-                    const size_t *reply_lens, size_t n, const bs_command_record *rec, bs_err *err);
+                    const size_t *reply_lens, const char *const *events, size_t n,
+                    const bs_command_record *rec, bs_err *err);
+
+/* The related objects of each run's state-change event (event.h's bs_event_context as JSON
+ * text, in ar); ctx[i] is NULL when the run is gone. */
+int bs_store_event_context(bs_store *st, bs_arena *ar, const char *const *ids, size_t n,
+                           const char **ctx, bs_err *err);
 
 /* The command's record as a JSON object text (in ar), or NULL when there is none. */
 int bs_store_command_json(bs_store *st, bs_arena *ar, const char *command_id, const char **json,
                           bs_err *err);
 
-/* Loads the stored replies of a done command, in seq order (bytes live in ar). */
+/* Loads the stored replies of a done command, in seq order (bytes live in ar), and their
+ * events when events is not NULL (NULL entries: none). */
 int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
-                          unsigned char ***replies, size_t **lens, const char ***run_ids, size_t *n,
-                          bs_err *err);
+                          unsigned char ***replies, size_t **lens, const char ***run_ids,
+                          const char ***events, size_t *n, bs_err *err);
 
 #endif

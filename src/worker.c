@@ -12,6 +12,7 @@
 
 #include "arena.h"
 #include "codec.h"
+#include "event.h"
 #include "command.h"
 #include "filter_sql.h"
 #include "ids.h"
@@ -92,6 +93,17 @@ static int publish(bs_worker *w, const char *topic, const char *key, const unsig
         {"seq", seq, seq ? strlen(seq) : 0}};
     return bs_producer_send(w->prod, topic, key, key ? strlen(key) : 0, buf, len, h, seq ? 3 : 2,
                             &w->dv, err);
+}
+
+/* A state-change event: JSON, keyed by the run (Prefect's events are JSON documents). */
+static int publish_event(bs_worker *w, const char *run_id, const char *event,
+                         const char *command_id, bs_err *err)
+{
+    if (event == NULL || w->cfg->events_topic[0] == '\0') return 0;
+    bs_header h[2] = {{"content-type", "application/json", 16},
+                      {"command-id", command_id, strlen(command_id)}};
+    return bs_producer_send(w->prod, w->cfg->events_topic, run_id, strlen(run_id),
+                            (const unsigned char *)event, strlen(event), h, 2, &w->dv, err);
 }
 
 static int publish_completion(bs_worker *w, const outcome *o, const char *error_code,
@@ -317,6 +329,34 @@ static int write_batch(bs_worker *w, batch *b, bs_err *err)
     return 0;
 }
 
+/* The state-change event of every written transition (Prefect's InstrumentFlowRunState-
+ * Transitions), recorded with the replies and published after them. */
+static int build_events(bs_worker *w, batch *b, const char ***out, bs_err *err)
+{
+    const char **ids = bs_arena_alloc(w->ar, sizeof *ids * b->n);
+    const char **ctx = bs_arena_alloc(w->ar, sizeof *ctx * b->n);
+    const char **events = bs_arena_alloc(w->ar, sizeof *events * b->n);
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->written[i]) ids[k++] = b->ids[i];
+    if (bs_store_event_context(w->store, w->ar, ids, k, ctx, err) < 0) return -1;
+    k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        events[i] = NULL;
+        if (!b->written[i]) continue;
+        json_t *c = ctx[k] ? json_loads(ctx[k], 0, NULL) : NULL;
+        k++;
+        json_t *e = bs_event_state_change(&b->runs[i].current, &b->d[i], c ? c : json_object());
+        json_decref(c);
+        char *text = json_dumps(e, JSON_COMPACT);
+        json_decref(e);
+        events[i] = bs_arena_strdup(w->ar, text);
+        free(text);
+    }
+    *out = events;
+    return 0;
+}
+
 /* The slot and lease changes of the transitions that were written. */
 static int write_slots(bs_worker *w, batch *b, bs_err *err)
 {
@@ -350,9 +390,9 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     if (claim == BS_CLAIM_DONE) {
         unsigned char **replies;
         size_t *lens, n;
-        const char **run_ids;
-        if (bs_store_load_replies(w->store, w->ar, cmd->command_id, &replies, &lens, &run_ids, &n,
-                                  err) < 0)
+        const char **run_ids, **events;
+        if (bs_store_load_replies(w->store, w->ar, cmd->command_id, &replies, &lens, &run_ids,
+                                  &events, &n, err) < 0)
             goto rollback;
         bs_store_rollback(w->store);
         for (size_t i = 0; i < n; i++) {
@@ -362,6 +402,8 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
                         err) < 0)
                 return -1;
         }
+        for (size_t i = 0; i < n; i++)
+            if (publish_event(w, run_ids[i], events[i], cmd->command_id, err) < 0) return -1;
         o->matched = rec.matched;
         memcpy(o->counts, rec.counts, sizeof o->counts);
         o->replayed = true;
@@ -423,11 +465,13 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
         statuses[i] = (int)b.status[i];
         o->counts[b.status[i]]++;
     }
+    const char **events = NULL;
+    if (w->cfg->events_topic[0] && b.n > 0 && build_events(w, &b, &events, err) < 0) goto rollback;
     o->matched = (int)b.n;
     rec.matched = o->matched;
     memcpy(rec.counts, o->counts, sizeof rec.counts);
     if (bs_store_finish(w->store, w->ar, cmd->command_id, b.ids, statuses,
-                        (const unsigned char *const *)replies, lens, b.n, &rec, err) < 0)
+                        (const unsigned char *const *)replies, lens, events, b.n, &rec, err) < 0)
         goto rollback;
     if (bs_store_commit(w->store, err) < 0) return -1;
 
@@ -438,6 +482,8 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
             0)
             return -1;
     }
+    for (size_t i = 0; events && i < b.n; i++)
+        if (publish_event(w, b.ids[i], events[i], cmd->command_id, err) < 0) return -1;
     return 0;
 rollback:
     bs_store_rollback(w->store);

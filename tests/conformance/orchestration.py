@@ -3,8 +3,9 @@
 
 1. Creates a population of flow runs through Prefect's REST API on database A (every state
    type, retries or not, blocking and rescheduling pauses, scheduled in the past and the
-   future, with and without deployment and infrastructure pid, persisted results, a deployment
-   deleted after its runs were created), then copies
+   future, with and without deployment and infrastructure pid, persisted results, deployments
+   with concurrency limits (ENQUEUE, CANCEL_NEW), a deployment deleted after its runs were
+   created), then copies
    database A to database B (pg_dump), so both hold the same runs with the same ids.
 2. Generates seeded bulk commands (1..8 runs by id each, a proposed state with a name and
    details, force or not) and applies each one, in the same order, through Prefect's HTTP
@@ -13,7 +14,7 @@
 3. Compares per run: status, details type, reason, delay_seconds (within 3 s: a scheduled
    time set from "now" on each side differs by the time between the two calls), state
    null-ness, type and name, scheduled_time (within 2 s); at the end, every run's columns in A
-   and B.
+   and B, and the slots each deployment's concurrency limit holds.
 
 Differences that come from Prefect's shared `state_details` object (filters-and-schema.md §6
 item 10: one object serves every run of a request) are counted as expected, with the reason.
@@ -47,6 +48,13 @@ def build_population(api, rng, n_runs):
     flow = api.ok("POST", "/flows/", {"name": "orchestration-flow"})["id"]
     deps = [api.ok("POST", "/deployments/", {"name": f"odep-{i}", "flow_id": flow})["id"]
             for i in range(2)]
+    # deployments with concurrency limits (Prefect creates their concurrency_limit_v2 rows):
+    # ENQUEUE and CANCEL_NEW (the API refuses a limit of 0; the unit cases cover it)
+    deps += [api.ok("POST", "/deployments/", dict({"name": f"odep-limited-{i}", "flow_id": flow,
+                                                   "concurrency_limit": limit}, **extra))["id"]
+             for i, (limit, extra) in enumerate([
+                 (3, {}),
+                 (2, {"concurrency_options": {"collision_strategy": "CANCEL_NEW"}})])]
     # runs of a deployment deleted afterwards: their deployment_id dangles (no foreign key),
     # which SecureFlowConcurrencySlots answers with "Deployment not found." on PENDING
     gone = api.ok("POST", "/deployments/", {"name": "odep-gone", "flow_id": flow})["id"]
@@ -166,6 +174,15 @@ def final_columns(conninfo):
     return {l.split("\t")[0]: l.split("\t")[1:] for l in out.splitlines()}
 
 
+def limit_slots(conninfo):
+    out = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-F", "\t", conninfo, "-c",
+         "SELECT d.name, l.active_slots FROM concurrency_limit_v2 l "
+         "JOIN deployment d ON d.concurrency_limit_id = l.id ORDER BY d.name"],
+        text=True, check=True, capture_output=True).stdout
+    return dict(l.split("\t") for l in out.splitlines())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--api", required=True)
@@ -189,11 +206,14 @@ def main():
                    env=dict(os.environ, BULKSTATE_POSTGRES_CONNINFO=args.conninfo_b))
     print(f"population: {len(ids)} runs, copied to the second database", flush=True)
 
+    # Prefect's server runs without its services, so its lease repossessor never runs: neither
+    # does bulkstate's reaper here
     worker = subprocess.Popen([args.bulkstate, "worker"], stderr=open(os.environ.get("BS_WORKER_LOG", os.devnull), "w"),
-                              env=dict(os.environ, BULKSTATE_POSTGRES_CONNINFO=args.conninfo_b))
+                              env=dict(os.environ, BULKSTATE_POSTGRES_CONNINFO=args.conninfo_b,
+                                       BULKSTATE_WORKER_LEASE_REAP_INTERVAL_MS="3600000"))
     sender = subprocess.Popen([args.bulkstate, "send", "--json", "-t", "60", "--batch", "-"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-    compared = unexplained = expected = 0
+    compared = unexplained = expected = slot_denials = 0
     shown = 0
     reasons_expected = {}
     SHARED = "shared state_details (Prefect reuses one object for every run of a request)"
@@ -227,6 +247,8 @@ def main():
                 continue
             for p, b in zip(theirs, mine):
                 compared += 1
+                if "concurrency" in ((b.get("details") or {}).get("reason") or ""):
+                    slot_denials += 1
                 un, ex = compare_result(p, b, len(sel) > 1)
                 rid = p["flow_run_id"]
                 if rid in tainted and (un or ex):
@@ -268,6 +290,12 @@ def main():
                 print(f"FINAL DIFFERENCE run {rid}: {'; '.join(diff)}", flush=True)
     unexplained += final_diffs
     print(f"commands: {k}; runs whose final columns differ: {final_diffs}")
+    sa, sb = limit_slots(args.conninfo_a), limit_slots(args.conninfo_b)
+    print(f"results refused for deployment concurrency (slot denied, limit reached): {slot_denials}")
+    print(f"deployment concurrency slots held at the end: Prefect {sa}, bulkstate {sb}")
+    if sa != sb:
+        unexplained += 1
+        print("FINAL DIFFERENCE: deployment concurrency slots differ", flush=True)
     for r, n in reasons_expected.items():
         print(f"expected: {n} x {r}")
     print(f"orchestration-conformance: compared={compared} unexplained={unexplained} expected={expected}")
