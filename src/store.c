@@ -820,9 +820,12 @@ int bs_store_write_slots(bs_store *st, bs_arena *ar, const bs_run *const *runs,
 
 /* clang-format off */
 /* Expired leases whose run is still PENDING with that lease give their slots back (Prefect's
- * repossessor); a lease whose run moved on is only deleted: whoever moved it released the slot
- * (bulkstate through the lease, Prefect's server through its one-slot fallback). The runs are
- * locked first, in the global order, so a batch holding one is waited for. */
+ * repossessor). So do leases whose PENDING state was followed by a RUNNING state carrying
+ * another lease id: Prefect's server moved the run for a client >= 3.4.11, did not find the
+ * lease and took a second slot under its own lease, which it will release; the first slot is
+ * ours to free. Any other lease whose run moved on is only deleted: whoever moved it released
+ * the slot (bulkstate through the lease, Prefect's server through its one-slot fallback). The
+ * runs are locked first, in the global order, so a batch holding one is waited for. */
 static const char SQL_EXPIRED_LEASE_RUNS[] =
     "SELECT DISTINCT flow_run_id FROM bulkstate.deployment_lease WHERE expiration < now() "
     "ORDER BY flow_run_id DESC LIMIT 500";
@@ -837,8 +840,16 @@ static const char SQL_REAP[] =
     "  SELECT e.limit_id, sum(e.slots) AS slots FROM expired e "
     "  JOIN flow_run fr ON fr.id = e.flow_run_id "
     "  JOIN flow_run_state s ON s.id = fr.state_id "
-    "  WHERE s.type = 'PENDING' "
-    "    AND s.state_details->>'deployment_concurrency_lease_id' = e.id::text "
+    "  WHERE (s.type = 'PENDING' "
+    "         AND s.state_details->>'deployment_concurrency_lease_id' = e.id::text) "
+    "     OR EXISTS (SELECT 1 FROM flow_run_state o "
+    "       CROSS JOIN LATERAL (SELECT n.type, n.state_details FROM flow_run_state n "
+    "         WHERE n.flow_run_id = o.flow_run_id AND n.timestamp > o.timestamp "
+    "         ORDER BY n.timestamp LIMIT 1) nx "
+    "       WHERE o.flow_run_id = e.flow_run_id AND o.type = 'PENDING' "
+    "         AND o.state_details->>'deployment_concurrency_lease_id' = e.id::text "
+    "         AND nx.type = 'RUNNING' "
+    "         AND nx.state_details->>'deployment_concurrency_lease_id' <> e.id::text) "
     "  GROUP BY e.limit_id), "
     "freed AS ("
     "  UPDATE concurrency_limit_v2 l "

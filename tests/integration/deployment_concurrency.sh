@@ -87,5 +87,23 @@ until [ "$(leases "WHERE id = '$P-0000000000e1'")" = 0 ] || [ "$(date +%s)" -ge 
 check_eq "a stale lease is forgotten" "$(leases "WHERE id = '$P-0000000000e1'")" 0
 check_eq "without touching the slots" "$(limit_slots $L1)" 1
 check_match "the reaper logs what it did" "$(grep 'lease reaper' "$WORKER_LOG" | tail -1)" "expired_leases=1 slots_freed=0"
+# ... and one whose PENDING state Prefect's server followed with a RUNNING state under its own
+# lease (a client >= 3.4.11 re-acquired a slot) gives its slot back
+printf '{"command_id": "dc-pending-3", "flow_runs": {"id": {"any_": ["%s"]}}, "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": "2020-01-01T00:00:00Z"}}}' "$P-000000000001" >"$TMP/c7.json"
+send "$TMP/c7.json"
+printf '{"command_id": "dc-pending-4", "flow_runs": {"id": {"any_": ["%s"]}}, "state": {"type": "PENDING"}}' "$P-000000000001" >"$TMP/c8.json"
+send "$TMP/c8.json"
+check_eq "a slot taken again" "$(limit_slots $L1)" 1
+LEASE=$(sql "SELECT id FROM bulkstate.deployment_lease WHERE flow_run_id = '$P-000000000001'")
+sql "INSERT INTO flow_run_state (id, flow_run_id, type, \"timestamp\", name, state_details)
+     VALUES ('$P-0000000000f1', '$P-000000000001', 'RUNNING', now() + interval '1 second', 'Running',
+             '{\"deployment_concurrency_lease_id\": \"$P-0000000000e9\"}');
+     UPDATE flow_run SET state_id = '$P-0000000000f1', state_type = 'RUNNING' WHERE id = '$P-000000000001';
+     UPDATE concurrency_limit_v2 SET active_slots = active_slots + 1 WHERE id = '$L1';
+     UPDATE bulkstate.deployment_lease SET expiration = now() - interval '1 second' WHERE id = '$LEASE'" >/dev/null
+deadline=$(( $(date +%s) + 30 ))
+until [ "$(leases "WHERE id = '$LEASE'")" = 0 ] || [ "$(date +%s)" -ge "$deadline" ]; do sleep 0.2; done
+check_eq "the superseded lease is reaped" "$(leases "WHERE id = '$LEASE'")" 0
+check_eq "and bulkstate's slot freed (Prefect's stays)" "$(limit_slots $L1)" 1
 stop_worker
 finish
