@@ -23,6 +23,7 @@ trap cleanup EXIT
 "$SRC/scripts/services.sh" start
 source "$BS_BUILD_DIR/services/pg.env"; source "$BS_BUILD_DIR/services/kafka.env"
 export PGDATABASE=bulkstate BULKSTATE_CONFIG=$SRC/config/bulkstate.ini
+export BULKSTATE_WORKER_METRICS_LISTEN=127.0.0.1:0 # a free port: another worker may hold 9464
 export BULKSTATE_POSTGRES_CONNINFO="host=$PGHOST port=$PGPORT user=postgres dbname=bulkstate"
 
 say "seeding sample flow runs"
@@ -56,5 +57,8 @@ psql -X -P footer=off -c "SELECT fr.name, fr.state_type, fr.state_name, fr.run_c
 say "dead-letter topic"
 kcat -b "$BULKSTATE_KAFKA_BOOTSTRAP_SERVERS" -C -t bulkstate.dlq -o beginning -e -q \
   -f 'offset %o  %h\n' 2>/dev/null | tr ',' '\n  ' | sed 's/^/  /'
+PORT=$(sed -n 's/.*http listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$BS_BUILD_DIR/demo-worker.log" | head -1)
+say "the worker's /metrics (a few lines; curl http://127.0.0.1:$PORT/metrics)"
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^bulkstate_(commands_completed_total|transitions_total|state_changes_total|dead_letters_total|command_latency_seconds_count)' | sed 's/^/  /'
 say "worker log"
 tail -n 8 "$BS_BUILD_DIR/demo-worker.log"

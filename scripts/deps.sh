@@ -3,7 +3,7 @@
 # missing. Idempotent: a second run installs nothing.
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git
-      librdkafka-dev libavro-dev libjansson-dev libpq-dev
+      librdkafka-dev libavro-dev libjansson-dev libpq-dev libmicrohttpd-dev libsystemd-dev
       postgresql-15 postgresql-client-15
       openjdk-17-jre-headless maven kcat python3 python3-venv curl clang-format)
 missing=()

@@ -57,6 +57,9 @@ static const key KEYS[] = {
      "how often the worker frees the slots of expired deployment concurrency leases"},
     {"worker", "log_format", T_STR, O(log_format), "logfmt", 0, 0, "logfmt or json"},
     {"worker", "log_level", T_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"worker", "metrics_listen", T_STR, O(metrics_listen), "", 0, 0,
+     "HOST:PORT of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off; "
+     "port 0 picks a free one)"},
     {"worker", "max_attempts", T_INT, O(max_attempts), "5", 1, 1000,
      "deliveries of one message that may end without a result (crash, kill, timeout) before "
      "it is dead-lettered"},
@@ -285,6 +288,8 @@ static int validate(const bs_config *cfg, const char *where, FILE *errs)
 
 int bs_config_load(const char *path, FILE *errs, bs_config **out)
 {
+    FILE *sink = NULL;
+    if (errs == NULL && (errs = sink = fopen("/dev/null", "w")) == NULL) errs = stderr;
     bs_config *cfg = bs_xcalloc(1, sizeof *cfg);
     int nerr = 0;
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
@@ -292,6 +297,7 @@ int bs_config_load(const char *path, FILE *errs, bs_config **out)
     if (path != NULL) nerr += parse_file(cfg, path, errs);
     nerr += apply_env(cfg, errs);
     nerr += validate(cfg, path ? path : "config", errs);
+    if (sink) fclose(sink);
     *out = cfg;
     return nerr;
 }
@@ -324,4 +330,72 @@ void bs_config_print_reference(FILE *out)
                 KEYS[i].help);
     fprintf(out, "  [kafka] any librdkafka property, passed verbatim (bootstrap.servers and "
                  "group.id are required)\n");
+}
+
+/* Keys a SIGHUP applies to the running worker; the others need a restart. */
+static const char *const RELOADABLE[] = {
+    "worker.log_level",
+    "worker.log_format",
+    "worker.max_attempts",
+    "worker.retry_backoff_initial_ms",
+    "worker.retry_backoff_max_ms",
+    "worker.flush_timeout_ms",
+    "worker.poll_timeout_ms",
+    "worker.lease_reap_interval_ms",
+    "orchestration.concurrency_slot_wait_seconds",
+    "orchestration.initial_deployment_lease_duration",
+};
+
+static void value_text(const bs_config *cfg, const key *k, char *buf, size_t n)
+{
+    const char *field = (const char *)cfg + k->off;
+    if (k->type == T_STR)
+        snprintf(buf, n, "%s", *(char *const *)field ? *(char *const *)field : "");
+    else
+        snprintf(buf, n, "%d", *(const int *)field);
+}
+
+int bs_config_reload(bs_config *live, const char *path, FILE *errs, FILE *log)
+{
+    bs_config *next = NULL;
+    int nerr = bs_config_load(path, errs, &next);
+    nerr += bs_config_require_kafka(next, errs);
+    if (nerr > 0) {
+        bs_config_free(next);
+        return -nerr;
+    }
+    int changed = 0;
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) {
+        const key *k = &KEYS[i];
+        char a[512], b[512], name[128];
+        value_text(live, k, a, sizeof a);
+        value_text(next, k, b, sizeof b);
+        if (strcmp(a, b) == 0) continue;
+        snprintf(name, sizeof name, "%s.%s", k->section, k->name);
+        bool reloadable = false;
+        for (size_t j = 0; j < sizeof RELOADABLE / sizeof RELOADABLE[0]; j++)
+            reloadable |= strcmp(RELOADABLE[j], name) == 0;
+        if (!reloadable) {
+            fprintf(log, "%s changed: takes effect after a restart\n", name);
+            continue;
+        }
+        char *dst = (char *)live + k->off, *src = (char *)next + k->off;
+        if (k->type == T_STR) {
+            char *tmp = *(char **)dst;
+            *(char **)dst = *(char **)src;
+            *(char **)src = tmp;
+        } else {
+            *(int *)dst = *(int *)src;
+        }
+        fprintf(log, "%s: %s -> %s\n", name, a, b);
+        changed++;
+    }
+    bool kafka_same = live->nkafka == next->nkafka;
+    for (size_t i = 0; kafka_same && i < live->nkafka; i++) {
+        const char *v = bs_config_get_kafka(next, live->kafka_keys[i]);
+        kafka_same = v != NULL && strcmp(v, live->kafka_vals[i]) == 0;
+    }
+    if (!kafka_same) fprintf(log, "[kafka] changed: takes effect after a restart\n");
+    bs_config_free(next);
+    return changed;
 }

@@ -10,7 +10,7 @@
 
 typedef struct bs_config {
     char *command_topic, *reply_topic, *dlq_topic, *events_topic;
-    char *schema_dir, *output_framing, *log_level, *log_format;
+    char *schema_dir, *output_framing, *log_level, *log_format, *metrics_listen;
     char *conninfo;
     int poll_timeout_ms, flush_timeout_ms, max_message_bytes, max_attempts;
     int retry_backoff_initial_ms, retry_backoff_max_ms, lease_reap_interval_ms;
@@ -21,8 +21,9 @@ typedef struct bs_config {
     char **kafka_keys, **kafka_vals;
 } bs_config;
 
-/* Loads path (NULL: defaults only) then the environment. Errors are printed to errs, each
- * as "file:line: message"; returns their count (0 = valid). *out is filled even on errors. */
+/* Loads path (NULL: defaults only) then the environment. Errors are printed to errs (NULL:
+ * not printed), each as "file:line: message"; returns their count (0 = valid). *out is filled
+ * even on errors. */
 int bs_config_load(const char *path, FILE *errs, bs_config **out);
 void bs_config_free(bs_config *cfg); /* NULL is a no-op */
 /* The commands that talk to Kafka need bootstrap.servers: 1 (and a message) when missing. */
@@ -30,6 +31,11 @@ int bs_config_require_kafka(const bs_config *cfg, FILE *errs);
 /* Sets or replaces a [kafka] key. */
 void bs_config_set_kafka(bs_config *cfg, const char *key, const char *val);
 const char *bs_config_get_kafka(const bs_config *cfg, const char *key);
+/* SIGHUP: loads path and the environment again. Errors: the live config is untouched, the
+ * errors go to errs, and -N (their count) is returned. Otherwise the reloadable keys that
+ * changed are applied (one "key: old -> new" line each to log), changed keys that need a
+ * restart are named on log, and the number applied is returned. */
+int bs_config_reload(bs_config *live, const char *path, FILE *errs, FILE *log);
 /* Prints the key reference (for --help and the README). */
 void bs_config_print_reference(FILE *out);
 

@@ -10,6 +10,8 @@
 int64_t bs_now_us(void);
 /* Monotonic milliseconds, for timeouts. */
 int64_t bs_mono_ms(void);
+/* Monotonic microseconds, for durations. */
+int64_t bs_mono_us(void);
 /* A UUIDv7 from the current time and the kernel's random source. */
 void bs_uuid7(bs_uuid *out);
 /* A random UUIDv4. */

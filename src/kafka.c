@@ -138,6 +138,24 @@ static bs_consumer *consumer_from_conf(rd_kafka_conf_t *conf, bool group, bs_err
     return cons;
 }
 
+static bs_stats_hook *stats_hook;
+static void *stats_ctx;
+
+void bs_kafka_set_stats_hook(bs_stats_hook *fn, void *ctx)
+{
+    stats_hook = fn;
+    stats_ctx = ctx;
+}
+
+/* librdkafka's statistics, handed to the hook from the consumer's poll (the worker's thread) */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (stats_hook) stats_hook(json, len, stats_ctx);
+    return 0; /* librdkafka frees json */
+}
+
 bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *err)
 {
     if (bs_config_get_kafka(cfg, "group.id") == NULL) {
@@ -146,6 +164,13 @@ bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *er
     }
     rd_kafka_conf_t *conf = make_conf(cfg, true, err);
     if (conf == NULL) return NULL;
+    if (stats_hook) {
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+        const char *iv = bs_config_get_kafka(cfg, "statistics.interval.ms");
+        char errstr[256];
+        if (iv == NULL || strcmp(iv, "0") == 0) /* lag needs statistics: every 5 s */
+            rd_kafka_conf_set(conf, "statistics.interval.ms", "5000", errstr, sizeof errstr);
+    }
     bs_consumer *cons = consumer_from_conf(conf, true, err);
     if (cons == NULL) return NULL;
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);

@@ -41,6 +41,11 @@ typedef struct bs_delivery {
 
 /* Creates the consumer and subscribes to topic. Uses every [kafka] key of cfg. */
 bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *err);
+
+/* A function that receives librdkafka's statistics JSON (consumer lag), called from the
+ * consumer's poll. Set before bs_consumer_new; statistics.interval.ms 0 then becomes 5000. */
+typedef void bs_stats_hook(const char *json, size_t len, void *ctx);
+void bs_kafka_set_stats_hook(bs_stats_hook *fn, void *ctx);
 /* A consumer with no group, assigned to every partition of topic at its current end (for
  * `bulkstate send`, which waits for replies). */
 bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_err *err);

@@ -2,6 +2,7 @@
  * worker.c; this file only starts and stops it. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ static void usage(FILE *out)
                  "unavailable, 78 configuration error\n");
 }
 
-static int cmd_worker(const bs_config *cfg)
+static int cmd_worker(bs_config *cfg, const char *path)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -83,7 +84,7 @@ static int cmd_worker(const bs_config *cfg)
         bs_log(BS_LOG_ERROR, "main", "could not start: %s", err.msg);
         return err.code == BS_ETRANSIENT ? EX_UNAVAILABLE : 1;
     }
-    int rc = bs_worker_run(w, &stop_requested, &err);
+    int rc = bs_worker_run(w, &stop_requested, &reload_requested, path, &err);
     if (rc < 0) bs_log(BS_LOG_ERROR, "main", "worker failed: %s", err.msg);
     bs_worker_free(w); /* flush the producer, commit offsets, leave the group */
     bs_log(BS_LOG_INFO, "main", "stopped");
@@ -157,9 +158,46 @@ int main(int argc, char **argv)
         }
         return 0;
     }
+    static const char *const COMMANDS[] = {"worker", "migrate", "topics", "tail",
+                                           "status", "select",  "send",   "check-config"};
+    bool known = false, wants_help = false;
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        known |= strcmp(cmd, COMMANDS[i]) == 0;
+    if (!known) {
+        fprintf(stderr, "bulkstate: unknown command \"%s\"\n", cmd);
+        usage(stderr);
+        return EX_USAGE;
+    }
+    for (int i = optind + 1; i < argc; i++)
+        wants_help |= strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
+    static const char *const HELP[][2] = {
+        {"worker",
+         "usage: bulkstate [-c FILE] worker\n\n"
+         "Consumes commands, applies them, publishes the results. SIGTERM/SIGINT: finish\n"
+         "the command in hand, flush, commit, exit 0. SIGHUP: reload the reloadable keys.\n"
+         "Exit status: 0 stopped, 1 fatal error, 69 PostgreSQL or Kafka unavailable at\n"
+         "start, 78 configuration error.\n"},
+        {"migrate", "usage: bulkstate [-c FILE] migrate [--recommended-indexes]\n\n"
+                    "Creates Prefect's tables when absent and bulkstate's schema (idempotent).\n"
+                    "Exit status: 0 done, 1 failed, 64 usage, 69 PostgreSQL unavailable.\n"},
+        {"topics", "usage: bulkstate [-c FILE] topics [PARTITIONS]\n\n"
+                   "Creates the command, reply, dead-letter and (when set) events topics.\n"
+                   "Exit status: 0 ready, 69 Kafka unavailable.\n"},
+        {"check-config", "usage: bulkstate [-c FILE] check-config\n\n"
+                         "Validates every key of the file and the environment; errors as\n"
+                         "file:line. Exit status: 0 valid, 78 invalid.\n"},
+    };
+    for (size_t i = 0; wants_help && i < sizeof HELP / sizeof HELP[0]; i++)
+        if (strcmp(cmd, HELP[i][0]) == 0) {
+            fputs(HELP[i][1], stdout);
+            return 0;
+        }
     bs_config *cfg = NULL;
-    int nerr = bs_config_load(path, stderr, &cfg);
-    if (strcmp(cmd, "migrate") != 0 && strcmp(cmd, "select") != 0 && strcmp(cmd, "status") != 0)
+    /* a subcommand's --help works whatever the configuration says */
+    int nerr = bs_config_load(path, wants_help ? NULL : stderr, &cfg);
+    if (wants_help) nerr = 0;
+    if (!wants_help && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "select") != 0 &&
+        strcmp(cmd, "status") != 0)
         nerr += bs_config_require_kafka(cfg, stderr);
     int rc;
     if (strcmp(cmd, "check-config") == 0) {
@@ -173,7 +211,7 @@ int main(int argc, char **argv)
         bs_log_setup((bs_log_level)bs_log_level_parse(cfg->log_level),
                      strcmp(cfg->log_format, "json") == 0);
         if (strcmp(cmd, "worker") == 0)
-            rc = cmd_worker(cfg);
+            rc = cmd_worker(cfg, path);
         else if (strcmp(cmd, "migrate") == 0)
             rc = cmd_migrate(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "topics") == 0) {

@@ -13,6 +13,8 @@
 #include "arena.h"
 #include "codec.h"
 #include "event.h"
+#include "metrics.h"
+#include "ops.h"
 #include "command.h"
 #include "filter_sql.h"
 #include "ids.h"
@@ -23,7 +25,7 @@
 #include "store.h"
 
 struct bs_worker {
-    const bs_config *cfg;
+    bs_config *cfg; /* SIGHUP applies the reloadable keys in place */
     bs_codec *codec;
     bs_store *store;
     bs_consumer *cons;
@@ -34,7 +36,19 @@ struct bs_worker {
     char *known_topics[64]; /* reply topics seen to exist */
     size_t n_known_topics;
     int64_t next_reap_us; /* when the expired-lease reaper runs next */
+    bs_metrics m;         /* read by the HTTP thread under its mutex */
+    bs_http *http;
+    bool ready_sent;                       /* systemd READY=1 */
+    int64_t watchdog_us, next_watchdog_us; /* WATCHDOG=1 interval, 0 = no watchdog */
+    uint64_t n_commands, n_transitions;    /* for STATUS= */
 };
+
+static void on_stats(const char *json, size_t len, void *ctx)
+{
+    bs_worker *w = ctx;
+    if (bs_metrics_lag_from_stats(&w->m, json, len) < 0)
+        bs_log(BS_LOG_DEBUG, "worker", "unreadable librdkafka statistics");
+}
 
 typedef struct outcome {
     const char *command_id;
@@ -43,10 +57,14 @@ typedef struct outcome {
     bool replayed;
 } outcome;
 
-bs_worker *bs_worker_new(const bs_config *cfg, bs_err *err)
+bs_worker *bs_worker_new(bs_config *cfg, bs_err *err)
 {
     bs_worker *w = bs_xcalloc(1, sizeof *w);
     w->cfg = cfg;
+    bs_metrics_init(&w->m);
+    if (cfg->metrics_listen[0] &&
+        (w->http = bs_http_start(cfg->metrics_listen, &w->m, err)) == NULL)
+        goto fail;
     w->ar = bs_arena_new();
     w->framing = (bs_framing)bs_framing_parse(cfg->output_framing);
     /* avro-c may allocate what a crafted length asks for: cap each allocation */
@@ -62,8 +80,11 @@ bs_worker *bs_worker_new(const bs_config *cfg, bs_err *err)
         nanosleep(&ts, NULL);
         if (backoff >= 5000) goto fail; /* systemd restarts us; do not spin here forever */
     }
+    w->m.db_ok = true;
     if ((w->prod = bs_producer_new(cfg, err)) == NULL) goto fail;
+    bs_kafka_set_stats_hook(w->http ? on_stats : NULL, w);
     if ((w->cons = bs_consumer_new(cfg, cfg->command_topic, err)) == NULL) goto fail;
+    w->watchdog_us = bs_notify_watchdog_interval_us();
     return w;
 fail:
     bs_worker_free(w);
@@ -78,6 +99,8 @@ void bs_worker_free(bs_worker *w)
     bs_store_free(w->store);
     bs_codec_free(w->codec);
     bs_arena_free(w->ar);
+    bs_http_stop(w->http);
+    bs_metrics_destroy(&w->m);
     free(w);
 }
 
@@ -164,7 +187,13 @@ static int reject_message(bs_worker *w, const bs_msg *m, const char *command_id,
     outcome o = {.command_id = command_id,
                  .reply_topic = reply_topic ? reply_topic : w->cfg->reply_topic};
     if (command_id != NULL && publish_completion(w, &o, code, cerr, err) < 0) return -1;
-    return wait_acks(w, err);
+    if (wait_acks(w, err) < 0) return -1;
+    bs_metrics_lock(&w->m);
+    w->m.completed[2]++;
+    w->m.dlq++;
+    bs_metrics_failed(&w->m, code);
+    bs_metrics_unlock(&w->m);
+    return 0;
 }
 
 /* ---- the command ---- */
@@ -379,6 +408,7 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     bs_claim claim;
     bs_command_record rec = {0};
 
+    const int64_t txn_start = bs_mono_us();
     if (bs_store_check(w->store, err) < 0 || bs_store_begin(w->store, err) < 0) return -1;
     if (bs_store_claim(w->store, cmd->command_id, body, &src, &claim, &rec, err) < 0) goto rollback;
     if (claim == BS_CLAIM_CONFLICT) {
@@ -474,6 +504,14 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
                         (const unsigned char *const *)replies, lens, events, b.n, &rec, err) < 0)
         goto rollback;
     if (bs_store_commit(w->store, err) < 0) return -1;
+    bs_metrics_lock(&w->m);
+    bs_hist_observe(&w->m.txn, (double)(bs_mono_us() - txn_start) / 1e6);
+    bs_hist_observe(&w->m.batch, (double)b.n);
+    for (size_t i = 0; i < b.n; i++) {
+        w->m.status[b.status[i]]++;
+        if (b.written[i]) w->m.by_type[b.runs[i].current.type][b.d[i].state.type]++;
+    }
+    bs_metrics_unlock(&w->m);
 
     for (size_t i = 0; i < b.n; i++) {
         char seq[16];
@@ -535,6 +573,11 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
     }
     if (rc < 0) return -1;
     if (publish_completion(w, &o, NULL, NULL, err) < 0 || wait_acks(w, err) < 0) return -1;
+    bs_metrics_lock(&w->m);
+    w->m.completed[o.replayed ? 1 : 0]++;
+    bs_metrics_unlock(&w->m);
+    w->n_commands++;
+    if (!o.replayed) w->n_transitions += (uint64_t)o.matched;
     bs_log(BS_LOG_INFO, "worker",
            "command done command_id=%s partition=%" PRId32 " offset=%" PRId64
            " matched=%d accepted=%d rejected=%d waited=%d aborted=%d replayed=%d ms=%lld",
@@ -561,13 +604,76 @@ static void reap_leases(bs_worker *w)
     if (bs_store_check(w->store, &err) < 0 ||
         bs_store_reap_leases(w->store, w->ar, &leases, &slots, &err) < 0)
         bs_log(BS_LOG_WARN, "worker", "lease reaper: %s", err.msg);
-    else if (leases > 0)
+    else if (leases > 0) {
         bs_log(BS_LOG_INFO, "worker", "lease reaper: expired_leases=%d slots_freed=%d", leases,
                slots);
+        bs_metrics_lock(&w->m);
+        w->m.reaped_slots += (uint64_t)slots;
+        bs_metrics_unlock(&w->m);
+    }
     bs_arena_reset(w->ar);
 }
 
-int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
+/* systemd: READY=1 once partitions are assigned and PostgreSQL answered; WATCHDOG=1 from the
+ * loop; STATUS= a one-line summary. All no-ops outside systemd. */
+static void notify(bs_worker *w)
+{
+    int assigned = bs_consumer_assigned(w->cons);
+    bs_metrics_lock(&w->m);
+    w->m.assigned = assigned;
+    bool db_ok = w->m.db_ok;
+    bs_metrics_unlock(&w->m);
+    if (!w->ready_sent && assigned > 0 && db_ok) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "READY=1\nSTATUS=ready: %d partitions assigned", assigned);
+        bs_notify(msg);
+        w->ready_sent = true;
+        bs_log(BS_LOG_INFO, "worker", "ready partitions=%d", assigned);
+    }
+    int64_t now = bs_mono_us();
+    if (w->watchdog_us > 0 && now >= w->next_watchdog_us) {
+        bs_notify("WATCHDOG=1");
+        w->next_watchdog_us = now + w->watchdog_us;
+    }
+}
+
+static void notify_status(bs_worker *w)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg, "STATUS=%" PRIu64 " commands, %" PRIu64 " runs; %d partitions",
+             w->n_commands, w->n_transitions, bs_consumer_assigned(w->cons));
+    bs_notify(msg);
+}
+
+/* SIGHUP: the reloadable keys are applied; a config that does not load is not, and the log
+ * says why. */
+static void reload(bs_worker *w, const char *path)
+{
+    char *errs = NULL, *changes = NULL;
+    size_t errs_len = 0, changes_len = 0;
+    FILE *ef = open_memstream(&errs, &errs_len), *cf = open_memstream(&changes, &changes_len);
+    int rc = bs_config_reload(w->cfg, path, ef, cf);
+    fclose(ef);
+    fclose(cf);
+    for (char *line = strtok(changes, "\n"); line; line = strtok(NULL, "\n"))
+        bs_log(BS_LOG_INFO, "worker", "reload: %s", line);
+    if (rc < 0) {
+        for (char *p = errs; p && *p; p++)
+            if (*p == '\n' && p[1]) *p = ';';
+        bs_log(BS_LOG_ERROR, "worker", "reload failed, keeping the running configuration: %s",
+               errs ? errs : "");
+    } else {
+        bs_log_setup((bs_log_level)bs_log_level_parse(w->cfg->log_level),
+                     strcmp(w->cfg->log_format, "json") == 0);
+        bs_log(BS_LOG_INFO, "worker", "reloaded %s: %d key%s applied",
+               path ? path : "(environment)", rc, rc == 1 ? "" : "s");
+    }
+    free(errs);
+    free(changes);
+}
+
+int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload_flag,
+                  const char *config_path, bs_err *err)
 {
     bs_log(BS_LOG_INFO, "worker", "started topic=%s group=%s reply_topic=%s framing=%s",
            w->cfg->command_topic, bs_config_get_kafka(w->cfg, "group.id"), w->cfg->reply_topic,
@@ -575,8 +681,13 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
     srand((unsigned)bs_now_us());
     while (!*stop) {
         bs_err perr = {0};
+        if (reload_flag && *reload_flag) {
+            *reload_flag = 0;
+            reload(w, config_path);
+        }
         bs_msg *m = bs_consumer_poll(w->cons, w->cfg->poll_timeout_ms, &perr);
         bs_producer_poll(w->prod);
+        notify(w);
         reap_leases(w);
         if (m == NULL) {
             if (perr.code == BS_EFATAL) {
@@ -586,7 +697,12 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
             continue;
         }
         int64_t backoff = w->cfg->retry_backoff_initial_ms;
+        const int64_t taken_us = bs_mono_us();
         bool counted = false; /* this delivery was counted in bulkstate.delivery_attempt */
+        bs_metrics_lock(&w->m);
+        w->m.consumed++;
+        w->m.inflight = 1;
+        bs_metrics_unlock(&w->m);
         bs_source src = {m->topic, m->partition, m->offset};
         for (;;) {
             bs_err herr = {0};
@@ -608,6 +724,11 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
                 rc = handle(w, m, &herr);
             }
             if (rc == 0) {
+                bs_metrics_lock(&w->m);
+                bs_hist_observe(&w->m.latency, (double)(bs_mono_us() - taken_us) / 1e6);
+                w->m.db_ok = true;
+                bs_metrics_unlock(&w->m);
+                notify_status(w);
                 bs_err serr = {0};
                 if (bs_consumer_store(w->cons, m, &serr) < 0)
                     bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
@@ -630,6 +751,15 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
                    " retry_in_ms=%lld error=\"%s\"",
                    m->partition, m->offset, (long long)delay, herr.msg);
             bs_arena_reset(w->ar);
+            bs_err dberr = {0};
+            bool db_ok = bs_store_check(w->store, &dberr) == 0;
+            bs_metrics_lock(&w->m);
+            w->m.retries++;
+            w->m.backoff = true;
+            w->m.db_ok = db_ok;
+            snprintf(w->m.db_error, sizeof w->m.db_error, "%s", dberr.msg);
+            snprintf(w->m.backoff_error, sizeof w->m.backoff_error, "%s", herr.msg);
+            bs_metrics_unlock(&w->m);
             bs_consumer_pause(w->cons, true);
             int64_t until = bs_mono_ms() + delay;
             while (!*stop && bs_mono_ms() < until) {
@@ -638,8 +768,12 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
                     bs_consumer_rewind(w->cons, other);
                 bs_msg_free(other);
                 bs_producer_poll(w->prod);
+                notify(w);
             }
             bs_consumer_pause(w->cons, false);
+            bs_metrics_lock(&w->m);
+            w->m.backoff = false;
+            bs_metrics_unlock(&w->m);
             if (*stop || !bs_consumer_owns(w->cons, m)) {
                 /* not settled: redelivered to whoever owns the partition. A clean stop or a
                  * rebalance is not a failed delivery: uncount it */
@@ -653,7 +787,11 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, bs_err *err)
         }
         bs_msg_free(m);
         bs_arena_reset(w->ar);
+        bs_metrics_lock(&w->m);
+        w->m.inflight = 0;
+        bs_metrics_unlock(&w->m);
     }
+    bs_notify("STOPPING=1");
     bs_log(BS_LOG_INFO, "worker", "stopping");
     return 0;
 }

@@ -8,6 +8,8 @@ source "$BS_BUILD_DIR/services/pg.env"
 source "$BS_BUILD_DIR/services/kafka.env"
 export PGDATABASE=bulkstate
 export BULKSTATE_CONFIG=$BS_SOURCE_DIR/config/bulkstate.ini
+# several workers run at once in some tests: each takes a free port for /metrics
+export BULKSTATE_WORKER_METRICS_LISTEN=127.0.0.1:0
 export BULKSTATE_POSTGRES_CONNINFO="host=$PGHOST port=$PGPORT user=postgres dbname=bulkstate"
 TMP=$(mktemp -d)
 PASSED=0

@@ -1,0 +1,240 @@
+/* metrics: registry and Prometheus rendering. Names follow Prometheus conventions: counters end
+ * in _total, durations are in seconds, label values are escaped. */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+static void hist_init(bs_hist *h, const double *le, size_t n)
+{
+    memset(h, 0, sizeof *h);
+    h->n = n < BS_HIST_MAX ? n : BS_HIST_MAX;
+    memcpy(h->le, le, sizeof(double) * h->n);
+}
+
+void bs_metrics_init(bs_metrics *m)
+{
+    static const double batch[] = {0, 1, 5, 10, 25, 50, 100, 500, 1000};
+    static const double secs[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                  0.25,  0.5,    1,     2.5,  5,     10};
+    memset(m, 0, sizeof *m);
+    pthread_mutex_init(&m->mu, NULL);
+    hist_init(&m->batch, batch, sizeof batch / sizeof batch[0]);
+    hist_init(&m->latency, secs, sizeof secs / sizeof secs[0]);
+    hist_init(&m->txn, secs, sizeof secs / sizeof secs[0]);
+}
+
+void bs_metrics_destroy(bs_metrics *m)
+{
+    pthread_mutex_destroy(&m->mu);
+}
+
+void bs_metrics_lock(bs_metrics *m)
+{
+    pthread_mutex_lock(&m->mu);
+}
+
+void bs_metrics_unlock(bs_metrics *m)
+{
+    pthread_mutex_unlock(&m->mu);
+}
+
+void bs_metrics_failed(bs_metrics *m, const char *code)
+{
+    for (size_t i = 0; i < m->nfailed; i++)
+        if (strcmp(m->failed[i].code, code) == 0) {
+            m->failed[i].n++;
+            return;
+        }
+    size_t i = m->nfailed < 32 ? m->nfailed++ : 31; /* the codes are a fixed, small set */
+    snprintf(m->failed[i].code, sizeof m->failed[i].code, "%s", code);
+    m->failed[i].n++;
+}
+
+void bs_hist_observe(bs_hist *h, double v)
+{
+    size_t i = 0;
+    while (i < h->n && v > h->le[i])
+        i++;
+    h->count[i]++;
+    h->sum += v;
+    h->total++;
+}
+
+int bs_metrics_lag_from_stats(bs_metrics *m, const char *json, size_t len)
+{
+    json_t *root = json_loadb(json, len, 0, NULL);
+    if (root == NULL) return -1;
+    bs_lag lag[256];
+    size_t n = 0;
+    const char *tname, *pname;
+    json_t *t, *p;
+    json_object_foreach(json_object_get(root, "topics"), tname, t)
+    {
+        json_object_foreach(json_object_get(t, "partitions"), pname, p)
+        {
+            json_int_t part = json_integer_value(json_object_get(p, "partition"));
+            const char *state = json_string_value(json_object_get(p, "fetch_state"));
+            json_t *cl = json_object_get(p, "consumer_lag");
+            /* partition -1 is librdkafka's internal UA partition; -1 lag means unknown */
+            if (part < 0 || !json_is_integer(cl) || json_integer_value(cl) < 0 || n == 256 ||
+                (state && strcmp(state, "none") == 0))
+                continue;
+            snprintf(lag[n].topic, sizeof lag[n].topic, "%s", tname);
+            lag[n].partition = (int32_t)part;
+            lag[n].lag = json_integer_value(cl);
+            n++;
+        }
+    }
+    json_decref(root);
+    bs_metrics_lock(m);
+    memcpy(m->lag, lag, sizeof(bs_lag) * n);
+    m->nlag = n;
+    bs_metrics_unlock(m);
+    return 0;
+}
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void add(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (k >= 0 && (size_t)k < b->cap - b->len) {
+            b->len += (size_t)k;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)(k > 0 ? k : 64);
+        b->p = realloc(b->p, b->cap);
+        if (b->p == NULL) abort();
+    }
+}
+
+static void head(sbuf *b, const char *name, const char *type, const char *help)
+{
+    add(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* label values: backslash, double quote and newline escaped */
+static const char *esc(const char *s, char *buf, size_t n)
+{
+    size_t o = 0;
+    for (; *s && o + 3 < n; s++) {
+        if (*s == '\\' || *s == '"') buf[o++] = '\\';
+        if (*s == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+            continue;
+        }
+        buf[o++] = *s;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void hist(sbuf *b, const char *name, const char *help, const bs_hist *h)
+{
+    head(b, name, "histogram", help);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        cum += h->count[i];
+        add(b, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, h->le[i], cum);
+    }
+    cum += h->count[h->n];
+    add(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name, cum,
+        name, h->sum, name, h->total);
+}
+
+char *bs_metrics_render(bs_metrics *m)
+{
+    static const char *const STATUS[] = {"ACCEPT", "REJECT", "WAIT", "ABORT"};
+    static const char *const OUTCOME[] = {"applied", "replayed", "error"};
+    sbuf b = {malloc(4096), 0, 4096};
+    if (b.p == NULL) abort();
+    char e[300];
+    bs_metrics_lock(m);
+    head(&b, "bulkstate_commands_consumed_total", "counter",
+         "Command messages taken from the command topic (redeliveries included).");
+    add(&b, "bulkstate_commands_consumed_total %" PRIu64 "\n", m->consumed);
+    head(&b, "bulkstate_commands_completed_total", "counter",
+         "Commands settled, by outcome: applied, replayed (a redelivered command id: stored "
+         "results republished) or error (an error completion or dead-letter record).");
+    for (int i = 0; i < 3; i++)
+        add(&b, "bulkstate_commands_completed_total{outcome=\"%s\"} %" PRIu64 "\n", OUTCOME[i],
+            m->completed[i]);
+    head(&b, "bulkstate_commands_failed_total", "counter",
+         "Commands answered with an error completion or dead-lettered, by error code.");
+    for (size_t i = 0; i < m->nfailed; i++)
+        add(&b, "bulkstate_commands_failed_total{code=\"%s\"} %" PRIu64 "\n",
+            esc(m->failed[i].code, e, sizeof e), m->failed[i].n);
+    head(&b, "bulkstate_transitions_total", "counter", "Per-run orchestration results, by status.");
+    for (int i = 0; i < 4; i++)
+        add(&b, "bulkstate_transitions_total{status=\"%s\"} %" PRIu64 "\n", STATUS[i],
+            m->status[i]);
+    head(&b, "bulkstate_state_changes_total", "counter",
+         "States written, by the run's previous state type and the new one.");
+    for (int f = 0; f < 10; f++)
+        for (int t = 0; t < 10; t++)
+            if (m->by_type[f][t])
+                add(&b, "bulkstate_state_changes_total{from=\"%s\",to=\"%s\"} %" PRIu64 "\n",
+                    bs_state_type_name(f), bs_state_type_name(t), m->by_type[f][t]);
+    hist(&b, "bulkstate_command_runs", "Runs matched per command.", &m->batch);
+    hist(&b, "bulkstate_command_latency_seconds",
+         "From taking a command off the topic to the broker's acknowledgement of its completion.",
+         &m->latency);
+    hist(&b, "bulkstate_db_transaction_seconds",
+         "Duration of a command's PostgreSQL transaction (begin to commit).", &m->txn);
+    head(&b, "bulkstate_dead_letters_total", "counter",
+         "Records written to the dead-letter topic.");
+    add(&b, "bulkstate_dead_letters_total %" PRIu64 "\n", m->dlq);
+    head(&b, "bulkstate_retries_total", "counter",
+         "Transient failures retried with backoff (broker or PostgreSQL unavailable, "
+         "serialization failure, deadlock, timeout).");
+    add(&b, "bulkstate_retries_total %" PRIu64 "\n", m->retries);
+    head(&b, "bulkstate_lease_slots_reaped_total", "counter",
+         "Deployment concurrency slots freed by the expired-lease reaper.");
+    add(&b, "bulkstate_lease_slots_reaped_total %" PRIu64 "\n", m->reaped_slots);
+    head(&b, "bulkstate_consumer_lag", "gauge",
+         "Messages between the committed offset and the end of each assigned partition "
+         "(librdkafka statistics).");
+    for (size_t i = 0; i < m->nlag; i++)
+        add(&b, "bulkstate_consumer_lag{topic=\"%s\",partition=\"%" PRId32 "\"} %" PRId64 "\n",
+            esc(m->lag[i].topic, e, sizeof e), m->lag[i].partition, m->lag[i].lag);
+    head(&b, "bulkstate_inflight_commands", "gauge", "Commands being processed now.");
+    add(&b, "bulkstate_inflight_commands %d\n", m->inflight);
+    head(&b, "bulkstate_assigned_partitions", "gauge", "Partitions assigned to this worker.");
+    add(&b, "bulkstate_assigned_partitions %d\n", m->assigned);
+    head(&b, "bulkstate_ready", "gauge", "1 when /readyz answers 200.");
+    add(&b, "bulkstate_ready %d\n", m->assigned > 0 && m->db_ok && !m->backoff);
+    bs_metrics_unlock(m);
+    return b.p;
+}
+
+int bs_metrics_ready(bs_metrics *m, char **body)
+{
+    sbuf b = {malloc(256), 0, 256};
+    if (b.p == NULL) abort();
+    b.p[0] = '\0';
+    bs_metrics_lock(m);
+    if (m->assigned <= 0) add(&b, "no partitions assigned\n");
+    if (!m->db_ok)
+        add(&b, "postgresql unreachable: %s\n", m->db_error[0] ? m->db_error : "not checked yet");
+    if (m->backoff) add(&b, "retrying after a transient failure: %s\n", m->backoff_error);
+    bs_metrics_unlock(m);
+    int ready = b.len == 0;
+    if (ready) add(&b, "ready\n");
+    *body = b.p;
+    return ready;
+}
