@@ -52,6 +52,8 @@ static void usage(FILE *out)
             "  -t, --timeout SECONDS  how long to wait for each completion (default 30)\n"
             "  -j, --json             print replies as JSON lines\n"
             "  -n, --no-wait          produce and exit\n"
+            "  -r, --follow ID        send nothing: stream the replies of command ID from the\n"
+            "                         start of the reply topic as they come, until its completion\n"
             "  -h, --help\n\n"
             "exit status: 0 completed without error, 1 a completion carries an error,\n"
             "2 no completion before the timeout, 64 usage, 69 Kafka unavailable, 78 config\n");
@@ -149,6 +151,67 @@ static int await(sender *s, const char *id)
     return status;
 }
 
+/* --follow: the replies of a command already sent, printed as they arrive (results, then the
+ * completion), read from the start of the reply topic. Returns 0, 1 (error completion),
+ * 2 (timeout) or 69/78. */
+static int follow(sender *s, const char *id)
+{
+    bs_err err = {0};
+    if ((s->cd = bs_codec_new_for(s->cfg, BS_CLI_MAX_MESSAGE_BYTES, &err)) == NULL) {
+        fprintf(stderr, "bulkstate send: %s\n", err.msg);
+        return 78;
+    }
+    bs_consumer *tail = bs_consumer_new_tail_from(s->cfg, s->cfg->reply_topic, true, &err);
+    if (tail == NULL) {
+        fprintf(stderr, "bulkstate send: %s\n", err.msg);
+        bs_codec_free(s->cd);
+        return 69;
+    }
+    int64_t deadline = bs_mono_ms() + (int64_t)s->timeout_s * 1000;
+    long long results = 0, matched = -1;
+    int status = 2;
+    bool done = false;
+    while (!done && bs_mono_ms() < deadline) {
+        bs_msg *m = bs_consumer_poll(tail, 100, &err);
+        if (m == NULL) continue;
+        json_t *j = NULL;
+        bool is_result = false;
+        bs_codec_decode_reply(s->cd, m->payload, m->len, m->json, &j, &is_result, &err);
+        bs_msg_free(m);
+        const char *cid = j ? json_string_value(json_object_get(j, "command_id")) : NULL;
+        if (cid == NULL || strcmp(cid, id) != 0) {
+            json_decref(j);
+            continue;
+        }
+        if (s->as_json) {
+            char *t = json_dumps(j, JSON_COMPACT);
+            printf("%s\n", t);
+            free(t);
+        } else if (is_result) {
+            bs_cli_print_result(j);
+        } else {
+            bs_cli_print_completion(j, id);
+        }
+        fflush(stdout);
+        if (is_result) {
+            results++;
+        } else {
+            matched = json_integer_value(json_object_get(j, "matched"));
+            status = json_is_object(json_object_get(j, "error")) ? 1 : 0;
+            done = status == 1 || results >= matched;
+        }
+        if (matched >= 0 && results >= matched) done = true;
+        json_decref(j);
+    }
+    if (!done)
+        fprintf(stderr, "bulkstate send: no completion for command %s within %d s\n", id,
+                s->timeout_s);
+    bs_consumer_close(tail);
+    bs_codec_free(s->cd);
+    s->cd = NULL;
+    return done ? status : 2;
+}
+
 /* Sends one command given as text (a JSON body, or raw bytes) and waits for it. */
 static int send_one(sender *s, const char *text, size_t len, const char *id_opt)
 {
@@ -237,14 +300,18 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
                                          {"timeout", required_argument, NULL, 't'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"no-wait", no_argument, NULL, 'n'},
+                                         {"follow", required_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     sender s = {.cfg = cfg, .format = "avro", .timeout_s = 30};
-    const char *file = NULL, *batch = NULL, *id = NULL;
+    const char *file = NULL, *batch = NULL, *id = NULL, *follow_id = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "f:b:i:F:t:jnh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:b:i:F:t:jnr:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'r':
+            follow_id = optarg;
+            break;
         case 'f':
             file = optarg;
             break;
@@ -273,6 +340,13 @@ int bs_send_main(const bs_config *cfg, int argc, char **argv)
             usage(stderr);
             return 64;
         }
+    }
+    if (follow_id != NULL) {
+        if (file || batch || id) {
+            usage(stderr);
+            return 64;
+        }
+        return follow(&s, follow_id);
     }
     if ((file == NULL) == (batch == NULL) || (batch && (id || strcmp(s.format, "raw") == 0)) ||
         (strcmp(s.format, "avro") && strcmp(s.format, "json") && strcmp(s.format, "raw"))) {

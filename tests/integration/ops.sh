@@ -51,6 +51,12 @@ printf '{"command_id": "ops-bad", "flow_runs": {"id": {"any_": ["not-a-uuid"]}},
 send "$TMP/c2.json"
 check_eq "the bad command answered" "$(json_field 'c["error"]["code"]')" invalid_command
 send "$TMP/c1.json" # redelivered command id: replayed
+# send --follow: the replies of a command already sent, streamed from the reply topic
+OUT=$("$BIN" send --follow ops-cancel --json -t 60 2>"$TMP/follow.err"); rc=$?
+check_eq "follow exit status" "$rc" 0
+check_eq "follow prints the results and the completion" "$(json_field '(len(r) >= 3, c["matched"], c["accepted"])')" "(True, 3, 3)"
+"$BIN" send --follow ops-bad --json -t 60 >/dev/null 2>&1; check_eq "follow an error completion" "$?" 1
+"$BIN" send --follow no-such-command -t 2 >/dev/null 2>&1; check_eq "follow times out" "$?" 2
 check_eq "consumed" "$(( $(metric bulkstate_commands_consumed_total) - before_consumed ))" 3
 check_eq "applied" "$(( $(metric 'bulkstate_commands_completed_total{outcome="applied"}') - before_applied ))" 1
 check_eq "replayed" "$(metric 'bulkstate_commands_completed_total{outcome="replayed"}')" 1
