@@ -12,6 +12,10 @@ cp "$BULKSTATE_CONFIG" "$TMP/w.ini"
 export BULKSTATE_CONFIG=$TMP/w.ini
 export BULKSTATE_WORKER_METRICS_LISTEN=127.0.0.1:0 BULKSTATE_KAFKA_STATISTICS_INTERVAL_MS=500
 export NOTIFY_SOCKET=$TMP/notify.sock WATCHDOG_USEC=1000000
+# secrets in the configuration never reach the log (trust authentication ignores the password;
+# the SASL password is unused on a PLAINTEXT listener)
+export BULKSTATE_POSTGRES_CONNINFO="$BULKSTATE_POSTGRES_CONNINFO password=ops-secret-pg"
+export BULKSTATE_KAFKA_SASL_PASSWORD=ops-secret-sasl
 python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -90,6 +94,7 @@ check_eq "still serving after a refused reload" "$(get /healthz | tail -1)" 200
 check_eq "check-config exit status on a broken file" "$rc" 78
 check_match "check-config names file:line" "$(cat "$TMP/cc.out")" 'w.ini:[0-9]+: worker.max_attempts: "many" is not an integer'
 stop_worker
+check_eq "no secret in the log" "$(grep -c 'ops-secret' "$WORKER_LOG")" 0
 wait_for_text 10 notified '^STOPPING=1' && ok || not_ok "no STOPPING=1: $(notified)"
 
 # the CLI's exit codes
