@@ -1,7 +1,8 @@
 /* Conformance cases of orchestration.md §4 on the pure engine, each named by its id and the
- * Prefect test it comes from. Cases that need Prefect's task-run tables (K14 parent task),
- * its HTTP layer (K16, S04, P05, Z12) or a client version of 3.4.11 and newer (Q08, Q09:
- * commands carry none) are covered elsewhere or not ported; see README. */
+ * Prefect test it comes from: 78 of the 83. Not here: K14 (the parent task run's state, G11,
+ * not ported), K16 and Z12 (other endpoints: POST /flow_runs/ and /resume), Q08 and Q09 (lease
+ * renewal for clients 3.4.11 and newer; commands carry no client version). S04 and P05 are
+ * API sequences, replayed here as engine steps. */
 #include "../t.h"
 #include "orch.h"
 
@@ -343,6 +344,321 @@ int main(void)
              "66666666-6666-4666-8666-666666666666");
     snprintf(f->p.details.transition_id.s, 37, "%s", "67777777-6666-4666-8666-666666666666");
     EXPECT("D02", when(f), BS_ACCEPT, NULL);
+
+    /* ---- the rest of §4, one block per case ---- */
+
+    /* D01 test_pending_to_pending_same_transition_id */
+    f = given(BS_PENDING, NULL, BS_PENDING, "Test State", false);
+    snprintf(f->run.current.details.transition_id.s, 37, "%s",
+             "3c90c3cc-0d44-4b50-8888-8dd25736052a");
+    f->p.details.transition_id = f->run.current.details.transition_id;
+    d = when(f);
+    EXPECT("D01", d, BS_REJECT, "This run has already made this state transition.");
+    CHECK(!d->write);
+
+    /* K01 test_create_flow_run_state_succeeds: no state -> RUNNING */
+    f = given(BS_NONE, NULL, BS_RUNNING, NULL, false);
+    d = when(f);
+    EXPECT("K01", d, BS_ACCEPT, NULL);
+    CHECK_STR(d->state.name, "Running");
+    CHECK_STR(d->state.details.flow_run_id.s, f->run.id.s);
+    CHECK_INT(d->run.start_time, NOW);
+    CHECK_INT(d->run.expected_start_time, NOW);
+    CHECK_INT(d->run.run_count, 1);
+
+    /* K04 test_rule_sets_expected_start_time_from_non_scheduled */
+    static const int k04[] = {BS_PENDING, BS_RUNNING, BS_COMPLETED};
+    for (int i = 0; i < 3; i++) {
+        d = when(given(BS_NONE, NULL, k04[i], NULL, false));
+        EXPECT("K04", d, BS_ACCEPT, NULL);
+        CHECK_INT(d->run.expected_start_time, NOW);
+    }
+
+    /* K08 test_run_details_are_set_when_entering_final_state_without_running */
+    f = given(BS_PENDING, NULL, BS_FAILED, NULL, true);
+    d = when(f);
+    EXPECT("K08", d, BS_ACCEPT, NULL);
+    CHECK_INT(d->run.start_time, NOW);
+    CHECK_INT(d->run.end_time, NOW);
+
+    /* K11 test_run_details_are_updated_entering_running: SCHEDULED -> RUNNING at dt, then
+     * RUNNING again (forced) at dt2 */
+    f = given(BS_SCHEDULED, NULL, BS_RUNNING, NULL, true);
+    f->run.current.details.scheduled_time = NOW - 5 * S;
+    d = when(f);
+    EXPECT("K11", d, BS_ACCEPT, NULL);
+    {
+        bs_run after = d->run;
+        after.current = d->state;
+        f->run = after;
+        f->p.timestamp = f->in.now_us = NOW + 7 * S;
+        d = when(f);
+        EXPECT("K11", d, BS_ACCEPT, NULL);
+        CHECK_INT(d->run.start_time, NOW);
+        CHECK_INT(d->run.run_count, 2);
+        CHECK_INT(d->run.total_run_time_us, 7 * S);
+    }
+
+    /* K12 test_repeated_duplicate_server_timestamps_are_made_unique (MinimalFlowPolicy):
+     * Pending, Running, Completed all at X on a run without state */
+    {
+        static const int types[] = {BS_PENDING, BS_RUNNING, BS_COMPLETED};
+        int64_t taken[3];
+        bs_run run;
+        f = given(BS_NONE, NULL, BS_PENDING, NULL, true);
+        run = f->run;
+        for (int i = 0; i < 3; i++) {
+            f = given(BS_NONE, NULL, types[i], NULL, true);
+            f->run = run;
+            f->run.taken_ts = taken;
+            f->run.n_taken_ts = (size_t)i;
+            d = when(f);
+            EXPECT("K12", d, BS_ACCEPT, NULL);
+            CHECK_INT(d->state.timestamp, NOW + i);
+            taken[i] = d->state.timestamp;
+            run = d->run;
+            run.current = d->state;
+        }
+        CHECK_INT(run.start_time, NOW + 1);
+        CHECK_INT(run.end_time, NOW + 2);
+        CHECK_INT(run.total_run_time_us, 1);
+    }
+    /* K13 test_backdated_collision_uses_nearest_available_timestamp: X, X+10 s, then X */
+    {
+        static const int64_t at[] = {NOW, NOW + 10 * S, NOW};
+        static const int64_t want[] = {NOW, NOW + 10 * S, NOW + 1};
+        int64_t taken[3];
+        bs_run run;
+        f = given(BS_NONE, NULL, BS_PENDING, NULL, true);
+        run = f->run;
+        for (int i = 0; i < 3; i++) {
+            f = given(BS_NONE, NULL, BS_PENDING, NULL, true);
+            f->run = run;
+            f->run.taken_ts = taken;
+            f->run.n_taken_ts = (size_t)i;
+            f->p.timestamp = at[i];
+            d = when(f);
+            EXPECT("K13", d, BS_ACCEPT, NULL);
+            CHECK_INT(d->state.timestamp, want[i]);
+            taken[i] = d->state.timestamp;
+            run = d->run;
+            run.current = d->state;
+        }
+        CHECK_INT(run.current.timestamp, NOW + 1); /* the last written state is the run's */
+    }
+
+    /* L01 test_reject_marking_states_other_than_scheduled_as_late */
+    static const int l01[] = {BS_RUNNING, BS_PENDING};
+    for (int i = 0; i < 2; i++)
+        EXPECT("L01", when(given(l01[i], NULL, BS_SCHEDULED, "Late", false)), BS_REJECT,
+               "Only scheduled flows can be marked late.");
+
+    /* P03 test_pending_to_pending_with_different_name_is_accepted / ..._preserves_state_details */
+    static const char *const p03[][2] = {{"Pending", "Submitting"},
+                                         {"Submitting", "InfrastructurePending"},
+                                         {"Pending", "InfrastructurePending"}};
+    for (int i = 0; i < 3; i++) {
+        f = given(BS_PENDING, p03[i][0], BS_PENDING, p03[i][1], false);
+        f->run.current.details.scheduled_time = NOW - 30 * S;
+        snprintf(f->run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
+                 "a0000000-0000-4000-8000-000000000003");
+        d = when(f);
+        EXPECT("P03", d, BS_ACCEPT, NULL);
+        CHECK_INT(d->state.details.scheduled_time, NOW - 30 * S);
+        CHECK_STR(d->state.details.deployment_concurrency_lease_id.s,
+                  "a0000000-0000-4000-8000-000000000003");
+    }
+
+    /* R01 test_retries: retries 1, run_count 1 */
+    f = given(BS_RUNNING, NULL, BS_FAILED, NULL, false);
+    f->run.policy.retries = 1;
+    f->run.run_count = 1;
+    f->run.start_time = NOW - 10 * S;
+    d = when(f);
+    EXPECT("R01", d, BS_REJECT, "Retrying");
+    CHECK_INT(d->state.type, BS_SCHEDULED);
+    CHECK_STR(d->state.name, "AwaitingRetry");
+    CHECK_INT(d->state.details.scheduled_time, NOW);
+    CHECK_STR(d->run.policy.retry_type, "in_process");
+    CHECK_INT(d->run.next_scheduled_start_time, NOW);
+    CHECK_INT(d->run.end_time, BS_TS_NULL);
+    /* R03 test_sets_retry_type: retries 3, run_count 2 */
+    f = given(BS_RUNNING, NULL, BS_FAILED, NULL, false);
+    f->run.policy.retries = 3;
+    f->run.run_count = 2;
+    d = when(f);
+    EXPECT("R03", d, BS_REJECT, "Retrying");
+    CHECK_STR(d->run.policy.retry_type, "in_process");
+    /* R04: retry_delay 10, the proposal's message and data carried over */
+    f = given(BS_RUNNING, NULL, BS_FAILED, NULL, false);
+    f->run.policy.retries = 2;
+    f->run.policy.retry_delay = 10;
+    f->run.run_count = 1;
+    f->p.message = "m";
+    f->p.data = "{\"d\":1}";
+    d = when(f);
+    EXPECT("R04", d, BS_REJECT, "Retrying");
+    CHECK_STR(d->state.name, "AwaitingRetry");
+    CHECK_INT(d->state.details.scheduled_time, NOW + 10 * S);
+    CHECK_STR(d->state.message, "m");
+    CHECK_STR(d->state.data, "{\"d\":1}");
+    /* R07 test_manual_flow_run_retries_succeed_even_if_exceeding_retries_setting */
+    f = given(BS_FAILED, NULL, BS_SCHEDULED, "AwaitingRetry", false);
+    with_deployment(f);
+    f->run.policy.retries = 2;
+    f->run.run_count = 3;
+    d = when(f);
+    EXPECT("R07", d, BS_ACCEPT, NULL);
+    CHECK_INT(d->run.run_count, 3);
+
+    /* S01 test_running_after_scheduled_start_time_is_not_delayed */
+    static const int s01[] = {BS_SCHEDULED, BS_PENDING};
+    for (int i = 0; i < 2; i++) {
+        f = given(s01[i], NULL, BS_RUNNING, NULL, false);
+        f->run.current.details.scheduled_time = NOW - 300 * S;
+        EXPECT("S01", when(f), BS_ACCEPT, NULL);
+    }
+    /* S06: 0.5 s ahead is not waited for; 0.6 s is, rounded up to 1 s */
+    f = given(BS_SCHEDULED, NULL, BS_RUNNING, NULL, false);
+    f->run.current.details.scheduled_time = NOW + S / 2;
+    EXPECT("S06", when(f), BS_ACCEPT, NULL);
+    f->run.current.details.scheduled_time = NOW + 6 * S / 10;
+    d = when(f);
+    CHECK_INT(d->status, BS_WAIT);
+    CHECK_INT(d->delay_seconds, 1);
+
+    /* T05 test_rejects_completed_to_completed_when_result_data_is_lost, core and force */
+    for (int force = 0; force < 2; force++) {
+        f = given(BS_COMPLETED, NULL, BS_COMPLETED, NULL, force);
+        f->run.current.data = "{\"storage_key\":\"k\"}";
+        f->run.current.data_truthy = f->run.current.data_persisted = true;
+        d = when(f);
+        EXPECT("T05", d, BS_REJECT,
+               "Cannot overwrite a COMPLETED state that carries persisted result data with one "
+               "that does not.");
+        CHECK(!d->write);
+    }
+
+    /* X01 test_rejects_cancelling_to_anything_but_cancelled */
+    for (int t = 0; t < BS_NTYPES; t++) {
+        if (t == BS_CANCELLED) continue;
+        d = when(given(BS_CANCELLING, NULL, t, NULL, false));
+        EXPECT("X01", d, BS_REJECT,
+               "Cannot transition flows that are cancelling to a state other than Cancelled.");
+        CHECK(!d->write);
+    }
+    /* X03 test_rejects_cancelling_scheduled_flow_and_sets_to_cancelled, core and force */
+    for (int force = 0; force < 2; force++) {
+        d = when(given(BS_SCHEDULED, NULL, BS_CANCELLING, NULL, force));
+        EXPECT("X03", d, BS_REJECT, "Scheduled flow run has no infrastructure to terminate.");
+        CHECK_INT(d->state.type, BS_CANCELLED);
+        CHECK_STR(d->state.name, "Cancelled");
+        CHECK_INT(d->run.end_time, NOW);
+    }
+    /* X04 test_accepts_cancelling_flow_run_with_pid */
+    f = given(BS_SCHEDULED, NULL, BS_CANCELLING, NULL, false);
+    f->run.has_infrastructure_pid = true;
+    EXPECT("X04", when(f), BS_ACCEPT, NULL);
+    /* X09 ..._allows_cancelling_when_timeout_schedule_fails: RUNNING -> CANCELLING (the
+     * cancellation timeout check Prefect schedules afterwards is its HTTP layer's) */
+    EXPECT("X09", when(given(BS_RUNNING, NULL, BS_CANCELLING, NULL, false)), BS_ACCEPT, NULL);
+
+    /* Z01 test_updates_pause_key_tracker */
+    f = given(BS_RUNNING, NULL, BS_PAUSED, NULL, false);
+    f->p.details.pause_key = "hello";
+    f->p.details.pause_timeout = NOW + 1000 * S;
+    d = when(f);
+    EXPECT("Z01", d, BS_ACCEPT, NULL);
+    CHECK(d->run.policy.n_pause_keys == 1 && strcmp(d->run.policy.pause_keys[0], "hello") == 0);
+    /* Z03 test_does_not_permit_repeat_pauses */
+    f = given(BS_RUNNING, NULL, BS_PAUSED, NULL, false);
+    f->p.details.pause_key = "hello";
+    f->run.policy.pause_keys[0] = "hello";
+    f->run.policy.n_pause_keys = 1;
+    d = when(f);
+    EXPECT("Z03", d, BS_REJECT, "This pause has already fired.");
+    CHECK(!d->write);
+    /* Z07 test_can_only_pause_running_flows, every current type */
+    for (int t = 0; t <= BS_NONE; t++) {
+        f = given(t, NULL, BS_PAUSED, NULL, false);
+        with_deployment(f);
+        d = when(f);
+        if (t == BS_NONE)
+            EXPECT("Z07", d, BS_ABORT, "Cannot pause flows with no state.");
+        else if (t == BS_SCHEDULED || t == BS_PENDING || t == BS_PAUSED)
+            EXPECT("Z07", d, BS_REJECT, "Cannot pause flows that are not currently running.");
+        else if (t == BS_RUNNING)
+            EXPECT("Z07", d, BS_ACCEPT, NULL);
+        else if (t == BS_CANCELLING)
+            EXPECT("Z07", d, BS_REJECT,
+                   "Cannot transition flows that are cancelling to a state other than Cancelled.");
+        else {
+            char want[64];
+            snprintf(want, sizeof want, "Run is already in terminal state %s.",
+                     bs_state_type_name(t));
+            EXPECT("Z07", d, BS_ABORT, want);
+        }
+    }
+    /* Z10 test_transitions_out_of_pausing_states_are_restricted. Prefect 3.9.1 lets a
+     * CANCELLING proposal leave a pause (the spec's table predates it; Prefect wins). */
+    for (int t = 0; t < BS_NTYPES; t++) {
+        f = given(BS_PAUSED, NULL, t, NULL, false);
+        with_deployment(f);
+        d = when(f);
+        if (t == BS_PENDING)
+            EXPECT("Z10", d, BS_REJECT,
+                   "This run cannot transition to the StateType.PENDING state from the "
+                   "StateType.PAUSED state.");
+        else if (t == BS_PAUSED)
+            EXPECT("Z10", d, BS_REJECT, "Cannot pause flows that are not currently running.");
+        else
+            EXPECT("Z10", d, BS_ACCEPT, NULL);
+    }
+    /* Z11 test_cannot_leave_pausing_state_if_pause_has_timed_out */
+    f = given(BS_PAUSED, NULL, BS_RUNNING, NULL, false);
+    with_deployment(f);
+    f->run.current.details.pause_timeout = NOW - 300 * S;
+    d = when(f);
+    EXPECT("Z11", d, BS_REJECT, "The flow run pause has timed out and can no longer resume.");
+    CHECK_INT(d->state.type, BS_FAILED);
+    CHECK_STR(d->state.message, "The flow was running and never resumed.");
+    CHECK_INT(d->run.end_time, NOW);
+
+    /* S04 test_flow_run_receives_wait_until_scheduled_start_time, as engine steps: no state ->
+     * SCHEDULED (now + 1 day) -> PENDING -> RUNNING waits about a day */
+    {
+        f = given(BS_NONE, NULL, BS_SCHEDULED, NULL, false);
+        f->p.details.scheduled_time = NOW + 86400 * S;
+        d = when(f);
+        EXPECT("S04", d, BS_ACCEPT, NULL);
+        bs_run run = d->run;
+        run.current = d->state;
+        f = given(BS_NONE, NULL, BS_PENDING, NULL, false);
+        f->run = run;
+        d = when(f);
+        EXPECT("S04", d, BS_ACCEPT, NULL);
+        CHECK_INT(d->state.details.scheduled_time, NOW + 86400 * S); /* CopyScheduledTime */
+        run = d->run;
+        run.current = d->state;
+        f = given(BS_NONE, NULL, BS_RUNNING, NULL, false);
+        f->run = run;
+        d = when(f);
+        CHECK_INT(d->status, BS_WAIT);
+        CHECK_INT(d->delay_seconds, 86400);
+    }
+    /* P05 test_setting_flow_run_state_twice_aborts, as engine steps: no state -> PENDING, then
+     * PENDING again */
+    {
+        f = given(BS_NONE, NULL, BS_PENDING, NULL, false);
+        d = when(f);
+        EXPECT("P05", d, BS_ACCEPT, NULL);
+        bs_run run = d->run;
+        run.current = d->state;
+        f = given(BS_NONE, NULL, BS_PENDING, NULL, false);
+        f->run = run;
+        EXPECT("P05", when(f), BS_ABORT,
+               "This run is in a PENDING state and cannot transition to a PENDING state.");
+    }
 
     /* Q01 test_secure_concurrency_slots: limit 2, three runs SCHEDULED -> PENDING in turn */
     {
