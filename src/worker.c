@@ -104,7 +104,10 @@ void bs_worker_free(bs_worker *w)
     free(w);
 }
 
-/* ---- publishing ---- */
+/* ---- publishing ----
+ * Every reply of a command (its results, then its completion) is keyed by the command id, so
+ * they share one partition and a consumer reads them in the order they were produced: results
+ * in seq order, then the completion (the idempotent producer keeps that order on retries). */
 
 static int publish(bs_worker *w, const char *topic, const char *key, const unsigned char *buf,
                    size_t len, const char *command_id, const char *seq, bs_err *err)
@@ -428,8 +431,8 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
         for (size_t i = 0; i < n; i++) {
             char seq[16];
             snprintf(seq, sizeof seq, "%zu", i);
-            if (publish(w, o->reply_topic, run_ids[i], replies[i], lens[i], cmd->command_id, seq,
-                        err) < 0)
+            if (publish(w, o->reply_topic, cmd->command_id, replies[i], lens[i], cmd->command_id,
+                        seq, err) < 0)
                 return -1;
         }
         for (size_t i = 0; i < n; i++)
@@ -516,8 +519,8 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     for (size_t i = 0; i < b.n; i++) {
         char seq[16];
         snprintf(seq, sizeof seq, "%zu", i);
-        if (publish(w, o->reply_topic, b.ids[i], replies[i], lens[i], cmd->command_id, seq, err) <
-            0)
+        if (publish(w, o->reply_topic, cmd->command_id, replies[i], lens[i], cmd->command_id, seq,
+                    err) < 0)
             return -1;
     }
     for (size_t i = 0; events && i < b.n; i++)
