@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git
       librdkafka-dev libavro-dev libjansson-dev libpq-dev libmicrohttpd-dev libsystemd-dev
       postgresql-15 postgresql-client-15
-      openjdk-17-jre-headless maven kcat python3 python3-venv curl clang-format)
+      openjdk-17-jre-headless maven kcat python3 python3-venv curl clang-format
+      clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,7 @@
 # The whole test suite on a fresh machine: install what is missing, build with -Werror, run
 # the unit tests and the integration tests (real PostgreSQL 15 and a real Kafka broker,
 # started once for the run by the CTest fixture), then the unit tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and the layout check.
+# AddressSanitizer + UndefinedBehaviorSanitizer, a bounded fuzzing run, and the layout check.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 B=${BS_BUILD_DIR:-$SRC/build}
@@ -25,7 +25,10 @@ cmake -S "$SRC" -B "$B-asan" -G Ninja -DBS_WERROR=ON -DBS_SANITIZE=ON -DCMAKE_BU
 cmake --build "$B-asan" -j "$JOBS"
 (cd "$B-asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest -L unit --output-on-failure)
 
+echo "== fuzzing (libFuzzer, ASan + UBSan; ${BS_FUZZ_SECONDS:-60} s per harness)"
+"$SRC/scripts/fuzz.sh" "${BS_FUZZ_SECONDS:-60}"
+
 echo "== layout (.clang-format)"
 cd "$SRC"
-clang-format --dry-run --Werror src/*.c src/*.h tests/*.h tests/unit/*.c
+clang-format --dry-run --Werror src/*.c src/*.h tests/*.h tests/unit/*.c tests/fuzz/*.c
 echo "layout ok"

@@ -227,7 +227,11 @@ static json_t *to_json(avro_value_t *v, int depth)
     case AVRO_ENUM: {
         int e = 0;
         avro_value_get_enum(v, &e);
-        const char *sym = avro_schema_enum_get(avro_value_get_schema(v), e);
+        avro_schema_t es = avro_value_get_schema(v);
+        /* avro-c reads the index unchecked, and its symbol lookup answers garbage for an index
+         * out of range (found by tests/fuzz/fuzz_avro.c) */
+        if (e < 0 || e >= avro_schema_enum_number_of_symbols(es)) return NULL;
+        const char *sym = avro_schema_enum_get(es, e);
         return sym ? json_string(sym) : NULL;
     }
     case AVRO_UNION: {

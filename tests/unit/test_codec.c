@@ -5,6 +5,7 @@
 
 #include "../t.h"
 #include "codec.h"
+#include "file.h"
 #include "command.h"
 #include "result.h"
 
@@ -183,5 +184,22 @@ int main(void)
         json_decref(c);
     }
     bs_codec_free(cd);
+    /* fuzz findings stay fixed: an enum index out of range (avro-c reads it unchecked and its
+     * symbol lookup returned garbage) is an avro_decode error */
+    {
+        size_t len;
+        char *msg = bs_read_file("tests/fuzz/regressions/avro-enum-index-out-of-range", &len, &err);
+        CHECK(msg != NULL && len > 1);
+        if (msg != NULL) {
+            json_t *out = NULL;
+            bs_err derr = {0};
+            /* the harness's first byte stands for the content-type: skip it */
+            CHECK_INT(bs_codec_decode(cd, BS_SCHEMA_COMMAND, msg + 1, len - 1, false, &out, &derr),
+                      -1);
+            CHECK_STR(derr.type, "avro_decode");
+            CHECK(out == NULL);
+            free(msg);
+        }
+    }
     return t_done();
 }

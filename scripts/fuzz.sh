@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses with clang (ASan + UBSan) in build-fuzz and runs each for
+# SECONDS (default 60), starting from the committed corpus in tests/fuzz/corpus/<harness>
+# (new inputs go to build-fuzz/corpus, the committed corpus is not touched). Prints, per
+# harness, one line: `fuzz <name>: seconds=<S> runs=<N> crashes=<C>`; exits 1 on a finding
+# (the reproducer is left in build-fuzz/).
+#   scripts/fuzz.sh [SECONDS]    run
+#   scripts/fuzz.sh --seeds      regenerate the committed seeds from the sample bodies
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+B=$SRC/build-fuzz
+CC=${CC_FUZZ:-clang-14}
+"$SRC/scripts/deps.sh"
+cmake -S "$SRC" -B "$B" -G Ninja -DCMAKE_C_COMPILER="$CC" -DBS_FUZZ=ON \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$B" --target fuzz_avro fuzz_json fuzz_seeds >/dev/null
+if [ "${1:-}" = "--seeds" ]; then
+  mkdir -p "$SRC/tests/fuzz/corpus/json" "$SRC/tests/fuzz/corpus/avro"
+  "$B/fuzz_seeds" "$SRC/tests/fuzz/corpus" "$SRC/tests/data/seed_body.json" "$SRC"/scripts/demo/*.json \
+    "$SRC"/tests/fuzz/bodies/*.json
+  echo "seeds written to tests/fuzz/corpus"
+  exit 0
+fi
+SECONDS_EACH=${1:-60}
+status=0
+for h in avro json; do
+  mkdir -p "$B/corpus/$h" "$B/artifacts/$h"
+  log=$B/fuzz_$h.log
+  set +e
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0 \
+    LSAN_OPTIONS=suppressions=$SRC/tests/fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
+    "$B/fuzz_$h" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
+    -artifact_prefix="$B/artifacts/$h/" -print_final_stats=1 \
+    "$B/corpus/$h" "$SRC/tests/fuzz/corpus/$h" >"$log" 2>&1
+  rc=$?
+  set -e
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  crashes=$(ls "$B/artifacts/$h" | wc -l)
+  echo "fuzz $h: seconds=$SECONDS_EACH runs=${runs:-0} crashes=$crashes"
+  if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
+    tail -40 "$log"
+    status=1
+  fi
+done
+exit $status
