@@ -33,6 +33,24 @@ ready() {
   kcat -b "127.0.0.1:$1" -L -m 2 -J 2>/dev/null | grep -q '"brokers":\[{'
 }
 
+launch() {
+  nohup java -Xms256m -Xmx768m -XX:+UseSerialGC -Djava.awt.headless=true \
+       -Dlog4j2.configurationFile="$BS_SOURCE_DIR/scripts/kafka/log4j2.properties" \
+       -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >>"$LOGF" 2>&1 &
+  echo $! >"$DIR/pid"
+}
+
+# bounce: stop the running broker and start it again on the same ports and data (fault tests)
+bounce() {
+  fetch_jars
+  [ -f "$ENVF" ] || die "kafka is not running"
+  PORT=$(sed -n 's/.*127.0.0.1:\([0-9]*\).*/\1/p' "$ENVF")
+  stop_pidfile "$DIR/pid" kafka 30
+  launch
+  wait_for 90 "kafka" ready "$PORT" || { tail -40 "$LOGF" >&2; die "kafka did not come back"; }
+  log "kafka restarted on 127.0.0.1:$PORT"
+}
+
 start() {
   fetch_jars
   mkdir -p "$DIR"
@@ -63,10 +81,7 @@ auto.create.topics.enable=false
 EOP
   java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
       -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 || { tail -20 "$DIR/format.log" >&2; die "could not format the KRaft log"; }
-  nohup java -Xms256m -Xmx768m -XX:+UseSerialGC -Djava.awt.headless=true \
-       -Dlog4j2.configurationFile="$BS_SOURCE_DIR/scripts/kafka/log4j2.properties" \
-       -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >"$LOGF" 2>&1 &
-  echo $! >"$DIR/pid"
+  launch
   if ! wait_for 90 "kafka" ready "$PORT"; then
     tail -40 "$LOGF" >&2
     stop
@@ -84,6 +99,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  bounce) bounce ;;
   env) cat "$ENVF" ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 64 ;;
+  *) echo "usage: $0 start|stop|bounce|env" >&2; exit 64 ;;
 esac

@@ -43,6 +43,29 @@ struct bs_worker {
     uint64_t n_commands, n_transitions;    /* for STATUS= */
 };
 
+/* Fault injection for the fault tests: BULKSTATE_FAILPOINT=NAME:N makes the worker SIGKILL
+ * itself the Nth time it reaches point NAME (before_commit, after_commit, between_replies,
+ * before_offset). Unset, a failpoint costs one comparison. */
+static char fp_name[32];
+static long fp_nth, fp_seen;
+
+static void failpoint_setup(void)
+{
+    const char *v = getenv("BULKSTATE_FAILPOINT");
+    const char *colon = v ? strchr(v, ':') : NULL;
+    if (colon == NULL || (size_t)(colon - v) >= sizeof fp_name) return;
+    snprintf(fp_name, sizeof fp_name, "%.*s", (int)(colon - v), v);
+    fp_nth = atol(colon + 1);
+    bs_log(BS_LOG_WARN, "worker", "failpoint armed: %s at occurrence %ld", fp_name, fp_nth);
+}
+
+static void failpoint(const char *name)
+{
+    if (fp_name[0] == '\0' || strcmp(name, fp_name) != 0 || ++fp_seen != fp_nth) return;
+    bs_log(BS_LOG_WARN, "worker", "failpoint %s reached: SIGKILL", name);
+    raise(SIGKILL);
+}
+
 static void on_stats(const char *json, size_t len, void *ctx)
 {
     bs_worker *w = ctx;
@@ -85,6 +108,7 @@ bs_worker *bs_worker_new(bs_config *cfg, bs_err *err)
     bs_kafka_set_stats_hook(w->http ? on_stats : NULL, w);
     if ((w->cons = bs_consumer_new(cfg, cfg->command_topic, err)) == NULL) goto fail;
     w->watchdog_us = bs_notify_watchdog_interval_us();
+    failpoint_setup();
     return w;
 fail:
     bs_worker_free(w);
@@ -506,7 +530,9 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     if (bs_store_finish(w->store, w->ar, cmd->command_id, b.ids, statuses,
                         (const unsigned char *const *)replies, lens, events, b.n, &rec, err) < 0)
         goto rollback;
+    failpoint("before_commit");
     if (bs_store_commit(w->store, err) < 0) return -1;
+    failpoint("after_commit");
     bs_metrics_lock(&w->m);
     bs_hist_observe(&w->m.txn, (double)(bs_mono_us() - txn_start) / 1e6);
     bs_hist_observe(&w->m.batch, (double)b.n);
@@ -522,6 +548,7 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
         if (publish(w, o->reply_topic, cmd->command_id, replies[i], lens[i], cmd->command_id, seq,
                     err) < 0)
             return -1;
+        if (i == 0) failpoint("between_replies");
     }
     for (size_t i = 0; events && i < b.n; i++)
         if (publish_event(w, b.ids[i], events[i], cmd->command_id, err) < 0) return -1;
@@ -732,6 +759,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
                 w->m.db_ok = true;
                 bs_metrics_unlock(&w->m);
                 notify_status(w);
+                failpoint("before_offset");
                 bs_err serr = {0};
                 if (bs_consumer_store(w->cons, m, &serr) < 0)
                     bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);

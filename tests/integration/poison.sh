@@ -44,9 +44,12 @@ check_eq "deliveries counted" "$(sql "SELECT attempts FROM bulkstate.delivery_at
 
 start_worker || { finish; exit 1; }
 wait_until 60 "the poison message to be dead-lettered" grep -q "code=poison_message" "$WORKER_LOG" && ok
-check_match "dead-letter record with the reason" \
-  "$(kcat -b "$BULKSTATE_KAFKA_BOOTSTRAP_SERVERS" -C -t bulkstate.dlq -o beginning -e -q -f '%h\n' 2>/dev/null | grep poison_message | tail -1)" \
-  "bulkstate.error.type=poison_message.*delivery 3 of this message"
+# the log line comes before the dead-letter record is acknowledged: wait for the record
+dlq_poison() {
+  kcat -b "$BULKSTATE_KAFKA_BOOTSTRAP_SERVERS" -C -t bulkstate.dlq -o beginning -e -q -f '%h\n' 2>/dev/null |
+    grep poison_message | tail -1 | grep -q "bulkstate.error.type=poison_message.*delivery 3 of this message"
+}
+wait_until 30 "the dead-letter record with the reason" dlq_poison && ok
 printf '{"command_id": "poison-next", "flow_runs": {"tags": {"all_": ["poison-next"]}}, "state": {"type": "CANCELLED"}}' >"$TMP/next.json"
 send "$TMP/next.json"
 check_eq "the next command is applied" "$(json_field '(c["matched"], c["accepted"])')" "(1, 1)"
