@@ -4,7 +4,7 @@
 # restart, pg_terminate_backend of the worker's session while commands flow).
 source "$(dirname "$0")/lib.sh"
 export TMPDIR=$TMP
-python3 "$BS_SOURCE_DIR/tests/integration/faults.py" "$1" --log "$TMP/workers.log"
+python3 "$BS_SOURCE_DIR/tests/integration/faults.py" "$@" --log "$TMP/workers.log"
 rc=$?
 if [ $rc -ne 0 ]; then
   echo "--- last worker log lines" >&2
