@@ -69,3 +69,35 @@ void bs_uuid4(bs_uuid *out)
     b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
     format(b, out);
 }
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    h ^= 0xff; /* separator: ("ab","c") and ("a","bc") differ */
+    h *= 0x100000001b3ULL;
+    return h;
+}
+
+void bs_uuid7_derived(bs_uuid *out, int64_t ts_us, const char *a, const char *b, const char *c)
+{
+    uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
+    const char *parts[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        h1 = fnv1a(h1, parts[i] ? parts[i] : "");
+        h2 = fnv1a(h2 ^ 0x9e3779b97f4a7c15ULL, parts[i] ? parts[i] : "");
+    }
+    unsigned char u[16];
+    for (int i = 0; i < 8; i++) {
+        u[i] = (unsigned char)(h1 >> (56 - 8 * i));
+        u[8 + i] = (unsigned char)(h2 >> (56 - 8 * i));
+    }
+    uint64_t ms = (uint64_t)(ts_us / 1000);
+    for (int i = 0; i < 6; i++)
+        u[i] = (unsigned char)(ms >> (40 - 8 * i));
+    u[6] = (unsigned char)(0x70 | (u[6] & 0x0f));
+    u[8] = (unsigned char)(0x80 | (u[8] & 0x3f));
+    format(u, out);
+}

@@ -16,5 +16,8 @@ int64_t bs_mono_us(void);
 void bs_uuid7(bs_uuid *out);
 /* A random UUIDv4. */
 void bs_uuid4(bs_uuid *out);
+/* A UUIDv7 with the time ts_us and the rest derived from the strings a, b, c (any may be
+ * NULL): the same inputs give the same id (deterministic replay). */
+void bs_uuid7_derived(bs_uuid *out, int64_t ts_us, const char *a, const char *b, const char *c);
 
 #endif

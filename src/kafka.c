@@ -232,6 +232,72 @@ bs_consumer *bs_consumer_new_tail_from(const bs_config *cfg, const char *topic, 
     return cons;
 }
 
+bs_consumer *bs_consumer_new_range(const bs_config *cfg, const char *topic, int32_t partition,
+                                   int64_t from_offset, int64_t from_ts_ms, bs_range *range,
+                                   bs_err *err)
+{
+    rd_kafka_conf_t *conf = make_conf(cfg, true, err);
+    if (conf == NULL) return NULL;
+    rd_kafka_conf_set(conf, "group.id", "bulkstate-replay", NULL, 0); /* never joins: assign */
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    bs_consumer *cons = consumer_from_conf(conf, false, err);
+    if (cons == NULL) return NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(cons->rk, topic, NULL);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(cons->rk, 0, t, &md, 10000);
+    rd_kafka_topic_destroy(t);
+    if (e || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
+        bs_err_set(err, BS_ETRANSIENT, "topic \"%s\": %s", topic,
+                   e ? rd_kafka_err2str(e)
+                     : rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : 0));
+        if (md) rd_kafka_metadata_destroy(md);
+        bs_consumer_close(cons);
+        return NULL;
+    }
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+    range->n = 0;
+    for (int i = 0; i < md->topics[0].partition_cnt && range->n < BS_RANGE_MAX; i++) {
+        int32_t p = md->topics[0].partitions[i].id;
+        if (partition >= 0 && p != partition) continue;
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(cons->rk, topic, p, &lo, &hi, 10000)) {
+            bs_err_set(err, BS_ETRANSIENT, "could not read the offsets of \"%s\" [%d]", topic, p);
+            goto fail;
+        }
+        range->partition[range->n] = p;
+        range->end[range->n] = hi; /* the log as it is now: replay stops there */
+        range->n++;
+        int64_t start = from_offset > lo ? from_offset : lo;
+        rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
+            from_ts_ms >= 0 ? from_ts_ms : start;
+    }
+    if (range->n == 0) {
+        bs_err_set(err, BS_EINVAL, "topic \"%s\" has no partition %d", topic, partition);
+        goto fail;
+    }
+    if (from_ts_ms >= 0 && (e = rd_kafka_offsets_for_times(cons->rk, parts, 10000))) {
+        bs_err_set(err, BS_ETRANSIENT, "could not find the offsets for the timestamp: %s",
+                   rd_kafka_err2str(e));
+        goto fail;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        if (parts->elems[i].offset < 0) /* no message at or after the timestamp */
+            parts->elems[i].offset = range->end[i];
+        range->start[i] = parts->elems[i].offset;
+    }
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_assign(cons->rk, parts);
+    cons->assigned = parts->cnt;
+    rd_kafka_topic_partition_list_destroy(parts);
+    return cons;
+fail:
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_partition_list_destroy(parts);
+    bs_consumer_close(cons);
+    return NULL;
+}
+
 bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err)
 {
     rd_kafka_message_t *rm = rd_kafka_consumer_poll(cons->rk, timeout_ms);

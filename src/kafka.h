@@ -42,6 +42,22 @@ typedef struct bs_delivery {
 /* Creates the consumer and subscribes to topic. Uses every [kafka] key of cfg. */
 bs_consumer *bs_consumer_new(const bs_config *cfg, const char *topic, bs_err *err);
 
+/* The part of a topic a replay reads: per partition, where it starts and the end offset when
+ * the replay began (messages produced later are not read). */
+#define BS_RANGE_MAX 256
+typedef struct bs_range {
+    size_t n;
+    int32_t partition[BS_RANGE_MAX];
+    int64_t start[BS_RANGE_MAX], end[BS_RANGE_MAX];
+} bs_range;
+
+/* A consumer assigned (no group) to topic's partitions (partition -1: all), from from_offset
+ * (clamped to the log's start), or from the first message at or after from_ts_ms when that is
+ * >= 0. range says where it starts and ends. */
+bs_consumer *bs_consumer_new_range(const bs_config *cfg, const char *topic, int32_t partition,
+                                   int64_t from_offset, int64_t from_ts_ms, bs_range *range,
+                                   bs_err *err);
+
 /* A function that receives librdkafka's statistics JSON (consumer lag), called from the
  * consumer's poll. Set before bs_consumer_new; statistics.interval.ms 0 then becomes 5000. */
 typedef void bs_stats_hook(const char *json, size_t len, void *ctx);

@@ -17,6 +17,7 @@
 #include "status.h"
 #include "tail.h"
 #include "store.h"
+#include "timeutil.h"
 #include "worker.h"
 
 #define EX_USAGE       64
@@ -51,6 +52,8 @@ static void usage(FILE *out)
             "  select         dry run: the ids a filter selects, one JSON line per request\n"
             "  status ID      what the database recorded for a command (status --help)\n"
             "  tail           print the reply topic, human-readable (tail --help)\n"
+            "  replay         re-apply a command log: skip what was applied, --dry-run,\n"
+            "                 --clock issued_at for deterministic results (replay --help)\n"
             "  check-config   validate the configuration; exit 78 on any error\n"
             "  topics [N]     create the command, reply, dead-letter (and events) topics (N "
             "partitions,\n"
@@ -89,6 +92,105 @@ static int cmd_worker(bs_config *cfg, const char *path)
     bs_worker_free(w); /* flush the producer, commit offsets, leave the group */
     bs_log(BS_LOG_INFO, "main", "stopped");
     return rc < 0 ? 1 : 0;
+}
+
+static void replay_usage(FILE *out)
+{
+    fputs("usage: bulkstate [-c FILE] replay [options]\n\n"
+          "Re-reads a command log from Kafka (outside the consumer group) up to its end and\n"
+          "applies each command to the database as the worker would. Commands already applied\n"
+          "are skipped. One JSON line per command on stdout: partition, offset, command_id,\n"
+          "outcome (applied, dry_run, already_applied, invalid, failed), its counts or error.\n\n"
+          "  --topic TOPIC        the log (default: worker.command_topic)\n"
+          "  --partition N        only this partition (default: all)\n"
+          "  --from-offset N      start offset in every partition (default 0: the beginning)\n"
+          "  --from-time ISO8601  start at the first message at or after this time\n"
+          "  --dry-run            evaluate every command in a transaction that is rolled back\n"
+          "  --clock issued_at    orchestration clock and generated ids from each command's\n"
+          "                       issued_at and id: the same log into the same database gives\n"
+          "                       byte-identical results (default: now)\n"
+          "  --results            also print every per-run result as a JSON line\n"
+          "  --emit               publish replies to the reply topic (new ones, and the stored\n"
+          "                       ones of commands already applied)\n\n"
+          "exit status: 0 done, 1 a command failed (transient: rerun from its offset), 64 usage,\n"
+          "69 Kafka or PostgreSQL unavailable, 78 configuration\n",
+          out);
+}
+
+static int cmd_replay(bs_config *cfg, int argc, char **argv)
+{
+    static const struct option opts[] = {{"topic", required_argument, NULL, 't'},
+                                         {"partition", required_argument, NULL, 'p'},
+                                         {"from-offset", required_argument, NULL, 'o'},
+                                         {"from-time", required_argument, NULL, 'T'},
+                                         {"dry-run", no_argument, NULL, 'n'},
+                                         {"clock", required_argument, NULL, 'k'},
+                                         {"results", no_argument, NULL, 'r'},
+                                         {"emit", no_argument, NULL, 'e'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    bs_replay_opts o = {.partition = -1, .from_ts_ms = -1, .out = stdout};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "t:p:o:T:nk:reh", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            o.topic = optarg;
+            break;
+        case 'p':
+            o.partition = atoi(optarg);
+            break;
+        case 'o':
+            o.from_offset = atoll(optarg);
+            break;
+        case 'T': {
+            int64_t us;
+            if (!bs_ts_parse(optarg, &us)) {
+                fprintf(stderr, "bulkstate replay: --from-time: not an ISO 8601 time\n");
+                return EX_USAGE;
+            }
+            o.from_ts_ms = us / 1000;
+            break;
+        }
+        case 'n':
+            o.dry_run = true;
+            break;
+        case 'k':
+            if (strcmp(optarg, "issued_at") != 0 && strcmp(optarg, "now") != 0) {
+                replay_usage(stderr);
+                return EX_USAGE;
+            }
+            o.clock_issued_at = strcmp(optarg, "issued_at") == 0;
+            break;
+        case 'r':
+            o.print_results = true;
+            break;
+        case 'e':
+            o.emit = true;
+            break;
+        case 'h':
+            replay_usage(stdout);
+            return 0;
+        default:
+            replay_usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind < argc || (o.dry_run && o.emit)) {
+        replay_usage(stderr);
+        return EX_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    bs_err err = {0};
+    bs_worker *w = bs_worker_new_replay(cfg, &err);
+    if (w == NULL) {
+        fprintf(stderr, "bulkstate replay: %s\n", err.msg);
+        return err.code == BS_ETRANSIENT ? EX_UNAVAILABLE : 1;
+    }
+    int rc = bs_worker_replay(w, &o, &err);
+    if (rc < 0) fprintf(stderr, "bulkstate replay: %s\n", err.msg);
+    bs_worker_free(w);
+    return rc < 0 ? (err.code == BS_ETRANSIENT ? EX_UNAVAILABLE : 1) : 0;
 }
 
 static int cmd_migrate(const bs_config *cfg, int argc, char **argv)
@@ -158,8 +260,8 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    static const char *const COMMANDS[] = {"worker", "migrate", "topics", "tail",
-                                           "status", "select",  "send",   "check-config"};
+    static const char *const COMMANDS[] = {"worker", "migrate", "topics", "tail",        "status",
+                                           "select", "send",    "replay", "check-config"};
     bool known = false, wants_help = false;
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         known |= strcmp(cmd, COMMANDS[i]) == 0;
@@ -237,6 +339,8 @@ int main(int argc, char **argv)
             rc = bs_select_main(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "send") == 0)
             rc = bs_send_main(cfg, argc - optind, argv + optind);
+        else if (strcmp(cmd, "replay") == 0)
+            rc = cmd_replay(cfg, argc - optind, argv + optind);
         else {
             fprintf(stderr, "bulkstate: unknown command \"%s\"\n", cmd);
             usage(stderr);

@@ -18,6 +18,7 @@
 struct bs_store {
     PGconn *conn;
     char *conninfo;
+    bool outer; /* an outer transaction is open: commands run in savepoints */
     int statement_timeout_ms, lock_timeout_ms;
 };
 
@@ -181,18 +182,34 @@ fail:
     return -1;
 }
 
+/* Inside an outer transaction (replay --dry-run), a command's transaction is a savepoint. */
 int bs_store_begin(bs_store *st, bs_err *err)
 {
-    return exec_ok(st, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, "begin", err);
+    return exec_ok(st, st->outer ? "SAVEPOINT bs_cmd" : "BEGIN ISOLATION LEVEL READ COMMITTED", 0,
+                   NULL, "begin", err);
 }
 
 int bs_store_commit(bs_store *st, bs_err *err)
 {
-    return exec_ok(st, "COMMIT", 0, NULL, "commit", err);
+    return exec_ok(st, st->outer ? "RELEASE SAVEPOINT bs_cmd" : "COMMIT", 0, NULL, "commit", err);
 }
 
 void bs_store_rollback(bs_store *st)
 {
+    PQclear(PQexec(st->conn, st->outer ? "ROLLBACK TO SAVEPOINT bs_cmd; RELEASE SAVEPOINT bs_cmd"
+                                       : "ROLLBACK"));
+}
+
+int bs_store_outer_begin(bs_store *st, bs_err *err)
+{
+    if (exec_ok(st, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, "begin", err) < 0) return -1;
+    st->outer = true;
+    return 0;
+}
+
+void bs_store_outer_rollback(bs_store *st)
+{
+    st->outer = false;
     PQclear(PQexec(st->conn, "ROLLBACK"));
 }
 

@@ -33,6 +33,11 @@ int bs_store_begin(bs_store *st, bs_err *err);
 int bs_store_commit(bs_store *st, bs_err *err);
 void bs_store_rollback(bs_store *st);
 int bs_store_savepoint(bs_store *st, bs_err *err);
+/* An outer transaction around several commands (replay --dry-run): until
+ * bs_store_outer_rollback, begin/commit/rollback work on a savepoint, and at the end
+ * everything is rolled back. */
+int bs_store_outer_begin(bs_store *st, bs_err *err);
+void bs_store_outer_rollback(bs_store *st);
 void bs_store_rollback_to_savepoint(bs_store *st);
 
 typedef enum { BS_CLAIM_NEW = 0, BS_CLAIM_DONE, BS_CLAIM_CONFLICT } bs_claim;

@@ -41,6 +41,16 @@ struct bs_worker {
     bool ready_sent;                       /* systemd READY=1 */
     int64_t watchdog_us, next_watchdog_us; /* WATCHDOG=1 interval, 0 = no watchdog */
     uint64_t n_commands, n_transitions;    /* for STATUS= */
+    /* replay (bulkstate replay): no group, no publishing unless emit, rollback when dry_run,
+     * orchestration clock and ids from the command's issued_at when deterministic */
+    bool replaying, dry_run, deterministic, emit;
+    FILE *out; /* where replay prints its results (JSON lines); NULL: nowhere */
+    bool print_results;
+    const char *outcome_word; /* what happened to the last command (replay's summary) */
+    int last_matched, last_counts[4];
+    bs_err last_error;
+    const char *last_error_code;
+    const char *last_command_id;
 };
 
 /* Fault injection for the fault tests: BULKSTATE_FAILPOINT=NAME:N makes the worker SIGKILL
@@ -80,12 +90,12 @@ typedef struct outcome {
     bool replayed;
 } outcome;
 
-bs_worker *bs_worker_new(bs_config *cfg, bs_err *err)
+static bs_worker *worker_new(bs_config *cfg, bool replay, bs_err *err)
 {
     bs_worker *w = bs_xcalloc(1, sizeof *w);
     w->cfg = cfg;
     bs_metrics_init(&w->m);
-    if (cfg->metrics_listen[0] &&
+    if (!replay && cfg->metrics_listen[0] &&
         (w->http = bs_http_start(cfg->metrics_listen, &w->m, err)) == NULL)
         goto fail;
     w->ar = bs_arena_new();
@@ -106,13 +116,24 @@ bs_worker *bs_worker_new(bs_config *cfg, bs_err *err)
     w->m.db_ok = true;
     if ((w->prod = bs_producer_new(cfg, err)) == NULL) goto fail;
     bs_kafka_set_stats_hook(w->http ? on_stats : NULL, w);
-    if ((w->cons = bs_consumer_new(cfg, cfg->command_topic, err)) == NULL) goto fail;
+    /* a replay reads the log on its own, outside the consumer group */
+    if (!replay && (w->cons = bs_consumer_new(cfg, cfg->command_topic, err)) == NULL) goto fail;
     w->watchdog_us = bs_notify_watchdog_interval_us();
     failpoint_setup();
     return w;
 fail:
     bs_worker_free(w);
     return NULL;
+}
+
+bs_worker *bs_worker_new(bs_config *cfg, bs_err *err)
+{
+    return worker_new(cfg, false, err);
+}
+
+bs_worker *bs_worker_new_replay(bs_config *cfg, bs_err *err)
+{
+    return worker_new(cfg, true, err);
 }
 
 void bs_worker_free(bs_worker *w)
@@ -136,6 +157,7 @@ void bs_worker_free(bs_worker *w)
 static int publish(bs_worker *w, const char *topic, const char *key, const unsigned char *buf,
                    size_t len, const char *command_id, const char *seq, bs_err *err)
 {
+    if (w->replaying && !w->emit) return 0;
     const char *ctype = w->framing == BS_FRAME_JSON ? "application/json" : "avro/binary";
     bs_header h[3] = {
         {"content-type", ctype, strlen(ctype)},
@@ -149,7 +171,7 @@ static int publish(bs_worker *w, const char *topic, const char *key, const unsig
 static int publish_event(bs_worker *w, const char *run_id, const char *event,
                          const char *command_id, bs_err *err)
 {
-    if (event == NULL || w->cfg->events_topic[0] == '\0') return 0;
+    if (event == NULL || w->cfg->events_topic[0] == '\0' || (w->replaying && !w->emit)) return 0;
     bs_header h[2] = {{"content-type", "application/json", 16},
                       {"command-id", command_id, strlen(command_id)}};
     return bs_producer_send(w->prod, w->cfg->events_topic, run_id, strlen(run_id),
@@ -196,6 +218,13 @@ static int reject_message(bs_worker *w, const bs_msg *m, const char *command_id,
     snprintf(part, sizeof part, "%" PRId32, m->partition);
     snprintf(off, sizeof off, "%" PRId64, m->offset);
     const char *etype = cerr->type[0] ? cerr->type : code;
+    if (w->replaying) { /* the worker dead-lettered it when it first came: report only */
+        w->outcome_word = "invalid";
+        w->last_command_id = command_id;
+        w->last_error = *cerr;
+        w->last_error_code = code;
+        return 0;
+    }
     bs_header h[7] = {{"bulkstate.original.topic", m->topic, strlen(m->topic)},
                       {"bulkstate.original.partition", part, strlen(part)},
                       {"bulkstate.original.offset", off, strlen(off)},
@@ -274,7 +303,7 @@ static const char *body_identity(bs_arena *ar, const json_t *body, const bs_comm
 
 /* Prefect stores non-null data that is not the unpersisted marker as a result artifact;
  * artifact_key/type/description move from the data object to the artifact's columns. */
-static void artifact_for(bs_arena *ar, const bs_decision *d, bs_write *wr)
+static void artifact_for(bs_arena *ar, const bs_decision *d, bs_write *wr, const bs_uuid *art_id)
 {
     if (!d->write || d->state.data == NULL) return;
     json_t *data = json_loads(d->state.data, JSON_DECODE_ANY, NULL);
@@ -285,9 +314,7 @@ static void artifact_for(bs_arena *ar, const bs_decision *d, bs_write *wr)
         json_decref(data);
         return;
     }
-    bs_uuid id;
-    bs_uuid7(&id);
-    wr->artifact_id = bs_arena_strdup(ar, id.s);
+    wr->artifact_id = bs_arena_strdup(ar, art_id->s);
     if (json_is_object(data)) {
         static const char *const keys[3] = {"artifact_key", "artifact_type",
                                             "artifact_description"};
@@ -318,6 +345,25 @@ typedef struct batch {
     size_t nlimits;
 } batch;
 
+/* A fresh id: random, or, in deterministic replay, derived from the command, the run and
+ * the purpose, with the command's clock. */
+static void new_id(const bs_worker *w, const bs_command *cmd, const char *run, const char *purpose,
+                   int64_t now_us, bool v7, bs_uuid *out)
+{
+    if (w->deterministic)
+        bs_uuid7_derived(out, now_us, cmd->command_id, run, purpose);
+    else if (v7)
+        bs_uuid7(out);
+    else
+        bs_uuid4(out);
+}
+
+/* The orchestration clock: the worker's, or the command's issued_at in deterministic replay. */
+static int64_t command_now(const bs_worker *w, const bs_command *cmd)
+{
+    return w->deterministic && cmd->issued_at != BS_TS_NULL ? cmd->issued_at : bs_now_us();
+}
+
 static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -328,7 +374,8 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
         }
         bs_state p;
         memset(&p, 0, sizeof p);
-        bs_uuid7(&p.id);
+        const int64_t now = command_now(w, cmd);
+        new_id(w, cmd, b->ids[i], "state", now, true, &p.id);
         p.type = cmd->state_type;
         p.name = cmd->state_name ? cmd->state_name : bs_state_type_default_name(cmd->state_type);
         p.message = cmd->state_message;
@@ -336,7 +383,7 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
         p.data_truthy = cmd->data_truthy;
         p.data_persisted = cmd->data_persisted;
         p.details = cmd->details; /* a fresh copy per run (Prefect shares one: see README) */
-        p.timestamp = bs_now_us();
+        p.timestamp = now;
         bs_orch_input in = {.run = &b->runs[i],
                             .proposal = &p,
                             .force = cmd->force,
@@ -344,15 +391,17 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
                             .now_us = p.timestamp,
                             .slot_wait_s = w->cfg->slot_wait_s,
                             .lease_ttl_s = w->cfg->lease_ttl_s};
-        bs_uuid7(&in.replacement_id);
-        bs_uuid4(&in.random_pause_key);
-        bs_uuid4(&in.new_lease_id);
+        new_id(w, cmd, b->ids[i], "replacement", now, true, &in.replacement_id);
+        new_id(w, cmd, b->ids[i], "pause-key", now, false, &in.random_pause_key);
+        new_id(w, cmd, b->ids[i], "lease", now, false, &in.new_lease_id);
         bs_limit_view *v = bs_limit_find(b->limits, b->nlimits, &b->runs[i].concurrency_limit_id);
         if (v) b->runs[i].limit_active_slots = v->now;
         bs_orch_decide(&in, &b->d[i]);
         bs_limit_apply(b->limits, b->nlimits, &b->runs[i], &b->d[i].slots);
         b->wr[i].d = &b->d[i];
-        artifact_for(w->ar, &b->d[i], &b->wr[i]);
+        bs_uuid art;
+        new_id(w, cmd, b->ids[i], "artifact", now, true, &art);
+        artifact_for(w->ar, &b->d[i], &b->wr[i], &art);
         b->status[i] = b->d[i].status;
         b->reason[i] = b->d[i].reason ? bs_arena_strdup(w->ar, b->d[i].reason) : NULL;
         b->written[i] = b->d[i].write;
@@ -452,12 +501,24 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
                                   &events, &n, err) < 0)
             goto rollback;
         bs_store_rollback(w->store);
+        w->outcome_word = "already_applied";
         for (size_t i = 0; i < n; i++) {
             char seq[16];
             snprintf(seq, sizeof seq, "%zu", i);
             if (publish(w, o->reply_topic, cmd->command_id, replies[i], lens[i], cmd->command_id,
                         seq, err) < 0)
                 return -1;
+            json_t *j = NULL;
+            bool is_result;
+            bs_err derr = {0};
+            if (w->out && w->print_results &&
+                bs_codec_decode_reply(w->codec, replies[i], lens[i], w->framing == BS_FRAME_JSON,
+                                      &j, &is_result, &derr) == 0) {
+                char *t = json_dumps(j, JSON_COMPACT);
+                fprintf(w->out, "%s\n", t);
+                free(t);
+            }
+            json_decref(j);
         }
         for (size_t i = 0; i < n; i++)
             if (publish_event(w, run_ids[i], events[i], cmd->command_id, err) < 0) return -1;
@@ -479,7 +540,7 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     b.status = bs_arena_alloc(w->ar, sizeof *b.status * cap);
     b.reason = bs_arena_alloc(w->ar, sizeof *b.reason * cap);
     b.written = bs_arena_alloc(w->ar, sizeof *b.written * cap);
-    int64_t t0 = bs_now_us();
+    int64_t t0 = command_now(w, cmd);
     if (b.n > 0 &&
         (bs_store_lock_runs(w->store, w->ar, b.ids, b.n, t0 - 1000000, b.runs, b.found, err) < 0 ||
          bs_store_lock_limits(w->store, w->ar, b.runs, b.found, b.n, &b.limits, &b.nlimits, err) <
@@ -510,6 +571,11 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
                        .reason = b.reason[i],
                        .delay_seconds = b.found[i] ? b.d[i].delay_seconds : 0};
         json_t *j = bs_result_to_json(&r);
+        if (w->out && w->print_results) {
+            char *t = json_dumps(j, JSON_COMPACT);
+            fprintf(w->out, "%s\n", t);
+            free(t);
+        }
         unsigned char *buf;
         size_t len;
         rc = bs_codec_encode(w->codec, BS_SCHEMA_RESULT, j, w->framing, &buf, &len, err);
@@ -532,7 +598,12 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
         goto rollback;
     failpoint("before_commit");
     if (bs_store_commit(w->store, err) < 0) return -1;
+    if (w->dry_run) { /* replay --dry-run: kept in the outer transaction, rolled back at the end */
+        w->outcome_word = "dry_run";
+        return 0;
+    }
     failpoint("after_commit");
+    w->outcome_word = "applied";
     bs_metrics_lock(&w->m);
     bs_hist_observe(&w->m.txn, (double)(bs_mono_us() - txn_start) / 1e6);
     bs_hist_observe(&w->m.batch, (double)b.n);
@@ -579,6 +650,13 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
         json_decref(body);
         return reject_message(w, m, id, topic, "invalid_command", &cerr, err);
     }
+    /* deterministic replay: defaults that depend on the clock (a SCHEDULED state's time) come
+     * from issued_at too */
+    if (w->deterministic && cmd.issued_at != BS_TS_NULL &&
+        bs_command_from_json(body, m->command_id, cmd.issued_at, w->ar, &cmd, &cerr) < 0) {
+        json_decref(body);
+        return reject_message(w, m, cmd.command_id, NULL, "invalid_command", &cerr, err);
+    }
     const char *identity = body_identity(w->ar, body, &cmd);
     json_decref(body);
 
@@ -603,6 +681,9 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
     }
     if (rc < 0) return -1;
     if (publish_completion(w, &o, NULL, NULL, err) < 0 || wait_acks(w, err) < 0) return -1;
+    w->last_matched = o.matched;
+    memcpy(w->last_counts, o.counts, sizeof o.counts);
+    w->last_command_id = cmd.command_id;
     bs_metrics_lock(&w->m);
     w->m.completed[o.replayed ? 1 : 0]++;
     bs_metrics_unlock(&w->m);
@@ -615,6 +696,112 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
            o.counts[BS_REJECT], o.counts[BS_WAIT], o.counts[BS_ABORT], o.replayed,
            (long long)(bs_mono_ms() - t0));
     return 0;
+}
+
+int bs_worker_replay(bs_worker *w, const bs_replay_opts *opt, bs_err *err)
+{
+    w->replaying = true;
+    w->dry_run = opt->dry_run;
+    w->deterministic = opt->clock_issued_at;
+    w->emit = opt->emit;
+    w->out = opt->out;
+    w->print_results = opt->print_results;
+    const char *topic = opt->topic ? opt->topic : w->cfg->command_topic;
+    bs_range range;
+    bs_consumer *c = bs_consumer_new_range(w->cfg, topic, opt->partition, opt->from_offset,
+                                           opt->from_ts_ms, &range, err);
+    if (c == NULL) return -1;
+    /* a dry run is cumulative: each command sees the ones before it, then all is rolled back */
+    if (w->dry_run && bs_store_outer_begin(w->store, err) < 0) {
+        bs_consumer_close(c);
+        return -1;
+    }
+    int64_t next[BS_RANGE_MAX];
+    size_t left = 0;
+    for (size_t i = 0; i < range.n; i++) {
+        next[i] = range.start[i];
+        left += next[i] < range.end[i];
+    }
+    int totals[4] = {0}; /* applied or evaluated, already applied, invalid, failed */
+    int64_t idle_since = bs_mono_ms();
+    int rc = 0;
+    while (left > 0) {
+        bs_err perr = {0};
+        bs_msg *m = bs_consumer_poll(c, 200, &perr);
+        if (m == NULL) {
+            if (bs_mono_ms() - idle_since > 30000) {
+                bs_err_set(err, BS_ETRANSIENT, "no message for 30 s before the end of the log");
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        idle_since = bs_mono_ms();
+        size_t k = 0;
+        while (k < range.n && range.partition[k] != m->partition)
+            k++;
+        if (k == range.n || m->offset >= range.end[k] || m->offset < next[k]) {
+            bs_msg_free(m);
+            continue;
+        }
+        next[k] = m->offset + 1;
+        if (next[k] >= range.end[k]) left--;
+        w->outcome_word = NULL;
+        w->last_matched = 0;
+        memset(w->last_counts, 0, sizeof w->last_counts);
+        memset(&w->last_error, 0, sizeof w->last_error);
+        w->last_error_code = NULL;
+        w->last_command_id = m->command_id;
+        bs_err herr = {0};
+        int hrc = handle(w, m, &herr);
+        json_t *line = json_object();
+        json_object_set_new(line, "partition", json_integer(m->partition));
+        json_object_set_new(line, "offset", json_integer(m->offset));
+        json_object_set_new(line, "command_id",
+                            w->last_command_id ? json_string(w->last_command_id) : json_null());
+        if (hrc < 0) {
+            json_object_set_new(line, "outcome", json_string("failed"));
+            json_object_set_new(line, "error", json_string(herr.msg));
+            totals[3]++;
+        } else {
+            const char *what = w->outcome_word ? w->outcome_word : "applied";
+            json_object_set_new(line, "outcome", json_string(what));
+            totals[strcmp(what, "already_applied") == 0 ? 1
+                   : strcmp(what, "invalid") == 0       ? 2
+                                                        : 0]++;
+            if (w->last_error_code) {
+                json_t *e = json_object();
+                json_object_set_new(e, "code", json_string(w->last_error_code));
+                json_object_set_new(e, "type", json_string(w->last_error.type));
+                json_object_set_new(e, "field", json_string(w->last_error.field));
+                json_object_set_new(e, "message", json_string(w->last_error.msg));
+                json_object_set_new(line, "error", e);
+            } else {
+                static const char *const K[4] = {"accepted", "rejected", "waited", "aborted"};
+                json_object_set_new(line, "matched", json_integer(w->last_matched));
+                for (int i = 0; i < 4; i++)
+                    json_object_set_new(line, K[i], json_integer(w->last_counts[i]));
+            }
+        }
+        char *t = json_dumps(line, JSON_COMPACT);
+        if (w->out) fprintf(w->out, "%s\n", t);
+        free(t);
+        json_decref(line);
+        bs_msg_free(m);
+        bs_arena_reset(w->ar);
+        if (hrc < 0) { /* a transient failure: stop here; rerun from this offset */
+            *err = herr;
+            rc = -1;
+            break;
+        }
+    }
+    if (w->dry_run) bs_store_outer_rollback(w->store);
+    if (w->out) fflush(w->out);
+    fprintf(stderr, "replay of %s: %d %s, %d already applied (skipped), %d invalid, %d failed\n",
+            topic, totals[0], w->dry_run ? "evaluated (dry run, rolled back)" : "applied",
+            totals[1], totals[2], totals[3]);
+    bs_consumer_close(c);
+    return rc;
 }
 
 static int64_t jitter(int64_t ms)

@@ -7,6 +7,9 @@
 #define BS_WORKER_H
 
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "err.h"
@@ -21,5 +24,23 @@ bs_worker *bs_worker_new(bs_config *cfg, bs_err *err);
 int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload,
                   const char *config_path, bs_err *err);
 void bs_worker_free(bs_worker *w); /* NULL is a no-op */
+
+/* bulkstate replay: re-reads a command log (a topic, from an offset or a timestamp, up to its
+ * end when the replay starts) outside the consumer group and applies each command as the worker
+ * would. Commands already applied are skipped (emit: their stored replies are published again).
+ * dry_run: each command's transaction is rolled back. clock_issued_at: the orchestration clock
+ * and every generated id come from the command's issued_at and id, so the same log replayed
+ * into the same starting database gives byte-identical results. One JSON line per command (and
+ * per result when print_results) goes to out. */
+typedef struct bs_replay_opts {
+    const char *topic;               /* NULL: worker.command_topic */
+    int32_t partition;               /* -1: all */
+    int64_t from_offset, from_ts_ms; /* from_ts_ms -1: use from_offset */
+    bool dry_run, clock_issued_at, emit, print_results;
+    FILE *out;
+} bs_replay_opts;
+int bs_worker_replay(bs_worker *w, const bs_replay_opts *opt, bs_err *err);
+/* A worker for bs_worker_replay: no consumer group, no HTTP endpoint. */
+bs_worker *bs_worker_new_replay(bs_config *cfg, bs_err *err);
 
 #endif
