@@ -183,7 +183,6 @@ int main(void)
         json_decref(cc);
         json_decref(c);
     }
-    bs_codec_free(cd);
     /* fuzz findings stay fixed: an enum index out of range (avro-c reads it unchecked and its
      * symbol lookup returned garbage) is an avro_decode error */
     {
@@ -201,5 +200,6 @@ int main(void)
             free(msg);
         }
     }
+    bs_codec_free(cd);
     return t_done();
 }
