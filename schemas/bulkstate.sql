@@ -67,3 +67,16 @@ CREATE INDEX IF NOT EXISTS ix_deployment_lease__expiration
 -- The state-change event of each written transition (Prefect's shape, JSON), published to the
 -- optional events topic after commit and again on redelivery. Added after the first release.
 ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS event text;
+
+-- Large commands (max_runs): applied in batches, each its own transaction. The command row is
+-- the checkpoint: where the walk stands (last_id, in Prefect's order, id DESC) and the snapshot
+-- that fixes the set of runs at the start (the highest matching id and the time then).
+-- Added after the first release.
+ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS max_runs integer;
+ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS snapshot_max_id uuid;
+ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS snapshot_at timestamptz;
+ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS last_id uuid;
+ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS batches integer NOT NULL DEFAULT 0;
+ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS acked_seq integer NOT NULL DEFAULT 0;
+ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS cancel_requested boolean NOT NULL DEFAULT false;
+ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS cancelled boolean NOT NULL DEFAULT false;

@@ -389,6 +389,17 @@ int bs_command_from_json(const json_t *body, const char *header_command_id, int6
             return bs_err_input(err, "string_pattern_mismatch", "command_id",
                                 "command_id must not contain control characters");
 
+    v = json_object_get(body, "cancel_command_id");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > BS_MAX_COMMAND_ID)
+            return bs_err_input(err, "string_type", "cancel_command_id",
+                                "cancel_command_id should be a command id (1 to %d characters)",
+                                BS_MAX_COMMAND_ID);
+        cmd->cancel_command_id = bs_arena_strdup(ar, json_string_value(v));
+        return 0; /* a cancel command: nothing else is read */
+    }
+
     if (bs_filter_from_json(json_object_get(body, "flow_runs"), "flow_runs", ar, &cmd->filter,
                             err) < 0)
         return -1;
@@ -408,6 +419,19 @@ int bs_command_from_json(const json_t *body, const char *header_command_id, int6
             return bs_err_input(err, "less_than_equal", "limit",
                                 "input should be less than or equal to %d", BS_BULK_LIMIT);
         cmd->limit = (int)n;
+    }
+
+    v = json_object_get(body, "max_runs");
+    if (v != NULL && !json_is_null(v)) {
+        int64_t n = 0;
+        if (lax_int(v, "max_runs", &n, err) < 0) return -1;
+        if (n < 1)
+            return bs_err_input(err, "greater_than_equal", "max_runs",
+                                "input should be greater than or equal to 1");
+        if (n > BS_MAX_RUNS)
+            return bs_err_input(err, "less_than_equal", "max_runs",
+                                "input should be less than or equal to %d", BS_MAX_RUNS);
+        cmd->max_runs = (int)n;
     }
 
     v = json_object_get(body, "reply_topic");

@@ -14,6 +14,7 @@
 
 #define BS_MAX_COMMAND_ID 200
 #define BS_BULK_LIMIT     50
+#define BS_MAX_RUNS       1000000
 
 /* Validates body into cmd. header_command_id (may be NULL) is used when the body has none.
  * now_us fills state_details.scheduled_time of a SCHEDULED state that has none (one value for

@@ -39,6 +39,8 @@ static const key KEYS[] = {
      "lock_timeout of the worker's session (0 = none)"},
     {"postgres", "statement_timeout_ms", T_INT, O(statement_timeout_ms), "30000", 0, 3600000,
      "statement_timeout of the worker's session (0 = none)"},
+    {"worker", "batch_pause_ms", T_INT, O(batch_pause_ms), "0", 0, 60000,
+     "pause between two batches of a large command (max_runs), to spare the database"},
     {"worker", "command_topic", T_STR, O(command_topic), "bulkstate.commands", 0, 0,
      "topic the commands are consumed from"},
     {"worker", "confluent_command_id", T_INT, O(confluent_command_id), "-1", -1, 2147483647,
@@ -342,6 +344,7 @@ static const char *const RELOADABLE[] = {
     "worker.flush_timeout_ms",
     "worker.poll_timeout_ms",
     "worker.lease_reap_interval_ms",
+    "worker.batch_pause_ms",
     "orchestration.concurrency_slot_wait_seconds",
     "orchestration.initial_deployment_lease_duration",
 };

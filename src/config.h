@@ -14,7 +14,7 @@ typedef struct bs_config {
     char *conninfo;
     int poll_timeout_ms, flush_timeout_ms, max_message_bytes, max_attempts;
     int retry_backoff_initial_ms, retry_backoff_max_ms, lease_reap_interval_ms;
-    int slot_wait_s, lease_ttl_s;
+    int slot_wait_s, lease_ttl_s, batch_pause_ms;
     int statement_timeout_ms, lock_timeout_ms;
     int confluent_command_id, confluent_result_id, confluent_completed_id;
     size_t nkafka;

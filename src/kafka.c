@@ -16,6 +16,12 @@
 struct bs_consumer {
     rd_kafka_t *rk;
     int assigned; /* partitions currently assigned */
+    /* partitions held paused while a large command of theirs runs in batches */
+    struct {
+        char topic[256];
+        int32_t partition;
+    } held[64];
+    size_t nheld;
     bool paused;
 };
 
@@ -80,6 +86,16 @@ static rd_kafka_conf_t *make_conf(const bs_config *cfg, bool consumer, bs_err *e
     return conf;
 }
 
+static void pause_held(bs_consumer *cons)
+{
+    if (cons->nheld == 0) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)cons->nheld);
+    for (size_t i = 0; i < cons->nheld; i++)
+        rd_kafka_topic_partition_list_add(l, cons->held[i].topic, cons->held[i].partition);
+    rd_kafka_pause_partitions(cons->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -95,7 +111,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             rd_kafka_assign(rk, parts);
             cons->assigned = parts->cnt;
         }
-        if (cons->paused) rd_kafka_pause_partitions(rk, parts);
+        if (cons->paused)
+            rd_kafka_pause_partitions(rk, parts);
+        else
+            pause_held(cons);
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* commands are handled one at a time in the poll loop, so nothing is in flight here:
          * commit what was stored, then let the partitions go (not for lost partitions) */
@@ -396,6 +415,29 @@ void bs_consumer_pause(bs_consumer *cons, bool pause)
             rd_kafka_resume_partitions(cons->rk, a);
         rd_kafka_topic_partition_list_destroy(a);
     }
+    if (!pause) pause_held(cons);
+}
+
+void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, bool hold)
+{
+    size_t i = 0;
+    while (i < cons->nheld &&
+           !(cons->held[i].partition == partition && strcmp(cons->held[i].topic, topic) == 0))
+        i++;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    if (hold) {
+        if (i == cons->nheld && cons->nheld < sizeof cons->held / sizeof cons->held[0]) {
+            snprintf(cons->held[i].topic, sizeof cons->held[i].topic, "%s", topic);
+            cons->held[i].partition = partition;
+            cons->nheld++;
+        }
+        rd_kafka_pause_partitions(cons->rk, l);
+    } else {
+        if (i < cons->nheld) cons->held[i] = cons->held[--cons->nheld];
+        if (!cons->paused) rd_kafka_resume_partitions(cons->rk, l);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
 }
 
 int bs_consumer_assigned(const bs_consumer *cons)

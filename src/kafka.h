@@ -77,7 +77,10 @@ int bs_consumer_store(bs_consumer *cons, const bs_msg *m, bs_err *err);
 void bs_consumer_rewind(bs_consumer *cons, const bs_msg *m);
 /* Whether m's partition is still assigned to this consumer. */
 bool bs_consumer_owns(bs_consumer *cons, const bs_msg *m);
+/* Pauses (or resumes) every assigned partition; held partitions stay paused. */
 void bs_consumer_pause(bs_consumer *cons, bool pause);
+/* Holds one partition paused (a large command of it runs in batches), or releases it. */
+void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, bool hold);
 int bs_consumer_assigned(const bs_consumer *cons);
 /* Commits stored offsets, leaves the group, destroys. NULL is a no-op. */
 void bs_consumer_close(bs_consumer *cons);

@@ -142,6 +142,8 @@ typedef struct bs_command {
     int limit;
     const char *reply_topic; /* NULL = configured default */
     int64_t issued_at;       /* BS_TS_NULL when absent */
+    int max_runs;            /* 0: one batch (Prefect's meaning); else every match up to this */
+    const char *cancel_command_id; /* a cancel command: the command it stops */
 } bs_command;
 
 #endif

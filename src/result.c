@@ -49,6 +49,8 @@ json_t *bs_completion_to_json(const bs_completion *c)
     json_object_set_new(o, "waited", json_integer(c->counts[BS_WAIT]));
     json_object_set_new(o, "aborted", json_integer(c->counts[BS_ABORT]));
     json_object_set_new(o, "replayed", json_boolean(c->replayed));
+    json_object_set_new(o, "batches", json_integer(c->batches > 0 ? c->batches : 1));
+    json_object_set_new(o, "cancelled", json_boolean(c->cancelled));
     if (c->error_code != NULL) {
         json_t *e = json_object();
         json_object_set_new(e, "code", json_string(c->error_code));

@@ -25,6 +25,8 @@ typedef struct bs_completion {
     int matched;
     int counts[4]; /* by bs_status */
     bool replayed;
+    int batches;            /* large commands: batches applied (0 means 1) */
+    bool cancelled;         /* a cancel command stopped it */
     const char *error_code; /* NULL: no error */
     const bs_err *err;      /* type/field/msg of the error, may be NULL */
     int64_t completed_at_us;

@@ -953,3 +953,286 @@ int bs_store_event_context(bs_store *st, bs_arena *ar, const char *const *ids, s
     PQclear(res);
     return 0;
 }
+
+/* ---- large commands (max_runs): batches with a checkpoint in the command row ---- */
+
+static void params_join(bs_arena *ar, const char *const *a, size_t na, const char *const *b,
+                        size_t nb, const char ***out)
+{
+    *out = bs_arena_alloc(ar, sizeof(char *) * (na + nb + 1));
+    for (size_t i = 0; i < na; i++)
+        (*out)[i] = a[i];
+    for (size_t i = 0; i < nb; i++)
+        (*out)[na + i] = b[i];
+}
+
+static void load_large(const PGresult *res, bs_large *lg)
+{
+    memset(lg, 0, sizeof *lg);
+    snprintf(lg->snapshot_max_id, sizeof lg->snapshot_max_id, "%s", PQgetvalue(res, 0, 0));
+    snprintf(lg->snapshot_at, sizeof lg->snapshot_at, "%s", PQgetvalue(res, 0, 1));
+    snprintf(lg->last_id, sizeof lg->last_id, "%s", PQgetvalue(res, 0, 2));
+    lg->batches = atoi(PQgetvalue(res, 0, 3));
+    lg->acked_seq = atoi(PQgetvalue(res, 0, 4));
+    lg->matched = atoi(PQgetvalue(res, 0, 5));
+    for (int i = 0; i < 4; i++)
+        lg->counts[i] = atoi(PQgetvalue(res, 0, 6 + i));
+    lg->cancel_requested = strcmp(PQgetvalue(res, 0, 10), "t") == 0;
+    lg->done = strcmp(PQgetvalue(res, 0, 11), "done") == 0;
+    lg->cancelled = strcmp(PQgetvalue(res, 0, 12), "t") == 0;
+}
+
+#define LARGE_COLS                                                                                 \
+    "COALESCE(snapshot_max_id::text, ''), COALESCE(snapshot_at::text, ''), "                       \
+    "COALESCE(last_id::text, ''), batches, acked_seq, matched, accepted, rejected, waited, "       \
+    "aborted, cancel_requested, status, cancelled"
+
+int bs_store_large_claim(bs_store *st, bs_arena *ar, const char *command_id, const char *body,
+                         const bs_source *src, int max_runs, const bs_filter *filter, bs_claim *out,
+                         bs_large *lg, bs_err *err)
+{
+    char part[16], off[32], mr[16];
+    snprintf(part, sizeof part, "%" PRId32, src->partition);
+    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    snprintf(mr, sizeof mr, "%d", max_runs);
+    if (bs_store_begin(st, err) < 0) return -1;
+    const char *p[6] = {command_id, body, src->topic, part, off, mr};
+    PGresult *res = exec(st,
+                         "INSERT INTO bulkstate.command (command_id, body_sha256, source_topic, "
+                         "source_partition, source_offset, status, max_runs) VALUES ($1, "
+                         "encode(sha256(convert_to($2, 'UTF8')), 'hex'), $3, $4, $5, 'running', "
+                         "$6) ON CONFLICT (command_id) DO NOTHING RETURNING 1",
+                         6, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fail(st, res, err, "record the command");
+        goto rollback;
+    }
+    bool inserted = PQntuples(res) == 1;
+    PQclear(res);
+    if (inserted) {
+        /* the snapshot: the highest matching id and the time now; later batches stay below
+         * both, so runs created meanwhile are not swept in */
+        bs_sql where;
+        bs_filter_sql(filter, 2, ar, &where);
+        const char *first[1] = {command_id};
+        const char **params;
+        params_join(ar, first, 1, where.params, where.nparams, &params);
+        char *sql = bs_arena_printf(ar,
+                                    "UPDATE bulkstate.command SET snapshot_at = now(), "
+                                    "snapshot_max_id = (SELECT flow_run.id FROM flow_run WHERE %s "
+                                    "ORDER BY flow_run.id DESC LIMIT 1) WHERE command_id = $1 "
+                                    "RETURNING " LARGE_COLS,
+                                    where.text);
+        res = exec(st, sql, (int)(1 + where.nparams), params);
+    } else {
+        res = exec(st,
+                   "SELECT body_sha256 = encode(sha256(convert_to($2, 'UTF8')), 'hex') "
+                   "FROM bulkstate.command WHERE command_id = $1",
+                   2, p);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+            fail(st, res, err, "read the command record");
+            goto rollback;
+        }
+        bool same = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (!same) {
+            *out = BS_CLAIM_CONFLICT;
+            bs_store_rollback(st);
+            return 0;
+        }
+        res = exec(st, "SELECT " LARGE_COLS " FROM bulkstate.command WHERE command_id = $1", 1, p);
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        fail(st, res, err, "read the command's progress");
+        goto rollback;
+    }
+    load_large(res, lg);
+    PQclear(res);
+    *out = lg->done ? BS_CLAIM_DONE : BS_CLAIM_NEW;
+    return bs_store_commit(st, err);
+rollback:
+    bs_store_rollback(st);
+    return -1;
+}
+
+int bs_store_large_select(bs_store *st, bs_arena *ar, const bs_filter *filter, const bs_large *lg,
+                          int limit, const char ***ids, size_t *n, bs_err *err)
+{
+    *n = 0;
+    *ids = bs_arena_alloc(ar, sizeof(char *));
+    if (lg->snapshot_max_id[0] == '\0') return 0; /* nothing matched at the start */
+    bs_sql where;
+    bs_filter_sql(filter, 1, ar, &where);
+    int k = (int)where.nparams;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *extra[4] = {lg->snapshot_max_id, lg->snapshot_at, lim,
+                            lg->last_id[0] ? lg->last_id : NULL};
+    const char **params;
+    params_join(ar, where.params, where.nparams, extra, 4, &params);
+    char *sql = bs_arena_printf(ar,
+                                "SELECT flow_run.id FROM flow_run WHERE (%s) AND flow_run.id <= "
+                                "$%d::uuid AND flow_run.created <= $%d::timestamptz AND ($%d::uuid "
+                                "IS NULL OR flow_run.id < $%d::uuid) ORDER BY flow_run.id DESC "
+                                "LIMIT $%d",
+                                where.text, k + 1, k + 2, k + 4, k + 4, k + 3);
+    PGresult *res = exec(st, sql, k + 4, params);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "select the next batch");
+    *n = (size_t)PQntuples(res);
+    *ids = bs_arena_alloc(ar, sizeof(char *) * (*n ? *n : 1));
+    for (size_t i = 0; i < *n; i++)
+        (*ids)[i] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 0));
+    PQclear(res);
+    return 0;
+}
+
+int bs_store_still_matching(bs_store *st, bs_arena *ar, const bs_filter *filter,
+                            const char *const *ids, size_t n, bool *match, bs_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        match[i] = false;
+    if (n == 0) return 0;
+    bs_sql where;
+    bs_filter_sql(filter, 1, ar, &where);
+    const char *arr[1] = {bs_pg_array(ar, ids, n)};
+    const char **params;
+    params_join(ar, where.params, where.nparams, arr, 1, &params);
+    char *sql = bs_arena_printf(
+        ar, "SELECT flow_run.id FROM flow_run WHERE flow_run.id = ANY($%d::uuid[]) AND (%s)",
+        (int)where.nparams + 1, where.text);
+    PGresult *res = exec(st, sql, (int)where.nparams + 1, params);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "check the batch still matches");
+    for (int r = 0; r < PQntuples(res); r++)
+        for (size_t i = 0; i < n; i++)
+            if (!match[i] && strcmp(ids[i], PQgetvalue(res, r, 0)) == 0) match[i] = true;
+    PQclear(res);
+    return 0;
+}
+
+int bs_store_large_record(bs_store *st, bs_arena *ar, const char *command_id, int first_seq,
+                          const char *const *run_ids, const int *statuses,
+                          const unsigned char *const *replies, const size_t *reply_lens,
+                          const char *const *events, size_t n, const bs_large *lg, bool finish,
+                          bs_err *err)
+{
+    const size_t cap = n ? n : 1;
+    if (n > 0) {
+        const char **seq = bs_arena_alloc(ar, sizeof(char *) * cap);
+        const char **stat = bs_arena_alloc(ar, sizeof(char *) * cap);
+        const char **rep = bs_arena_alloc(ar, sizeof(char *) * cap);
+        const char **ev = bs_arena_alloc(ar, sizeof(char *) * cap);
+        for (size_t i = 0; i < n; i++) {
+            seq[i] = bs_arena_printf(ar, "%zu", (size_t)first_seq + i);
+            stat[i] = bs_status_name((bs_status)statuses[i]);
+            rep[i] = hex_bytea(ar, replies[i], reply_lens[i]);
+            ev[i] = events ? events[i] : NULL;
+        }
+        const char *p[6] = {command_id,
+                            bs_pg_array(ar, seq, n),
+                            bs_pg_array(ar, run_ids, n),
+                            bs_pg_array(ar, stat, n),
+                            bs_pg_array(ar, rep, n),
+                            bs_pg_array(ar, ev, n)};
+        if (exec_ok(st,
+                    "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
+                    "reply, event) SELECT $1, u.seq, u.fr, u.st, u.r, u.e FROM unnest($2::int[], "
+                    "$3::uuid[], $4::text[], $5::bytea[], $6::text[]) AS u(seq, fr, st, r, e)",
+                    6, p, "record the replies", err) < 0)
+            return -1;
+    }
+    char m[16], c[4][16], b[16];
+    snprintf(m, sizeof m, "%d", lg->matched);
+    snprintf(b, sizeof b, "%d", lg->batches);
+    for (int i = 0; i < 4; i++)
+        snprintf(c[i], sizeof c[i], "%d", lg->counts[i]);
+    const char *p[10] = {command_id,
+                         m,
+                         c[0],
+                         c[1],
+                         c[2],
+                         c[3],
+                         lg->last_id[0] ? lg->last_id : NULL,
+                         b,
+                         finish ? "t" : "f",
+                         lg->cancelled ? "t" : "f"};
+    return exec_ok(st,
+                   "UPDATE bulkstate.command SET matched = $2, accepted = $3, rejected = $4, "
+                   "waited = $5, aborted = $6, last_id = $7::uuid, batches = $8, "
+                   "status = CASE WHEN $9::boolean THEN 'done' ELSE status END, "
+                   "cancelled = $10::boolean, "
+                   "completed = CASE WHEN $9::boolean THEN clock_timestamp() END "
+                   "WHERE command_id = $1",
+                   10, p, "record the batch's progress", err);
+}
+
+int bs_store_large_acked(bs_store *st, const char *command_id, int acked_seq, bs_err *err)
+{
+    char a[16];
+    snprintf(a, sizeof a, "%d", acked_seq);
+    const char *p[2] = {command_id, a};
+    return exec_ok(st,
+                   "UPDATE bulkstate.command SET acked_seq = GREATEST(acked_seq, $2::int) WHERE "
+                   "command_id = $1",
+                   2, p, "record the acknowledged replies", err);
+}
+
+int bs_store_large_cancel_requested(bs_store *st, const char *command_id, bool *yes, bs_err *err)
+{
+    const char *p[1] = {command_id};
+    PGresult *res =
+        exec(st, "SELECT cancel_requested FROM bulkstate.command WHERE command_id = $1", 1, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "read the command");
+    *yes = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    return 0;
+}
+
+int bs_store_request_cancel(bs_store *st, const char *command_id, bool *found, bs_err *err)
+{
+    const char *p[1] = {command_id};
+    PGresult *res = exec(st,
+                         "UPDATE bulkstate.command SET cancel_requested = true WHERE command_id = "
+                         "$1 AND status = 'running' AND max_runs IS NOT NULL RETURNING 1",
+                         1, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "request the cancel");
+    *found = PQntuples(res) == 1;
+    PQclear(res);
+    return 0;
+}
+
+int bs_store_load_replies_from(bs_store *st, bs_arena *ar, const char *command_id, int from_seq,
+                               unsigned char ***replies, size_t **lens, const char ***run_ids,
+                               const char ***events, size_t *n, bs_err *err)
+{
+    char f[16];
+    snprintf(f, sizeof f, "%d", from_seq);
+    const char *p[2] = {command_id, f};
+    PGresult *res = PQexecParams(st->conn,
+                                 "SELECT flow_run_id::text, reply, event FROM "
+                                 "bulkstate.command_result WHERE command_id = $1 AND seq >= "
+                                 "$2::int ORDER BY seq",
+                                 2, NULL, p, NULL, NULL, 1 /* binary: raw bytes */);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "load the recorded replies");
+    *n = (size_t)PQntuples(res);
+    size_t cap = *n ? *n : 1;
+    *replies = bs_arena_alloc(ar, sizeof(unsigned char *) * cap);
+    *lens = bs_arena_alloc(ar, sizeof(size_t) * cap);
+    *run_ids = bs_arena_alloc(ar, sizeof(char *) * cap);
+    *events = bs_arena_alloc(ar, sizeof(char *) * cap);
+    for (size_t i = 0; i < *n; i++) {
+        size_t len = (size_t)PQgetlength(res, (int)i, 1);
+        (*replies)[i] = bs_arena_alloc(ar, len ? len : 1);
+        memcpy((*replies)[i], PQgetvalue(res, (int)i, 1), len);
+        (*lens)[i] = len;
+        (*run_ids)[i] =
+            bs_arena_strndup(ar, PQgetvalue(res, (int)i, 0), (size_t)PQgetlength(res, (int)i, 0));
+        (*events)[i] = PQgetisnull(res, (int)i, 2)
+                           ? NULL
+                           : bs_arena_strndup(ar, PQgetvalue(res, (int)i, 2),
+                                              (size_t)PQgetlength(res, (int)i, 2));
+    }
+    PQclear(res);
+    return 0;
+}

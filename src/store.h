@@ -123,6 +123,46 @@ int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const ch
 int bs_store_event_context(bs_store *st, bs_arena *ar, const char *const *ids, size_t n,
                            const char **ctx, bs_err *err);
 
+/* Large commands (max_runs): each batch is its own transaction; the command row is the
+ * checkpoint. */
+typedef struct bs_large {
+    char snapshot_max_id[40]; /* "" when nothing matched at the start */
+    char snapshot_at[64];     /* timestamptz text */
+    char last_id[40];         /* the lowest id visited so far; "" before the first batch */
+    int batches, acked_seq, matched, counts[4];
+    bool cancel_requested, done, cancelled;
+} bs_large;
+
+/* Claims a large command in its own transaction: a new one gets its snapshot (the highest id
+ * matching the filter now, and the time), an existing one its progress. CONFLICT: another body
+ * under that id; DONE: finished earlier. */
+int bs_store_large_claim(bs_store *st, bs_arena *ar, const char *command_id, const char *body,
+                         const bs_source *src, int max_runs, const bs_filter *filter, bs_claim *out,
+                         bs_large *lg, bs_err *err);
+/* The next batch (in the caller's transaction): matching runs below the last visited id, at or
+ * below the snapshot's id and created by its time, Prefect's order, at most limit. */
+int bs_store_large_select(bs_store *st, bs_arena *ar, const bs_filter *filter, const bs_large *lg,
+                          int limit, const char ***ids, size_t *n, bs_err *err);
+/* Which of the locked runs still match the filter (match[i] for ids[i]). */
+int bs_store_still_matching(bs_store *st, bs_arena *ar, const bs_filter *filter,
+                            const char *const *ids, size_t n, bool *match, bs_err *err);
+/* Records a batch's replies (seq from first_seq) and the progress in lg; finish marks the
+ * command done (lg->cancelled says whether a cancel stopped it). */
+int bs_store_large_record(bs_store *st, bs_arena *ar, const char *command_id, int first_seq,
+                          const char *const *run_ids, const int *statuses,
+                          const unsigned char *const *replies, const size_t *reply_lens,
+                          const char *const *events, size_t n, const bs_large *lg, bool finish,
+                          bs_err *err);
+/* Records (autocommit) that the replies before acked_seq were acknowledged by the broker. */
+int bs_store_large_acked(bs_store *st, const char *command_id, int acked_seq, bs_err *err);
+int bs_store_large_cancel_requested(bs_store *st, const char *command_id, bool *yes, bs_err *err);
+/* A cancel command: flags a running large command; *found is false when there is none. */
+int bs_store_request_cancel(bs_store *st, const char *command_id, bool *found, bs_err *err);
+/* The stored replies with seq >= from_seq, in seq order. */
+int bs_store_load_replies_from(bs_store *st, bs_arena *ar, const char *command_id, int from_seq,
+                               unsigned char ***replies, size_t **lens, const char ***run_ids,
+                               const char ***events, size_t *n, bs_err *err);
+
 /* The command's record as a JSON object text (in ar), or NULL when there is none. */
 int bs_store_command_json(bs_store *st, bs_arena *ar, const char *command_id, const char **json,
                           bs_err *err);

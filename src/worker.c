@@ -24,6 +24,8 @@
 #include "result.h"
 #include "store.h"
 
+typedef struct large_cmd large_cmd;
+
 struct bs_worker {
     bs_config *cfg; /* SIGHUP applies the reloadable keys in place */
     bs_codec *codec;
@@ -51,6 +53,9 @@ struct bs_worker {
     bs_err last_error;
     const char *last_error_code;
     const char *last_command_id;
+    large_cmd *large[16]; /* large commands in progress, one batch each per loop turn */
+    size_t nlarge;
+    bool kept_msg; /* handle() kept the message (a large command now runs in batches) */
 };
 
 /* Fault injection for the fault tests: BULKSTATE_FAILPOINT=NAME:N makes the worker SIGKILL
@@ -75,6 +80,8 @@ static void failpoint(const char *name)
     bs_log(BS_LOG_WARN, "worker", "failpoint %s reached: SIGKILL", name);
     raise(SIGKILL);
 }
+
+static void large_free(bs_worker *w, size_t i, bool release);
 
 static void on_stats(const char *json, size_t len, void *ctx)
 {
@@ -139,6 +146,8 @@ bs_worker *bs_worker_new_replay(bs_config *cfg, bs_err *err)
 void bs_worker_free(bs_worker *w)
 {
     if (w == NULL) return;
+    while (w->nlarge > 0)
+        large_free(w, w->nlarge - 1, false);
     bs_consumer_close(w->cons);
     bs_producer_free(w->prod, w->cfg->flush_timeout_ms);
     bs_store_free(w->store);
@@ -341,6 +350,7 @@ typedef struct batch {
     bs_status *status;
     const char **reason;
     bool *written;
+    bool *skip;            /* large commands: the run stopped matching since it was selected */
     bs_limit_view *limits; /* the concurrency limits the batch may touch, locked */
     size_t nlimits;
 } batch;
@@ -367,9 +377,14 @@ static int64_t command_now(const bs_worker *w, const bs_command *cmd)
 static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
-        if (!b->found[i]) {
+        if (!b->found[i] || (b->skip && b->skip[i])) {
+            memset(&b->d[i], 0, sizeof b->d[i]);
+            b->wr[i].d = NULL;
+            b->written[i] = false;
             b->status[i] = BS_ABORT;
-            b->reason[i] = bs_arena_printf(w->ar, "Flow run with id %s not found", b->ids[i]);
+            b->reason[i] = !b->found[i]
+                               ? bs_arena_printf(w->ar, "Flow run with id %s not found", b->ids[i])
+                               : "Flow run no longer matches the command's filter";
             continue;
         }
         bs_state p;
@@ -477,6 +492,50 @@ static int write_slots(bs_worker *w, batch *b, bs_err *err)
     return bs_store_write_slots(w->store, w->ar, runs, ops, k, b->limits, b->nlimits, err);
 }
 
+/* The result records of a batch, encoded for the reply topic (seq from first_seq; total -1:
+ * not known yet, a large command). Counts go into counts[]. */
+static int encode_replies(bs_worker *w, const bs_command *cmd, const batch *b, int first_seq,
+                          int total, unsigned char **replies, size_t *lens, int *statuses,
+                          int counts[4], bs_err *err)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        /* ACCEPT or REJECT with a replacement: the written state; a rule's REJECT, WAIT or
+         * ABORT: the run's unchanged current state; a vanished run or a failed write: none */
+        const bs_state *state = NULL;
+        if (b->written[i])
+            state = &b->d[i].state;
+        else if (b->found[i] &&
+                 !(b->reason[i] && strncmp(b->reason[i], "Error validating", 16) == 0))
+            state = &b->runs[i].current;
+        bs_result r = {.command_id = cmd->command_id,
+                       .seq = first_seq + (int)i,
+                       .total = total,
+                       .flow_run_id = b->ids[i],
+                       .status = b->status[i],
+                       .state = state,
+                       .reason = b->reason[i],
+                       .delay_seconds = b->found[i] ? b->d[i].delay_seconds : 0};
+        json_t *j = bs_result_to_json(&r);
+        if (w->out && w->print_results) {
+            char *t = json_dumps(j, JSON_COMPACT);
+            fprintf(w->out, "%s\n", t);
+            free(t);
+        }
+        unsigned char *buf;
+        size_t len;
+        int rc = bs_codec_encode(w->codec, BS_SCHEMA_RESULT, j, w->framing, &buf, &len, err);
+        json_decref(j);
+        if (rc < 0) return -1;
+        replies[i] = bs_arena_alloc(w->ar, len ? len : 1);
+        memcpy(replies[i], buf, len);
+        free(buf);
+        lens[i] = len;
+        statuses[i] = (int)b->status[i];
+        counts[b->status[i]]++;
+    }
+    return 0;
+}
+
 static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, const char *body,
                        outcome *o, bs_err *err)
 {
@@ -553,41 +612,8 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     unsigned char **replies = bs_arena_alloc(w->ar, sizeof(unsigned char *) * cap);
     size_t *lens = bs_arena_alloc(w->ar, sizeof(size_t) * cap);
     int *statuses = bs_arena_alloc(w->ar, sizeof(int) * cap);
-    int rc = 0;
-    for (size_t i = 0; i < b.n; i++) {
-        /* ACCEPT or REJECT with a replacement: the written state; a rule's REJECT, WAIT or
-         * ABORT: the run's unchanged current state; a vanished run or a failed write: none */
-        const bs_state *state = NULL;
-        if (b.written[i])
-            state = &b.d[i].state;
-        else if (b.found[i] && !(b.reason[i] && strncmp(b.reason[i], "Error validating", 16) == 0))
-            state = &b.runs[i].current;
-        bs_result r = {.command_id = cmd->command_id,
-                       .seq = (int)i,
-                       .total = (int)b.n,
-                       .flow_run_id = b.ids[i],
-                       .status = b.status[i],
-                       .state = state,
-                       .reason = b.reason[i],
-                       .delay_seconds = b.found[i] ? b.d[i].delay_seconds : 0};
-        json_t *j = bs_result_to_json(&r);
-        if (w->out && w->print_results) {
-            char *t = json_dumps(j, JSON_COMPACT);
-            fprintf(w->out, "%s\n", t);
-            free(t);
-        }
-        unsigned char *buf;
-        size_t len;
-        rc = bs_codec_encode(w->codec, BS_SCHEMA_RESULT, j, w->framing, &buf, &len, err);
-        json_decref(j);
-        if (rc < 0) goto rollback;
-        replies[i] = bs_arena_alloc(w->ar, len ? len : 1);
-        memcpy(replies[i], buf, len);
-        free(buf);
-        lens[i] = len;
-        statuses[i] = (int)b.status[i];
-        o->counts[b.status[i]]++;
-    }
+    if (encode_replies(w, cmd, &b, 0, (int)b.n, replies, lens, statuses, o->counts, err) < 0)
+        goto rollback;
     const char **events = NULL;
     if (w->cfg->events_topic[0] && b.n > 0 && build_events(w, &b, &events, err) < 0) goto rollback;
     o->matched = (int)b.n;
@@ -629,6 +655,288 @@ rollback:
     return -1;
 }
 
+/* ---- large commands (max_runs): every matching run, in batches, one transaction each ---- */
+
+typedef struct large_cmd {
+    bs_msg *m;    /* owned: its offset is stored when the command is done */
+    bs_arena *ar; /* the command's own memory (the worker's arena is reset per message) */
+    bs_command cmd;
+    const char *reply_topic;
+    bs_large lg;
+    int64_t next_try_ms, backoff_ms;
+} large_cmd;
+
+static void large_free(bs_worker *w, size_t i, bool release)
+{
+    large_cmd *e = w->large[i];
+    if (release) bs_consumer_hold(w->cons, e->m->topic, e->m->partition, false);
+    bs_msg_free(e->m);
+    bs_arena_free(e->ar);
+    free(e);
+    w->large[i] = w->large[--w->nlarge];
+}
+
+/* The completion of a large command: totals, batches, whether a cancel stopped it. */
+static int large_complete(bs_worker *w, large_cmd *e, bool replayed, bs_err *err)
+{
+    bs_completion c = {.command_id = e->cmd.command_id,
+                       .matched = e->lg.matched,
+                       .replayed = replayed,
+                       .batches = e->lg.batches,
+                       .cancelled = e->lg.cancelled,
+                       .completed_at_us = bs_now_us()};
+    memcpy(c.counts, e->lg.counts, sizeof c.counts);
+    json_t *j = bs_completion_to_json(&c);
+    unsigned char *buf;
+    size_t len;
+    int rc = bs_codec_encode(w->codec, BS_SCHEMA_COMPLETED, j, w->framing, &buf, &len, err);
+    json_decref(j);
+    if (rc < 0) return -1;
+    rc = publish(w, e->reply_topic, e->cmd.command_id, buf, len, e->cmd.command_id, NULL, err);
+    free(buf);
+    if (rc < 0 || wait_acks(w, err) < 0) return -1;
+    bs_log(BS_LOG_INFO, "worker",
+           "command done command_id=%s partition=%" PRId32 " offset=%" PRId64
+           " matched=%d accepted=%d rejected=%d waited=%d aborted=%d batches=%d cancelled=%d "
+           "replayed=%d",
+           e->cmd.command_id, e->m->partition, e->m->offset, e->lg.matched, e->lg.counts[BS_ACCEPT],
+           e->lg.counts[BS_REJECT], e->lg.counts[BS_WAIT], e->lg.counts[BS_ABORT], e->lg.batches,
+           e->lg.cancelled, replayed);
+    return 0;
+}
+
+/* Republishes the stored replies from seq `from` (a resumed command's unacknowledged ones, or
+ * all of a finished one), then records them acknowledged. */
+static int large_republish(bs_worker *w, large_cmd *e, int from, bs_err *err)
+{
+    unsigned char **replies;
+    size_t *lens, n;
+    const char **run_ids, **events;
+    if (bs_store_load_replies_from(w->store, w->ar, e->cmd.command_id, from, &replies, &lens,
+                                   &run_ids, &events, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char seq[16];
+        snprintf(seq, sizeof seq, "%zu", (size_t)from + i);
+        if (publish(w, e->reply_topic, e->cmd.command_id, replies[i], lens[i], e->cmd.command_id,
+                    seq, err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (publish_event(w, run_ids[i], events[i], e->cmd.command_id, err) < 0) return -1;
+    if (n > 0 && (wait_acks(w, err) < 0 ||
+                  bs_store_large_acked(w->store, e->cmd.command_id, from + (int)n, err) < 0))
+        return -1;
+    return 0;
+}
+
+/* One batch of a large command. Returns 0 (progress, more to do), 1 (done: the completion was
+ * published) or -1 with err. */
+static int large_step(bs_worker *w, large_cmd *e, bs_err *err)
+{
+    const bs_command *cmd = &e->cmd;
+    bs_large lg = e->lg;
+    bool cancel = false, finish = false;
+    batch b = {0};
+    if (bs_store_check(w->store, err) < 0 || bs_store_begin(w->store, err) < 0) return -1;
+    if (bs_store_large_cancel_requested(w->store, cmd->command_id, &cancel, err) < 0) goto rollback;
+    int remaining = cmd->max_runs - lg.matched;
+    if (cancel || remaining <= 0) {
+        finish = true;
+    } else {
+        int limit = cmd->limit < remaining ? cmd->limit : remaining;
+        if (bs_store_large_select(w->store, w->ar, &cmd->filter, &lg, limit, &b.ids, &b.n, err) < 0)
+            goto rollback;
+        finish = b.n == 0;
+    }
+    lg.cancelled = cancel;
+    if (finish) {
+        if (bs_store_large_record(w->store, w->ar, cmd->command_id, 0, NULL, NULL, NULL, NULL, NULL,
+                                  0, &lg, true, err) < 0 ||
+            bs_store_commit(w->store, err) < 0)
+            goto rollback;
+        e->lg = lg;
+        if (large_complete(w, e, false, err) < 0) return -1;
+        return 1;
+    }
+    size_t cap = b.n;
+    b.runs = bs_arena_alloc(w->ar, sizeof *b.runs * cap);
+    b.found = bs_arena_alloc(w->ar, sizeof *b.found * cap);
+    b.skip = bs_arena_alloc(w->ar, sizeof *b.skip * cap);
+    b.d = bs_arena_alloc(w->ar, sizeof *b.d * cap);
+    b.wr = bs_arena_alloc(w->ar, sizeof *b.wr * cap);
+    b.status = bs_arena_alloc(w->ar, sizeof *b.status * cap);
+    b.reason = bs_arena_alloc(w->ar, sizeof *b.reason * cap);
+    b.written = bs_arena_alloc(w->ar, sizeof *b.written * cap);
+    bool *match = bs_arena_alloc(w->ar, sizeof *match * cap);
+    int64_t t0 = bs_now_us();
+    if (bs_store_lock_runs(w->store, w->ar, b.ids, b.n, t0 - 1000000, b.runs, b.found, err) < 0 ||
+        bs_store_still_matching(w->store, w->ar, &cmd->filter, b.ids, b.n, match, err) < 0 ||
+        bs_store_lock_limits(w->store, w->ar, b.runs, b.found, b.n, &b.limits, &b.nlimits, err) < 0)
+        goto rollback;
+    for (size_t i = 0; i < b.n; i++)
+        b.skip[i] = b.found[i] && !match[i]; /* changed since it was selected: not transitioned */
+    decide_all(w, cmd, &b);
+    if (write_batch(w, &b, err) < 0 || write_slots(w, &b, err) < 0) goto rollback;
+    unsigned char **replies = bs_arena_alloc(w->ar, sizeof(unsigned char *) * cap);
+    size_t *lens = bs_arena_alloc(w->ar, sizeof(size_t) * cap);
+    int *statuses = bs_arena_alloc(w->ar, sizeof(int) * cap);
+    const int first_seq = lg.matched;
+    if (encode_replies(w, cmd, &b, first_seq, -1, replies, lens, statuses, lg.counts, err) < 0)
+        goto rollback;
+    const char **events = NULL;
+    if (w->cfg->events_topic[0] && build_events(w, &b, &events, err) < 0) goto rollback;
+    lg.matched += (int)b.n;
+    lg.batches++;
+    snprintf(lg.last_id, sizeof lg.last_id, "%s", b.ids[b.n - 1]); /* the lowest: id DESC */
+    if (bs_store_large_record(w->store, w->ar, cmd->command_id, first_seq, b.ids, statuses,
+                              (const unsigned char *const *)replies, lens, events, b.n, &lg, false,
+                              err) < 0)
+        goto rollback;
+    failpoint("batch_before_commit");
+    if (bs_store_commit(w->store, err) < 0) return -1;
+    e->lg = lg;
+    failpoint("batch_after_commit");
+    bs_metrics_lock(&w->m);
+    bs_hist_observe(&w->m.batch, (double)b.n);
+    for (size_t i = 0; i < b.n; i++) {
+        w->m.status[b.status[i]]++;
+        if (b.written[i]) w->m.by_type[b.runs[i].current.type][b.d[i].state.type]++;
+    }
+    bs_metrics_unlock(&w->m);
+    for (size_t i = 0; i < b.n; i++) {
+        char seq[16];
+        snprintf(seq, sizeof seq, "%zu", (size_t)first_seq + i);
+        if (publish(w, e->reply_topic, cmd->command_id, replies[i], lens[i], cmd->command_id, seq,
+                    err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; events && i < b.n; i++)
+        if (publish_event(w, b.ids[i], events[i], cmd->command_id, err) < 0) return -1;
+    if (wait_acks(w, err) < 0 ||
+        bs_store_large_acked(w->store, cmd->command_id, lg.matched, err) < 0)
+        return -1;
+    e->lg.acked_seq = lg.matched;
+    /* progress was made: this delivery is not a poison candidate */
+    bs_source src = {e->m->topic, e->m->partition, e->m->offset};
+    bs_err aerr = {0};
+    if (bs_store_clear_attempt(w->store, &src, &aerr) < 0)
+        bs_log(BS_LOG_WARN, "worker", "%s", aerr.msg);
+    return 0;
+rollback:
+    bs_store_rollback(w->store);
+    return -1;
+}
+
+/* A large command arrives (or comes back after a crash): claimed with its snapshot, or resumed
+ * from its checkpoint. Returns 1 when it now runs in batches (its partition is held; the
+ * message is kept), 0 when it was settled here (finished earlier: replies republished), -1. */
+static int large_start(bs_worker *w, bs_msg *m, const char *identity, const char *reply_topic,
+                       bs_err *err)
+{
+    large_cmd *e = bs_xcalloc(1, sizeof *e);
+    e->ar = bs_arena_new();
+    e->m = m;
+    json_t *body = json_loads(identity, 0, NULL);
+    bs_err cerr = {0};
+    int rc =
+        body ? bs_command_from_json(body, m->command_id, bs_now_us(), e->ar, &e->cmd, &cerr) : -1;
+    json_decref(body);
+    if (rc < 0) { /* validated once already: cannot happen */
+        bs_err_set(err, BS_EFATAL, "large command: %s", cerr.msg);
+        goto fail;
+    }
+    e->reply_topic = bs_arena_strdup(e->ar, reply_topic);
+    bs_source src = {m->topic, m->partition, m->offset};
+    bs_claim claim;
+    if (bs_store_check(w->store, err) < 0 ||
+        bs_store_large_claim(w->store, w->ar, e->cmd.command_id, identity, &src, e->cmd.max_runs,
+                             &e->cmd.filter, &claim, &e->lg, err) < 0)
+        goto fail;
+    if (claim == BS_CLAIM_CONFLICT) {
+        bs_err_input(err, "command_id_reused", "command_id",
+                     "command_id \"%s\" was already used for a different command",
+                     e->cmd.command_id);
+        goto fail;
+    }
+    if (claim == BS_CLAIM_DONE) { /* redelivered after it finished: its replies, again */
+        if (large_republish(w, e, 0, err) < 0 || large_complete(w, e, true, err) < 0) goto fail;
+        e->m = NULL; /* the caller frees the message */
+        bs_arena_free(e->ar);
+        free(e);
+        return 0;
+    }
+    /* resumed: first the replies whose acknowledgement was not recorded */
+    if (e->lg.acked_seq < e->lg.matched && large_republish(w, e, e->lg.acked_seq, err) < 0)
+        goto fail;
+    if (e->lg.batches > 0)
+        bs_log(BS_LOG_INFO, "worker", "resuming command_id=%s batches=%d matched=%d",
+               e->cmd.command_id, e->lg.batches, e->lg.matched);
+    if (w->nlarge == sizeof w->large / sizeof w->large[0]) {
+        bs_err_set(err, BS_ETRANSIENT, "too many large commands in progress");
+        goto fail;
+    }
+    bs_consumer_hold(w->cons, m->topic, m->partition, true);
+    w->large[w->nlarge++] = e;
+    return 1;
+fail:
+    e->m = NULL;
+    bs_arena_free(e->ar);
+    free(e);
+    return -1;
+}
+
+/* One batch of each large command in progress (round robin with the poll loop, so other
+ * partitions keep being served). */
+static void large_run(bs_worker *w, volatile sig_atomic_t *stop)
+{
+    for (size_t i = 0; i < w->nlarge && !*stop;) {
+        large_cmd *e = w->large[i];
+        if (!bs_consumer_owns(w->cons, e->m)) { /* revoked: the new owner resumes it */
+            bs_log(BS_LOG_INFO, "worker",
+                   "partition revoked during command_id=%s after %d batches: left to the new "
+                   "owner",
+                   e->cmd.command_id, e->lg.batches);
+            large_free(w, i, true);
+            continue;
+        }
+        if (bs_mono_ms() < e->next_try_ms) {
+            i++;
+            continue;
+        }
+        bs_err err = {0};
+        int rc = large_step(w, e, &err);
+        bs_arena_reset(w->ar);
+        if (rc == 1) {
+            bs_err serr = {0};
+            if (bs_consumer_store(w->cons, e->m, &serr) < 0)
+                bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+            bs_source src = {e->m->topic, e->m->partition, e->m->offset};
+            if (bs_store_clear_attempt(w->store, &src, &serr) < 0)
+                bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+            bs_metrics_lock(&w->m);
+            w->m.completed[0]++;
+            bs_metrics_unlock(&w->m);
+            w->n_commands++;
+            large_free(w, i, true);
+            continue;
+        }
+        if (rc < 0) {
+            e->backoff_ms = e->backoff_ms ? e->backoff_ms * 2 : w->cfg->retry_backoff_initial_ms;
+            if (e->backoff_ms > w->cfg->retry_backoff_max_ms)
+                e->backoff_ms = w->cfg->retry_backoff_max_ms;
+            bs_log(BS_LOG_WARN, "worker",
+                   "batch failed command_id=%s retry_in_ms=%lld error=\"%s\"", e->cmd.command_id,
+                   (long long)e->backoff_ms, err.msg);
+            e->next_try_ms = bs_mono_ms() + e->backoff_ms;
+        } else {
+            e->backoff_ms = 0;
+            e->next_try_ms = bs_mono_ms() + w->cfg->batch_pause_ms;
+        }
+        i++;
+    }
+}
+
 /* Returns 0 when the message is settled (its offset may be stored), -1 with err otherwise. */
 static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
 {
@@ -666,6 +974,37 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
         bs_err_input(&cerr, "topic_not_found", "reply_topic", "reply topic \"%s\" does not exist",
                      cmd.reply_topic);
         return reject_message(w, m, cmd.command_id, NULL, "invalid_command", &cerr, err);
+    }
+    if (cmd.cancel_command_id != NULL) {
+        bool found = false;
+        if (bs_store_check(w->store, err) < 0 ||
+            bs_store_request_cancel(w->store, cmd.cancel_command_id, &found, err) < 0)
+            return -1;
+        if (!found) {
+            bs_err_input(&cerr, "not_running", "cancel_command_id",
+                         "command \"%s\" is not a large command in progress (unknown or finished)",
+                         cmd.cancel_command_id);
+            return reject_message(w, m, cmd.command_id, o.reply_topic, "cancel_failed", &cerr, err);
+        }
+        if (publish_completion(w, &o, NULL, NULL, err) < 0 || wait_acks(w, err) < 0) return -1;
+        bs_log(BS_LOG_INFO, "worker", "cancel requested command_id=%s by=%s", cmd.cancel_command_id,
+               cmd.command_id);
+        return 0;
+    }
+    if (cmd.max_runs > 0 && !w->replaying) {
+        rc = large_start(w, (bs_msg *)m, identity, o.reply_topic, err);
+        if (rc == 1) {
+            w->kept_msg = true;
+            return 0;
+        }
+        if (rc < 0 && err->code != BS_ETRANSIENT) {
+            bs_err rerr = *err;
+            memset(err, 0, sizeof *err);
+            return reject_message(w, m, cmd.command_id, o.reply_topic,
+                                  rerr.code == BS_EINVAL ? "command_id_reused" : "internal_error",
+                                  &rerr, err);
+        }
+        return rc;
     }
     rc = run_command(w, m, &cmd, identity, &o, err);
     if (rc < 0 && err->code == BS_EINVAL) { /* the command id was reused for another body */
@@ -902,7 +1241,9 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
             *reload_flag = 0;
             reload(w, config_path);
         }
-        bs_msg *m = bs_consumer_poll(w->cons, w->cfg->poll_timeout_ms, &perr);
+        /* large commands in progress: one batch each, then a short poll for other partitions */
+        large_run(w, stop);
+        bs_msg *m = bs_consumer_poll(w->cons, w->nlarge ? 10 : w->cfg->poll_timeout_ms, &perr);
         bs_producer_poll(w->prod);
         notify(w);
         reap_leases(w);
@@ -940,6 +1281,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
             } else if (counted) {
                 rc = handle(w, m, &herr);
             }
+            if (rc == 0 && w->kept_msg) break; /* a large command: settled when its last batch is */
             if (rc == 0) {
                 bs_metrics_lock(&w->m);
                 bs_hist_observe(&w->m.latency, (double)(bs_mono_us() - taken_us) / 1e6);
@@ -1003,11 +1345,17 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
             backoff = backoff * 2 > w->cfg->retry_backoff_max_ms ? w->cfg->retry_backoff_max_ms
                                                                  : backoff * 2;
         }
-        bs_msg_free(m);
+        if (!w->kept_msg) bs_msg_free(m);
+        w->kept_msg = false;
         bs_arena_reset(w->ar);
         bs_metrics_lock(&w->m);
         w->m.inflight = 0;
         bs_metrics_unlock(&w->m);
+    }
+    while (w->nlarge > 0) { /* stopped between two batches: the checkpoint is in the database */
+        bs_log(BS_LOG_INFO, "worker", "stopping during command_id=%s after %d batches",
+               w->large[w->nlarge - 1]->cmd.command_id, w->large[w->nlarge - 1]->lg.batches);
+        large_free(w, w->nlarge - 1, true);
     }
     bs_notify("STOPPING=1");
     bs_log(BS_LOG_INFO, "worker", "stopping");

@@ -320,9 +320,128 @@ def poison_scenario(args, log):
         got == expected_types else 1
 
 
+def large_scenario(args, log):
+    """One command over 10,000 runs (max_runs, batches of 50) while the worker is killed at
+    batch boundaries and mid-batch >= 20 times; runs created meanwhile must be left alone; then a
+    second large command is cancelled and must stop within one batch."""
+    sc = Scenario("large", 0, 0, args.seed + 19)
+    subprocess.run([BIN, "topics", "3"], env=sc.env, check=True, capture_output=True)
+    sql("SELECT bulkstate_dev.new_run(gen_random_uuid(), 'lc', 'SCHEDULED', '{lc}') "
+        "FROM generate_series(1, 10000)")
+    sql("SELECT bulkstate_dev.new_run(gen_random_uuid(), 'lc2', 'SCHEDULED', '{lc2}') "
+        "FROM generate_series(1, 3000)")
+    broker = os.environ["BULKSTATE_KAFKA_BOOTSTRAP_SERVERS"]
+
+    def produce(cid, body, partition=None):
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "large.cmd")
+        with open(path, "w") as f:
+            f.write(cid + "\t" + json.dumps(body) + "\n")
+        cmd = ["kcat", "-P", "-b", broker, "-t", sc.topics["command"], "-K", "\t", "-H",
+               "content-type=application/json", "-l", path]
+        if partition is not None:
+            cmd += ["-p", str(partition)]
+        subprocess.run(cmd, check=True)
+
+    def progress(cid):
+        row = sql(f"SELECT status, batches, matched, cancelled FROM bulkstate.command "
+                  f"WHERE command_id = '{cid}'")
+        return row.split("|") if row else None
+
+    produce("lc-all", {"command_id": "lc-all", "flow_runs": {"tags": {"all_": ["lc"]}},
+                       "state": {"type": "CANCELLED"}, "force": True, "max_runs": 1000000})
+    rng = random.Random(args.seed + 23)
+    faults, inserted = 0, False
+    deadline = time.time() + 900
+    while faults < args.faults and time.time() < deadline:
+        p = progress("lc-all")
+        if p and p[0] == "done":
+            break
+        if p and not inserted and int(p[1]) >= 20:
+            # created while the command runs: outside its snapshot
+            sql("SELECT bulkstate_dev.new_run(gen_random_uuid(), 'lc-late', 'SCHEDULED', '{lc}') "
+                "FROM generate_series(1, 50)")
+            inserted = True
+        if rng.random() < 0.8:
+            point = rng.choice(["batch_before_commit", "batch_after_commit"])
+            w = sc.start_worker({"BULKSTATE_FAILPOINT": f"{point}:{rng.randint(1, 8)}"}, log)
+            try:
+                rc = w.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                rc = w.wait()
+        else:
+            w = sc.start_worker(log=log)
+            time.sleep(rng.uniform(1.0, 4.0))  # a kill at an arbitrary moment, not a sync
+            w.kill()
+            rc = w.wait()
+        faults += rc == -signal.SIGKILL
+    w = sc.start_worker(log=log)
+    while (progress("lc-all") or ["running"])[0] != "done" and time.time() < deadline:
+        time.sleep(0.5)
+    if not inserted:
+        print("the command finished before runs could be inserted during it", flush=True)
+    p = progress("lc-all")
+    counts = sql("SELECT count(*) FILTER (WHERE n = 1), count(*) FILTER (WHERE n = 0), "
+                 "count(*) FILTER (WHERE n > 1) FROM (SELECT fr.id, (SELECT count(*) FROM "
+                 "flow_run_state s WHERE s.flow_run_id = fr.id) - 1 AS n FROM flow_run fr "
+                 "WHERE fr.name = 'lc') x").split("|")
+    late = sql("SELECT count(*) FROM flow_run WHERE name = 'lc-late' AND state_type <> 'SCHEDULED'")
+    once, lost, doubled = int(counts[0]), int(counts[1]), int(counts[2])
+    out = subprocess.run(["kcat", "-C", "-b", broker, "-t", sc.topics["reply"], "-o", "beginning",
+                          "-e", "-q"], capture_output=True, text=True, timeout=300).stdout
+    seqs, completion = set(), None
+    for line in out.splitlines():
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue
+        if j.get("command_id") != "lc-all":
+            continue
+        if "seq" in j:
+            seqs.add(j["seq"])
+        elif not j.get("replayed"):
+            completion = j
+    print(f"lc-all: status={p[0]} batches={p[1]} matched={p[2]}; runs transitioned once={once} "
+          f"results={len(seqs)} completion={completion and (completion['matched'], completion['batches'])}; "
+          f"runs created during it and transitioned: {late}", flush=True)
+    ok = (p[0] == "done" and p[1] == "200" and p[2] == "10000" and once == 10000 and
+          len(seqs) == 10000 and completion is not None and completion["matched"] == 10000 and
+          completion["batches"] == 200 and late == "0" and inserted and faults >= args.faults)
+    print(f"fault-test large-command: commands=1 faults={faults} lost={lost} doubled={doubled}",
+          flush=True)
+
+    # cancellation: slowed down by a pause between batches, cancelled from another partition
+    w.send_signal(signal.SIGTERM)
+    w.wait(timeout=60)
+    w = sc.start_worker({"BULKSTATE_WORKER_BATCH_PAUSE_MS": "300"}, log)
+    produce("lc2-all", {"command_id": "lc2-all", "flow_runs": {"tags": {"all_": ["lc2"]}},
+                        "state": {"type": "CANCELLED"}, "force": True, "max_runs": 1000000})
+    while int((progress("lc2-all") or ["", "0"])[1]) < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    # on another partition than the command's: its partition is held while it runs
+    busy = int(sql("SELECT source_partition FROM bulkstate.command WHERE command_id = 'lc2-all'"))
+    produce("lc2-stop", {"command_id": "lc2-stop", "cancel_command_id": "lc2-all"},
+            partition=(busy + 1) % 3)
+    at_cancel = None
+    while time.time() < deadline:
+        if sql("SELECT cancel_requested FROM bulkstate.command WHERE command_id = 'lc2-all'") == "t":
+            at_cancel = int(progress("lc2-all")[1])
+            break
+        time.sleep(0.05)
+    while (progress("lc2-all") or ["running"])[0] != "done" and time.time() < deadline:
+        time.sleep(0.1)
+    w.send_signal(signal.SIGTERM)
+    w.wait(timeout=60)
+    p2 = progress("lc2-all")
+    stopped = at_cancel is not None and p2[3] == "t" and int(p2[1]) - at_cancel <= 1
+    print(f"cancel: requested after {at_cancel} batches; stopped after {p2[1]} batches "
+          f"({p2[2]} of 3000 runs), cancelled={p2[3]}", flush=True)
+    return 0 if ok and stopped and lost == 0 and doubled == 0 else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["kill", "services", "overlap", "poison"])
+    ap.add_argument("scenario", choices=["kill", "services", "overlap", "poison", "large"])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--commands", type=int, default=1000)
     ap.add_argument("--faults", type=int, default=50)
@@ -331,7 +450,8 @@ def main():
     args = ap.parse_args()
     with open(args.log, "a") as log:
         scenarios = {"kill": kill_scenario, "services": services_scenario,
-                     "overlap": overlap_scenario, "poison": poison_scenario}
+                     "overlap": overlap_scenario, "poison": poison_scenario,
+                     "large": large_scenario}
         return scenarios[args.scenario](args, log)
 
 

@@ -44,9 +44,9 @@ int main(void)
         const char *path;
         uint64_t fp;
     } SCHEMAS[] = {
-        {"schemas/BulkSetStateCommand.avsc", 0x4fd8ee2f88e74e10ULL},
+        {"schemas/BulkSetStateCommand.avsc", 0xb11aa67e8cc01360ULL},
         {"schemas/FlowRunOrchestrationResult.avsc", 0x8df2b54896a99375ULL},
-        {"schemas/BulkSetStateCompleted.avsc", 0xe99b86c710cfc5bbULL},
+        {"schemas/BulkSetStateCompleted.avsc", 0xa56fc65bd9f75e00ULL},
     };
     for (size_t i = 0; i < 3; i++) {
         char *s = slurp(SCHEMAS[i].path);
