@@ -86,8 +86,14 @@ class Scenario:
         return int(sql(f"SELECT count(*) FROM bulkstate.command WHERE command_id LIKE "
                        f"'{self.prefix}-%' AND status = 'done'"))
 
-    def start_worker(self, extra=None, log=None, instance=0):
-        env = dict(self.env, BULKSTATE_KAFKA_GROUP_INSTANCE_ID=f"{self.prefix}-worker-{instance}")
+    def start_worker(self, extra=None, log=None, instance=0, static=True):
+        # static membership (group.instance.id) lets a killed worker's successor take its
+        # partitions back at once; a worker that lives through a broker restart goes without it
+        # (the restarted coordinator may fence the old member id, which librdkafka treats as
+        # fatal)
+        env = dict(self.env)
+        if static:
+            env["BULKSTATE_KAFKA_GROUP_INSTANCE_ID"] = f"{self.prefix}-worker-{instance}"
         env.update(extra or {})
         return subprocess.Popen([BIN, "worker"], env=env, stdout=log, stderr=log)
 
@@ -185,7 +191,7 @@ def services_scenario(args, log):
     sc = Scenario("services", args.runs, args.commands, args.seed + 7)
     sc.setup()
     rng = random.Random(args.seed + 2)
-    w = sc.start_worker(log=log)
+    w = sc.start_worker(log=log, static=False)
     faults = 0
     actions = ["kafka", "terminate", "postgres", "terminate", "kafka", "terminate", "postgres"]
     for a in actions:
@@ -235,7 +241,7 @@ def overlap_scenario(args, log):
                   partitions=4)
     sc.setup()
     t0 = time.time()
-    workers = [sc.start_worker(log=log, instance=i) for i in range(4)]
+    workers = [sc.start_worker(log=log, instance=i, static=False) for i in range(4)]
     deadline = time.time() + 900
     while sc.done() < len(sc.cmds) and time.time() < deadline:
         time.sleep(0.5)
