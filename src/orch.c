@@ -136,6 +136,20 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
         remembered_to[i] = d->state.type;
     }
 
+    /* G11 (UpdateSubflowParentTask) force-sets the parent task run's state through the task-run
+     * policy, which is not ported: a subflow's transition is refused rather than written
+     * without its parent task's */
+    if (d->state.type != BS_NONE && !bs_uuid_null(&in->run->parent_task_run_id)) {
+        snprintf(d->reason_buf, sizeof d->reason_buf,
+                 "bulkstate does not update a subflow's parent task run yet: flow run %s has "
+                 "parent task run %s",
+                 in->run->id.s, in->run->parent_task_run_id.s);
+        d->reason = d->reason_buf;
+        d->status = BS_ABORT;
+        d->state.type = BS_NONE; /* earlier live rules fizzle below */
+        memset(&d->slots, 0, sizeof d->slots);
+    }
+
     if (d->state.type != BS_NONE) {
         for (size_t g = 0; g < sizeof GLOBAL_FLOW_POLICY / sizeof GLOBAL_FLOW_POLICY[0]; g++)
             GLOBAL_FLOW_POLICY[g](&c);

@@ -271,11 +271,25 @@ int main(void)
     CHECK_INT(f.d.run.start_time, NOW);
     CHECK_INT(f.d.run.expected_start_time, NOW);
 
-    /* subflow: task_run_id is the parent task run */
-    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, true);
+    /* subflow: G11 (the parent task run's state) is not ported, so a subflow's transition is
+     * refused with or without force, and nothing of it is kept */
+    for (int force = 0; force < 2; force++) {
+        setup(&f, BS_RUNNING, "Running", BS_COMPLETED, force);
+        snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+        decide(&f);
+        CHECK_INT(f.d.status, BS_ABORT);
+        CHECK(!f.d.write);
+        CHECK_STR(f.d.reason, "bulkstate does not update a subflow's parent task run yet: flow "
+                              "run 11111111-1111-4111-8111-111111111111 has parent task run "
+                              "99999999-9999-4999-8999-999999999999");
+        CHECK_INT(f.d.run.end_time, BS_TS_NULL);
+    }
+    /* a rule's refusal comes first (nothing would be written anyway) */
+    setup(&f, BS_RUNNING, "Running", BS_PAUSED, false);
     snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    f.proposal.details.pause_reschedule = true;
     decide(&f);
-    CHECK_STR(f.d.state.details.task_run_id.s, "99999999-9999-4999-8999-999999999999");
+    CHECK_STR(f.d.reason, "Cannot pause subflows.");
 
     /* MinimalFlowPolicy keeps persisted results */
     setup(&f, BS_COMPLETED, "Completed", BS_COMPLETED, true);
