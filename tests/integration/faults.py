@@ -272,7 +272,19 @@ def poison_scenario(args, log):
     sql(f"SELECT bulkstate_dev.new_run(id::uuid, 'ft', 'SCHEDULED', '{{ft}}') "
         f"FROM (VALUES {values}) AS v(id)")
     tmp = os.environ.get("TMPDIR", "/tmp")
-    seed_avro = open(os.path.join(SRC, "tests/fuzz/corpus/avro/1-cancel-by-id.json.so"), "rb").read()[1:]
+    # a valid Avro command as `bulkstate send` encodes it, read back raw from a scratch topic
+    scratch = dict(sc.env, BULKSTATE_WORKER_COMMAND_TOPIC=sc.prefix + ".scratch")
+    subprocess.run([BIN, "topics", "1"], env=scratch, check=True, capture_output=True)
+    body = os.path.join(tmp, "scratch.json")
+    with open(body, "w") as f:
+        json.dump({"command_id": "scratch", "state": {"type": "CANCELLED"},
+                   "flow_runs": {"id": {"any_": [sc.runs[0]]}}}, f)
+    subprocess.run([BIN, "send", "-n", "-f", body], env=scratch, check=True, capture_output=True)
+    seed_avro = subprocess.run(["kcat", "-C", "-b", os.environ["BULKSTATE_KAFKA_BOOTSTRAP_SERVERS"],
+                                "-t", sc.prefix + ".scratch", "-o", "beginning", "-c", "1", "-e",
+                                "-q", "-f", "%s"], capture_output=True, check=True,
+                               timeout=60).stdout
+    assert seed_avro[:2] == b"\xc3\x01", "send did not produce single-object Avro"
     rng = random.Random(args.seed + 17)
     bad = [("garbage", b"\x17\x99garbage bytes \x00\xff", "bad_framing", False),
            ("truncated", seed_avro[: len(seed_avro) // 2], "avro_decode", False),

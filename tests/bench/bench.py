@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""bulkstate's performance benchmark, side by side with a set-based SQL floor and with
+Prefect's own HTTP endpoint, on the same machine and the same 1,000,000-run population.
+
+Scenarios (each prints a table; all figures go to build/bench/results.json):
+  throughput  a backlog of --commands commands (limit 50: id lists, state+tag filters,
+              deployment filters; force on and off; ACCEPT, REJECT and WAIT) consumed by one
+              worker as fast as it goes; worker RSS at start, after 100k and at the end
+  floor       the same commands as one set-based SQL statement each (select with the filter,
+              insert the states, update the runs) through psql, on a copy of the population
+  prefect     Prefect's server answering bulk_set_state over HTTP (its own database, the same
+              population), client concurrency 1 and 4
+  latency     an open-loop producer at 50% of the measured throughput: command timestamp to
+              completion timestamp, p50/p95/p99/max
+  scale       1 and 2 workers, 1 and 3 partitions
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+SRC = os.environ["BS_SOURCE_DIR"]
+BUILD = os.environ["BS_BUILD_DIR"]
+BIN = os.path.join(BUILD, "bulkstate")
+BROKER = os.environ["BULKSTATE_KAFKA_BOOTSTRAP_SERVERS"]
+PG = f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user=postgres"
+OUT = os.path.join(BUILD, "bench")
+
+
+def psql(db, sql, check=True):
+    return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d",
+                           f"{PG} dbname={db}", "-c", sql], check=check, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def psql_file(db, path):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", f"{PG} dbname={db}", "-f",
+                    path], check=True, capture_output=True)
+
+
+def env_for(db, topic, group, partitions=3):
+    return dict(os.environ,
+                BULKSTATE_CONFIG=os.path.join(SRC, "config/bulkstate.ini"),
+                BULKSTATE_POSTGRES_CONNINFO=f"{PG} dbname={db}",
+                BULKSTATE_WORKER_COMMAND_TOPIC=topic,
+                BULKSTATE_WORKER_REPLY_TOPIC=topic + ".replies",
+                BULKSTATE_WORKER_DLQ_TOPIC=topic + ".dlq",
+                BULKSTATE_WORKER_LOG_LEVEL="warn",
+                BULKSTATE_WORKER_METRICS_LISTEN="",
+                BULKSTATE_KAFKA_GROUP_ID=group)
+
+
+def rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def cpu_s(pids):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
+
+
+def postgres_pids():
+    out = subprocess.run(["pgrep", "-f", "postgres"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+# ---- population and commands ----
+
+def load(db):
+    psql("postgres", f"DROP DATABASE IF EXISTS {db}")
+    psql("postgres", f"CREATE DATABASE {db}")
+    subprocess.run([BIN, "migrate", "--recommended-indexes"], env=env_for(db, "x", "x"),
+                   check=True, capture_output=True)
+    psql_file(db, os.path.join(SRC, "tests/bench/population_1m.sql"))
+    psql_file(db, os.path.join(SRC, "tests/bench/population_states.sql"))
+
+
+def make_commands(db, n, seed, prefix):
+    rng = random.Random(seed)
+    ids = psql(db, "SELECT id FROM flow_run ORDER BY md5(id::text) LIMIT 100000").split()
+    deps = [psql(db, f"SELECT md5('dep{d}')::uuid") for d in range(0, 100, 7)]
+    cmds = []
+    for k in range(n):
+        r = rng.random()
+        if r < 0.40:   # ids: ACCEPT (CANCELLED from most states), some REJECT/ABORT
+            body = {"flow_runs": {"id": {"any_": rng.sample(ids, 50)}},
+                    "state": {"type": "CANCELLED"}}
+        elif r < 0.60:  # state + tag: SCHEDULED -> PENDING (accepted, scheduled time copied)
+            body = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
+                                  "tags": {"all_": [f"t{rng.randrange(50)}"]}},
+                    "state": {"type": "PENDING"}}
+        elif r < 0.75:  # SCHEDULED -> RUNNING: WAIT for future runs, ACCEPT for past ones
+            body = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
+                                  "tags": {"all_": [f"u{rng.randrange(7)}"]}},
+                    "state": {"type": "RUNNING"}}
+        elif r < 0.90:  # deployment filter, forced
+            body = {"flow_runs": {"deployment_id": {"any_": [rng.choice(deps)]}},
+                    "state": {"type": "SCHEDULED", "name": "Rescheduled"}, "force": True}
+        else:           # REJECT: only SCHEDULED runs may be marked Late
+            body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}},
+                                  "tags": {"all_": [f"t{rng.randrange(50)}"]}},
+                    "state": {"type": "SCHEDULED", "name": "Late"}}
+        body["limit"] = 50
+        body["command_id"] = f"{prefix}-{k}"
+        cmds.append(body)
+    return cmds
+
+
+def produce(topic, cmds, partitions=3):
+    subprocess.run(["kcat", "-b", BROKER, "-L", "-t", topic], capture_output=True)
+    path = os.path.join(OUT, "cmds.tsv")
+    with open(path, "w") as f:
+        for c in cmds:
+            f.write(c["command_id"] + "\t" + json.dumps(c) + "\n")
+    subprocess.run(["kcat", "-P", "-b", BROKER, "-t", topic, "-K", "\t", "-H",
+                    "content-type=application/json", "-l", path], check=True)
+
+
+def topics(db, topic, partitions):
+    subprocess.run([BIN, "topics", str(partitions)], env=env_for(db, topic, "x"), check=True,
+                   capture_output=True)
+
+
+def progress(db, prefix):
+    row = psql(db, f"SELECT count(*), COALESCE(sum(matched), 0) FROM bulkstate.command "
+                   f"WHERE command_id LIKE '{prefix}-%' AND status = 'done'")
+    a, b = row.split("|")
+    return int(a), int(b)
+
+
+def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=()):
+    """Starts the workers on a produced backlog, waits for n commands; returns elapsed s,
+    transitions, RSS samples {mark: MB} of the first worker, CPU s of workers and PostgreSQL."""
+    procs = [subprocess.Popen([BIN, "worker"], env=env_for(db, topic, group),
+                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(OUT, f"{group}.{i}.log"), "w"))
+             for i in range(workers)]
+    rss = {"start": None}
+    pg_before = cpu_s(postgres_pids())
+    t0 = time.time()
+    marks = sorted(rss_marks)
+    while True:
+        done, matched = progress(db, prefix)
+        if rss["start"] is None and done == 0:
+            rss["start"] = rss_mb(procs[0].pid)
+        while marks and matched >= marks[0]:
+            rss[marks.pop(0)] = rss_mb(procs[0].pid)
+        if done >= n or time.time() - t0 > 3600:
+            break
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit(f"a worker exited: see {OUT}/{group}.*.log")
+        time.sleep(0.2)
+    elapsed = time.time() - t0
+    rss["end"] = rss_mb(procs[0].pid)
+    worker_cpu = cpu_s([p.pid for p in procs])
+    pg_cpu = cpu_s(postgres_pids()) - pg_before
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=60)
+    return elapsed, matched, rss, worker_cpu, pg_cpu
+
+
+# ---- scenarios ----
+
+def scenario_throughput(args, res):
+    cmds = make_commands("bench", args.commands, 1, "tp")
+    topics("bench", "bench.tp", 3)
+    produce("bench.tp", cmds)
+    elapsed, matched, rss, wcpu, pcpu = run_workers("bench", "bench.tp", "bench-tp", "tp",
+                                                    len(cmds), 1, (100000, 1000000))
+    res.update(commands=len(cmds), transitions=matched, throughput_s=round(elapsed, 1),
+               commands_per_s=round(len(cmds) / elapsed, 1),
+               transitions_per_s=round(matched / elapsed, 1),
+               rss_mb_start=rss.get("start"), rss_mb_100k=rss.get(100000),
+               rss_mb_1m=rss.get(1000000) or rss.get("end"), rss_mb_end=rss.get("end"),
+               worker_cpu_s=round(wcpu, 1), postgres_cpu_s=round(pcpu, 1))
+    print(f"\nthroughput: {len(cmds)} commands, {matched} transitions in {elapsed:.1f} s")
+    print(f"  {res['commands_per_s']} commands/s, {res['transitions_per_s']} transitions/s; "
+          f"CPU: worker {wcpu:.0f} s, PostgreSQL {pcpu:.0f} s of {elapsed:.0f} s wall x 2 cores")
+    print(f"  worker RSS MB: start {rss.get('start')}, after 100k {rss.get(100000)}, "
+          f"after 1M {rss.get(1000000)}, end {rss.get('end')}")
+    return cmds
+
+
+def scenario_floor(args, res, cmds):
+    # the SQL each command's selection compiles to, parameters inlined as literals
+    lines = "\n".join(json.dumps({"flow_runs": c.get("flow_runs"), "limit": 50}) for c in cmds)
+    out = subprocess.run([BIN, "select", "--sql"], input=lines, capture_output=True, text=True,
+                         env=env_for("bench_floor", "x", "x"), check=True).stdout.splitlines()
+    stmts = []
+    for c, line in zip(cmds, out):
+        j = json.loads(line)
+        sql = j["sql"]
+        for i in range(len(j["params"]), 0, -1):
+            v = j["params"][i - 1].replace("'", "''")
+            sql = sql.replace(f"${i}", f"'{v}'")
+        st = c["state"]
+        name = st.get("name") or st["type"].capitalize()
+        stmts.append(
+            f"WITH sel AS ({sql} FOR UPDATE), ins AS (INSERT INTO flow_run_state (id, flow_run_id, "
+            f"type, \"timestamp\", name, state_details) SELECT gen_random_uuid(), sel.id, "
+            f"'{st['type']}', clock_timestamp(), '{name}', jsonb_build_object('flow_run_id', sel.id) "
+            f"FROM sel RETURNING id, flow_run_id, type, name, \"timestamp\") UPDATE flow_run f SET "
+            f"state_id = ins.id, state_type = ins.type, state_name = ins.name, state_timestamp = "
+            f"ins.\"timestamp\" FROM ins WHERE f.id = ins.flow_run_id;")
+    path = os.path.join(OUT, "floor.sql")
+    with open(path, "w") as f:
+        f.write("\n".join(stmts) + "\n")
+    t0 = time.time()
+    out = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", f"{PG} dbname=bench_floor",
+                          "-f", path], capture_output=True, text=True, check=True).stdout
+    elapsed = time.time() - t0
+    rows = sum(int(l.split()[1]) for l in out.splitlines() if l.startswith("UPDATE "))
+    res.update(floor_s=round(elapsed, 1), floor_transitions=rows,
+               floor_transitions_per_s=round(rows / elapsed, 1))
+    print(f"\nfloor (one set-based statement per command, psql): {rows} transitions in "
+          f"{elapsed:.1f} s = {res['floor_transitions_per_s']} transitions/s")
+
+
+def scenario_prefect(args, res):
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        print("\nprefect: unavailable (scripts/prefect.sh could not install it)")
+        return
+    # Prefect's database: its own schema (its migrations) with the same population
+    conn = os.environ["BS_PREFECT_DB_CONNINFO"]
+    db = conn.split("dbname=")[1].split()[0]
+    if psql(db, "SELECT count(*) FROM flow_run") != "1000000":
+        psql(db, "TRUNCATE flow_run, flow_run_state CASCADE")
+        psql_file(db, os.path.join(SRC, "tests/bench/population_1m.sql"))
+        psql_file(db, os.path.join(SRC, "tests/bench/population_states.sql"))
+    cmds = make_commands(db, args.prefect_commands, 2, "pf")
+
+    def post(body):
+        b = {k: v for k, v in body.items() if k != "command_id"}
+        req = urllib.request.Request(api + "/flow_runs/bulk_set_state", data=json.dumps(b).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return len(json.loads(r.read())["results"])
+
+    print("\nprefect (HTTP bulk_set_state, its own server and database, same population):")
+    best = 0
+    for conc in (1, 4):
+        part = cmds[: len(cmds) // 2] if conc == 1 else cmds[len(cmds) // 2:]
+        t0 = time.time()
+        with concurrent.futures.ThreadPoolExecutor(conc) as ex:
+            n = sum(ex.map(post, part))
+        elapsed = time.time() - t0
+        tps = n / elapsed
+        best = max(best, tps)
+        res[f"prefect_c{conc}_transitions_per_s"] = round(tps, 1)
+        print(f"  concurrency {conc}: {len(part)} requests, {n} transitions in {elapsed:.1f} s = "
+              f"{tps:.1f} transitions/s")
+    res["prefect_transitions_per_s"] = round(best, 1)
+
+
+def scenario_latency(args, res):
+    rate = res["commands_per_s"] * 0.5
+    n = int(rate * args.latency_seconds)
+    cmds = make_commands("bench", n, 3, "lat")
+    topics("bench", "bench.lat", 3)
+    w = subprocess.Popen([BIN, "worker"], env=env_for("bench", "bench.lat", "bench-lat"),
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(OUT, "lat.log"), "w"))
+    time.sleep(5)  # the worker joins its group first: latency is measured on a running worker
+    kc = subprocess.Popen(["kcat", "-P", "-b", BROKER, "-t", "bench.lat", "-K", "\t", "-H",
+                           "content-type=application/json", "-X", "linger.ms=0"],
+                          stdin=subprocess.PIPE, text=True)
+    t0 = time.time()
+    for k, c in enumerate(cmds):  # open loop: on schedule, whatever the worker does
+        delay = t0 + k / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        kc.stdin.write(c["command_id"] + "\t" + json.dumps(c) + "\n")
+        kc.stdin.flush()
+    kc.stdin.close()
+    kc.wait()
+    deadline = time.time() + 600
+    while progress("bench", "lat")[0] < n and time.time() < deadline:
+        time.sleep(0.2)
+    w.terminate()
+    w.wait(timeout=60)
+    sent = {}
+    for line in subprocess.run(["kcat", "-C", "-b", BROKER, "-t", "bench.lat", "-o", "beginning",
+                                "-e", "-q", "-f", "%k %T\n"], capture_output=True, text=True).stdout.splitlines():
+        k, ts = line.split()
+        sent[k] = int(ts)
+    lat = []
+    for line in subprocess.run(["kcat", "-C", "-b", BROKER, "-t", "bench.lat.replies", "-o",
+                                "beginning", "-e", "-q", "-f", "%k %T %h\n"], capture_output=True,
+                               text=True).stdout.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and "seq=" not in parts[2] and parts[0] in sent:
+            lat.append(int(parts[1]) - sent.pop(parts[0]))
+    lat.sort()
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+    res.update(latency_rate_per_s=round(rate, 1), latency_commands=len(lat),
+               p50_ms_half_load=q(0.50), p95_ms_half_load=q(0.95), p99_ms_half_load=q(0.99),
+               max_ms_half_load=lat[-1])
+    print(f"\nlatency at {rate:.1f} commands/s (50% of throughput), {len(lat)} commands: "
+          f"p50 {q(0.5)} ms, p95 {q(0.95)} ms, p99 {q(0.99)} ms, max {lat[-1]} ms")
+
+
+def scenario_scale(args, res):
+    print("\nscale (same backlog each time):")
+    print(f"  {'workers':>7} {'partitions':>10} {'transitions/s':>14} {'worker CPU s':>12} "
+          f"{'PostgreSQL CPU s':>16} {'wall s':>7}")
+    tps = {}
+    for i, (workers, parts) in enumerate([(1, 1), (1, 3), (2, 1), (2, 3)]):
+        prefix = f"sc{i}"
+        topic = f"bench.scale{i}"
+        cmds = make_commands("bench", args.scale_commands, 10 + i, prefix)
+        topics("bench", topic, parts)
+        produce(topic, cmds, parts)
+        elapsed, matched, _, wcpu, pcpu = run_workers("bench", topic, f"bench-{prefix}", prefix,
+                                                      len(cmds), workers)
+        tps[(workers, parts)] = matched / elapsed
+        print(f"  {workers:>7} {parts:>10} {matched / elapsed:>14.1f} {wcpu:>12.1f} {pcpu:>16.1f} "
+              f"{elapsed:>7.1f}")
+        res[f"scale_w{workers}_p{parts}_transitions_per_s"] = round(matched / elapsed, 1)
+    res["two_worker_speedup"] = round(tps[(2, 3)] / tps[(1, 3)], 2)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--commands", type=int, default=20000)
+    ap.add_argument("--prefect-commands", type=int, default=200)
+    ap.add_argument("--latency-seconds", type=int, default=60)
+    ap.add_argument("--scale-commands", type=int, default=3000)
+    ap.add_argument("--skip", default="", help="comma-separated scenarios to skip")
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    skip = set(args.skip.split(","))
+    res = {"machine": f"{os.cpu_count()} cores, "
+                      f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB"}
+    t0 = time.time()
+    load("bench")
+    psql("postgres", "DROP DATABASE IF EXISTS bench_floor")
+    psql("postgres", "CREATE DATABASE bench_floor TEMPLATE bench")
+    print(f"population: 1,000,000 runs with their states, loaded in {time.time() - t0:.0f} s")
+    cmds = scenario_throughput(args, res)
+    if "floor" not in skip:
+        scenario_floor(args, res, cmds)
+    if "prefect" not in skip:
+        scenario_prefect(args, res)
+    if "latency" not in skip:
+        scenario_latency(args, res)
+    if "scale" not in skip:
+        scenario_scale(args, res)
+    if res.get("floor_transitions_per_s"):
+        res["ratio_to_floor"] = round(res["transitions_per_s"] / res["floor_transitions_per_s"], 3)
+    if res.get("prefect_transitions_per_s"):
+        res["ratio_to_prefect"] = round(res["transitions_per_s"] / res["prefect_transitions_per_s"], 1)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    print("\nsummary")
+    targets = [("transitions_per_s / prefect", res.get("ratio_to_prefect"), ">= 25"),
+               ("transitions_per_s / floor", res.get("ratio_to_floor"), ">= 0.60"),
+               ("p99 ms at 50% load", res.get("p99_ms_half_load"), "<= 25"),
+               ("RSS growth 100k -> 1M (MB)",
+                round(res["rss_mb_1m"] - res["rss_mb_100k"], 1)
+                if res.get("rss_mb_1m") and res.get("rss_mb_100k") else None, "< 5"),
+               ("2 workers / 1 worker", res.get("two_worker_speedup"), ">= 1.6")]
+    for name, val, target in targets:
+        print(f"  {name:<30} {str(val):>10}   target {target}")
+    print(f"results: {os.path.join(OUT, 'results.json')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
