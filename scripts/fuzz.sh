@@ -22,24 +22,36 @@ if [ "${1:-}" = "--seeds" ]; then
   exit 0
 fi
 SECONDS_EACH=${1:-60}
-status=0
-for h in avro json; do
+# BS_FUZZ_PARALLEL=1 runs the harnesses at the same time (one core each)
+run_one() {
+  local h=$1 log=$B/fuzz_$1.log
   mkdir -p "$B/corpus/$h" "$B/artifacts/$h"
-  log=$B/fuzz_$h.log
-  set +e
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0 \
     LSAN_OPTIONS=suppressions=$SRC/tests/fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
     "$B/fuzz_$h" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
     -artifact_prefix="$B/artifacts/$h/" -print_final_stats=1 \
     "$B/corpus/$h" "$SRC/tests/fuzz/corpus/$h" >"$log" 2>&1
-  rc=$?
-  set -e
+  echo $? >"$B/fuzz_$h.rc"
+}
+report() {
+  local h=$1 log=$B/fuzz_$1.log
+  local runs crashes rc
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   crashes=$(ls "$B/artifacts/$h" | wc -l)
+  rc=$(cat "$B/fuzz_$h.rc")
   echo "fuzz $h: seconds=$SECONDS_EACH runs=${runs:-0} crashes=$crashes"
   if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
     tail -40 "$log"
-    status=1
+    return 1
   fi
-done
+}
+if [ "${BS_FUZZ_PARALLEL:-0}" = 1 ]; then
+  run_one avro & run_one json & wait
+else
+  run_one avro
+  run_one json
+fi
+status=0
+report avro || status=1
+report json || status=1
 exit $status

@@ -832,7 +832,7 @@ rollback:
  * from its checkpoint. Returns 1 when it now runs in batches (its partition is held; the
  * message is kept), 0 when it was settled here (finished earlier: replies republished), -1. */
 static int large_start(bs_worker *w, bs_msg *m, const char *identity, const char *reply_topic,
-                       bs_err *err)
+                       int64_t issued_at, bs_err *err)
 {
     large_cmd *e = bs_xcalloc(1, sizeof *e);
     e->ar = bs_arena_new();
@@ -847,6 +847,7 @@ static int large_start(bs_worker *w, bs_msg *m, const char *identity, const char
         goto fail;
     }
     e->reply_topic = bs_arena_strdup(e->ar, reply_topic);
+    e->cmd.issued_at = issued_at; /* the identity leaves it out */
     bs_source src = {m->topic, m->partition, m->offset};
     bs_claim claim;
     if (bs_store_check(w->store, err) < 0 ||
@@ -861,6 +862,7 @@ static int large_start(bs_worker *w, bs_msg *m, const char *identity, const char
     }
     if (claim == BS_CLAIM_DONE) { /* redelivered after it finished: its replies, again */
         if (large_republish(w, e, 0, err) < 0 || large_complete(w, e, true, err) < 0) goto fail;
+        if (w->replaying) w->outcome_word = "already_applied";
         e->m = NULL; /* the caller frees the message */
         bs_arena_free(e->ar);
         free(e);
@@ -872,6 +874,21 @@ static int large_start(bs_worker *w, bs_msg *m, const char *identity, const char
     if (e->lg.batches > 0)
         bs_log(BS_LOG_INFO, "worker", "resuming command_id=%s batches=%d matched=%d",
                e->cmd.command_id, e->lg.batches, e->lg.matched);
+    if (w->replaying) { /* replay: every batch now, in order (no consumer group to serve) */
+        int step;
+        while ((step = large_step(w, e, err)) == 0)
+            bs_arena_reset(w->ar);
+        w->last_command_id = bs_arena_strdup(w->ar, e->cmd.command_id);
+        if (step == 1) {
+            w->outcome_word = w->dry_run ? "dry_run" : "applied";
+            w->last_matched = e->lg.matched;
+            memcpy(w->last_counts, e->lg.counts, sizeof e->lg.counts);
+        }
+        e->m = NULL;
+        bs_arena_free(e->ar);
+        free(e);
+        return step < 0 ? -1 : 0;
+    }
     if (w->nlarge == sizeof w->large / sizeof w->large[0]) {
         bs_err_set(err, BS_ETRANSIENT, "too many large commands in progress");
         goto fail;
@@ -991,8 +1008,8 @@ static int handle(bs_worker *w, const bs_msg *m, bs_err *err)
                cmd.command_id);
         return 0;
     }
-    if (cmd.max_runs > 0 && !w->replaying) {
-        rc = large_start(w, (bs_msg *)m, identity, o.reply_topic, err);
+    if (cmd.max_runs > 0) {
+        rc = large_start(w, (bs_msg *)m, identity, o.reply_topic, cmd.issued_at, err);
         if (rc == 1) {
             w->kept_msg = true;
             return 0;
