@@ -1276,7 +1276,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
         bool counted = false; /* this delivery was counted in bulkstate.delivery_attempt */
         bs_metrics_lock(&w->m);
         w->m.consumed++;
-        w->m.inflight = 1;
+        w->m.inflight = (int)w->nlarge + 1;
         bs_metrics_unlock(&w->m);
         bs_source src = {m->topic, m->partition, m->offset};
         for (;;) {
@@ -1366,7 +1366,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
         w->kept_msg = false;
         bs_arena_reset(w->ar);
         bs_metrics_lock(&w->m);
-        w->m.inflight = 0;
+        w->m.inflight = (int)w->nlarge; /* large commands still in progress */
         bs_metrics_unlock(&w->m);
     }
     while (w->nlarge > 0) { /* stopped between two batches: the checkpoint is in the database */
