@@ -107,13 +107,16 @@ def make_commands(db, n, seed, prefix):
         if r < 0.40:   # ids: ACCEPT (CANCELLED from most states), some REJECT/ABORT
             body = {"flow_runs": {"id": {"any_": rng.sample(ids, 50)}},
                     "state": {"type": "CANCELLED"}}
-        elif r < 0.60:  # state + tag: SCHEDULED -> PENDING (accepted, scheduled time copied)
+        elif r < 0.60:  # state + tags (350 combinations, so commands rarely walk past
+                        # runs earlier ones moved): SCHEDULED -> PENDING (accepted)
             body = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
-                                  "tags": {"all_": [f"t{rng.randrange(50)}"]}},
+                                  "tags": {"all_": [f"t{rng.randrange(50)}",
+                                                    f"u{rng.randrange(7)}"]}},
                     "state": {"type": "PENDING"}}
         elif r < 0.75:  # SCHEDULED -> RUNNING: WAIT for future runs, ACCEPT for past ones
             body = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
-                                  "tags": {"all_": [f"u{rng.randrange(7)}"]}},
+                                  "tags": {"all_": [f"u{rng.randrange(7)}",
+                                                    f"t{rng.randrange(50)}", "nightly"]}},
                     "state": {"type": "RUNNING"}}
         elif r < 0.90:  # deployment filter, forced
             body = {"flow_runs": {"deployment_id": {"any_": [rng.choice(deps)]}},
