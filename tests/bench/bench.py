@@ -197,7 +197,7 @@ def scenario_throughput(args, res):
                commands_per_s=round(len(cmds) / elapsed, 1),
                transitions_per_s=round(matched / elapsed, 1),
                rss_mb_start=rss.get("start"), rss_mb_100k=rss.get(100000),
-               rss_mb_1m=rss.get(1000000) or rss.get("end"), rss_mb_end=rss.get("end"),
+               rss_mb_1m=rss.get(1000000), rss_mb_end=rss.get("end"),
                worker_cpu_s=round(wcpu, 1), postgres_cpu_s=round(pcpu, 1))
     print(f"\nthroughput: {len(cmds)} commands, {matched} transitions in {elapsed:.1f} s")
     print(f"  {res['commands_per_s']} commands/s, {res['transitions_per_s']} transitions/s; "
