@@ -664,34 +664,8 @@ int bs_store_load_replies(bs_store *st, bs_arena *ar, const char *command_id,
                           unsigned char ***replies, size_t **lens, const char ***run_ids,
                           const char ***events, size_t *n, bs_err *err)
 {
-    const char *p[1] = {command_id};
-    PGresult *res = PQexecParams(st->conn,
-                                 "SELECT flow_run_id::text, reply, event FROM "
-                                 "bulkstate.command_result WHERE command_id = $1 ORDER BY seq",
-                                 1, NULL, p, NULL, NULL, 1 /* binary: raw bytes */);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        return fail(st, res, err, "load the recorded replies");
-    *n = (size_t)PQntuples(res);
-    size_t cap = *n ? *n : 1;
-    *replies = bs_arena_alloc(ar, sizeof(unsigned char *) * cap);
-    *lens = bs_arena_alloc(ar, sizeof(size_t) * cap);
-    *run_ids = bs_arena_alloc(ar, sizeof(char *) * cap);
-    if (events) *events = bs_arena_alloc(ar, sizeof(char *) * cap);
-    for (size_t i = 0; i < *n; i++) {
-        if (events)
-            (*events)[i] = PQgetisnull(res, (int)i, 2)
-                               ? NULL
-                               : bs_arena_strndup(ar, PQgetvalue(res, (int)i, 2),
-                                                  (size_t)PQgetlength(res, (int)i, 2));
-        size_t len = (size_t)PQgetlength(res, (int)i, 1);
-        (*replies)[i] = bs_arena_alloc(ar, len ? len : 1);
-        memcpy((*replies)[i], PQgetvalue(res, (int)i, 1), len);
-        (*lens)[i] = len;
-        (*run_ids)[i] =
-            bs_arena_strndup(ar, PQgetvalue(res, (int)i, 0), (size_t)PQgetlength(res, (int)i, 0));
-    }
-    PQclear(res);
-    return 0;
+    return bs_store_load_replies_from(st, ar, command_id, 0, replies, lens, run_ids, events, n,
+                                      err);
 }
 
 /* clang-format off */
@@ -1220,7 +1194,7 @@ int bs_store_load_replies_from(bs_store *st, bs_arena *ar, const char *command_i
     *replies = bs_arena_alloc(ar, sizeof(unsigned char *) * cap);
     *lens = bs_arena_alloc(ar, sizeof(size_t) * cap);
     *run_ids = bs_arena_alloc(ar, sizeof(char *) * cap);
-    *events = bs_arena_alloc(ar, sizeof(char *) * cap);
+    if (events) *events = bs_arena_alloc(ar, sizeof(char *) * cap);
     for (size_t i = 0; i < *n; i++) {
         size_t len = (size_t)PQgetlength(res, (int)i, 1);
         (*replies)[i] = bs_arena_alloc(ar, len ? len : 1);
@@ -1228,10 +1202,11 @@ int bs_store_load_replies_from(bs_store *st, bs_arena *ar, const char *command_i
         (*lens)[i] = len;
         (*run_ids)[i] =
             bs_arena_strndup(ar, PQgetvalue(res, (int)i, 0), (size_t)PQgetlength(res, (int)i, 0));
-        (*events)[i] = PQgetisnull(res, (int)i, 2)
-                           ? NULL
-                           : bs_arena_strndup(ar, PQgetvalue(res, (int)i, 2),
-                                              (size_t)PQgetlength(res, (int)i, 2));
+        if (events)
+            (*events)[i] = PQgetisnull(res, (int)i, 2)
+                               ? NULL
+                               : bs_arena_strndup(ar, PQgetvalue(res, (int)i, 2),
+                                                  (size_t)PQgetlength(res, (int)i, 2));
     }
     PQclear(res);
     return 0;

@@ -158,7 +158,7 @@ int bs_store_large_acked(bs_store *st, const char *command_id, int acked_seq, bs
 int bs_store_large_cancel_requested(bs_store *st, const char *command_id, bool *yes, bs_err *err);
 /* A cancel command: flags a running large command; *found is false when there is none. */
 int bs_store_request_cancel(bs_store *st, const char *command_id, bool *found, bs_err *err);
-/* The stored replies with seq >= from_seq, in seq order. */
+/* The stored replies with seq >= from_seq, in seq order (events NULL: not loaded). */
 int bs_store_load_replies_from(bs_store *st, bs_arena *ar, const char *command_id, int from_seq,
                                unsigned char ***replies, size_t **lens, const char ***run_ids,
                                const char ***events, size_t *n, bs_err *err);
