@@ -212,43 +212,8 @@ bs_consumer *bs_consumer_new_tail(const bs_config *cfg, const char *topic, bs_er
 bs_consumer *bs_consumer_new_tail_from(const bs_config *cfg, const char *topic, bool beginning,
                                        bs_err *err)
 {
-    rd_kafka_conf_t *conf = make_conf(cfg, true, err);
-    if (conf == NULL) return NULL;
-    rd_kafka_conf_set(conf, "group.id", "bulkstate-send", NULL, 0); /* never joins: assign */
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    bs_consumer *cons = consumer_from_conf(conf, false, err);
-    if (cons == NULL) return NULL;
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(cons->rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(cons->rk, 0, t, &md, 10000);
-    rd_kafka_topic_destroy(t);
-    if (e || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
-        bs_err_set(err, BS_ETRANSIENT, "could not read metadata of topic \"%s\": %s", topic,
-                   e ? rd_kafka_err2str(e)
-                     : rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : 0));
-        if (md) rd_kafka_metadata_destroy(md);
-        bs_consumer_close(cons);
-        return NULL;
-    }
-    rd_kafka_topic_partition_list_t *parts =
-        rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
-        int64_t lo = 0, hi = 0;
-        int32_t p = md->topics[0].partitions[i].id;
-        if (rd_kafka_query_watermark_offsets(cons->rk, topic, p, &lo, &hi, 10000)) {
-            bs_err_set(err, BS_ETRANSIENT, "could not read the end of \"%s\" [%d]", topic, p);
-            rd_kafka_metadata_destroy(md);
-            rd_kafka_topic_partition_list_destroy(parts);
-            bs_consumer_close(cons);
-            return NULL;
-        }
-        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = beginning ? lo : hi;
-    }
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_assign(cons->rk, parts);
-    cons->assigned = parts->cnt;
-    rd_kafka_topic_partition_list_destroy(parts);
-    return cons;
+    bs_range range;
+    return bs_consumer_new_range(cfg, topic, -1, beginning ? 0 : INT64_MAX, -1, &range, err);
 }
 
 bs_consumer *bs_consumer_new_range(const bs_config *cfg, const char *topic, int32_t partition,
@@ -257,7 +222,7 @@ bs_consumer *bs_consumer_new_range(const bs_config *cfg, const char *topic, int3
 {
     rd_kafka_conf_t *conf = make_conf(cfg, true, err);
     if (conf == NULL) return NULL;
-    rd_kafka_conf_set(conf, "group.id", "bulkstate-replay", NULL, 0); /* never joins: assign */
+    rd_kafka_conf_set(conf, "group.id", "bulkstate-cli", NULL, 0); /* never joins: assign */
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
     bs_consumer *cons = consumer_from_conf(conf, false, err);
     if (cons == NULL) return NULL;
@@ -287,7 +252,7 @@ bs_consumer *bs_consumer_new_range(const bs_config *cfg, const char *topic, int3
         range->partition[range->n] = p;
         range->end[range->n] = hi; /* the log as it is now: replay stops there */
         range->n++;
-        int64_t start = from_offset > lo ? from_offset : lo;
+        int64_t start = from_offset < lo ? lo : from_offset > hi ? hi : from_offset;
         rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
             from_ts_ms >= 0 ? from_ts_ms : start;
     }

@@ -52,7 +52,8 @@ typedef struct bs_range {
 } bs_range;
 
 /* A consumer assigned (no group) to topic's partitions (partition -1: all), from from_offset
- * (clamped to the log's start), or from the first message at or after from_ts_ms when that is
+ * (clamped to the log's start and end), or from the first message at or after from_ts_ms when that
+ * is
  * >= 0. range says where it starts and ends. */
 bs_consumer *bs_consumer_new_range(const bs_config *cfg, const char *topic, int32_t partition,
                                    int64_t from_offset, int64_t from_ts_ms, bs_range *range,
