@@ -1,6 +1,7 @@
 -- Prefect-compatible subset of Prefect's PostgreSQL schema: the tables bulkstate reads and
--- writes (flow_run, flow_run_state), the ones filters and rules read (flow, deployment,
--- work_pool, work_queue, task_run, artifact), with Prefect's names, types, defaults and indexes.
+-- writes (flow_run, flow_run_state; task_run, task_run_state and concurrency_limit for a
+-- subflow's parent task run), the ones filters and rules read (flow, deployment, work_pool,
+-- work_queue, artifact), with Prefect's names, types, defaults and indexes.
 -- Applied by `bulkstate migrate` only when public.flow_run does not exist: on a database that
 -- Prefect's own migrations created, this file is skipped.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
@@ -104,6 +105,33 @@ CREATE TABLE task_run (
   CONSTRAINT pk_task_run PRIMARY KEY (id),
   CONSTRAINT fk_task_run__flow_run_id__flow_run FOREIGN KEY (flow_run_id)
     REFERENCES flow_run (id) ON DELETE CASCADE);
+
+CREATE TABLE task_run_state (
+  id uuid NOT NULL DEFAULT gen_random_uuid(),
+  created timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  updated timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  type state_type NOT NULL, "timestamp" timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  name varchar NOT NULL, message varchar, state_details jsonb NOT NULL DEFAULT '{}'::jsonb,
+  data jsonb, task_run_id uuid NOT NULL, result_artifact_id uuid,
+  CONSTRAINT pk_task_run_state PRIMARY KEY (id),
+  CONSTRAINT fk_task_run_state__task_run_id__task_run FOREIGN KEY (task_run_id)
+    REFERENCES task_run (id) ON DELETE CASCADE,
+  CONSTRAINT fk_task_run_state__result_artifact_id__artifact FOREIGN KEY (result_artifact_id)
+    REFERENCES artifact (id) ON DELETE SET NULL);
+CREATE UNIQUE INDEX uq_task_run_state__task_run_id_timestamp_desc
+  ON task_run_state (task_run_id, "timestamp" DESC);
+CREATE INDEX ix_task_run__state_id ON task_run (state_id);
+
+-- concurrency_limit: Prefect's tag concurrency limits of the first API (a subflow's parent task
+-- run leaves their active_slots when its state is set).
+CREATE TABLE concurrency_limit (
+  id uuid NOT NULL DEFAULT gen_random_uuid(),
+  created timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  updated timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  tag varchar NOT NULL, concurrency_limit integer NOT NULL,
+  active_slots jsonb NOT NULL DEFAULT '[]'::jsonb,
+  CONSTRAINT pk_concurrency_limit PRIMARY KEY (id));
+CREATE UNIQUE INDEX uq_concurrency_limit__tag ON concurrency_limit (tag);
 
 ALTER TABLE flow_run
   ADD CONSTRAINT fk_flow_run__state_id__flow_run_state FOREIGN KEY (state_id)

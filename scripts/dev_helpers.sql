@@ -53,3 +53,27 @@ BEGIN
   ON CONFLICT (id) DO NOTHING;
   RETURN p_id;
 END $$;
+
+-- A task run of p_flow_run in state p_state (NULL: no state), with tags.
+CREATE OR REPLACE FUNCTION bulkstate_dev.new_task_run(
+    p_id uuid, p_flow_run uuid, p_state state_type, p_tags text[] DEFAULT '{}')
+RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+  sid uuid := gen_random_uuid();
+  ts timestamptz := date_trunc('milliseconds', now()) - interval '1 minute';
+BEGIN
+  INSERT INTO task_run (id, name, flow_run_id, task_key, dynamic_key, tags, run_count,
+                        start_time, expected_start_time)
+  VALUES (p_id, 'task-' || left(p_id::text, 8), p_flow_run, 'subflow-task', p_id::text,
+          to_jsonb(p_tags), CASE WHEN p_state = 'RUNNING' THEN 1 ELSE 0 END,
+          CASE WHEN p_state = 'RUNNING' THEN ts END, ts);
+  IF p_state IS NOT NULL THEN
+    INSERT INTO task_run_state (id, task_run_id, type, "timestamp", name, state_details)
+    VALUES (sid, p_id, p_state, ts, initcap(p_state::text),
+            jsonb_build_object('flow_run_id', p_flow_run, 'task_run_id', p_id));
+    UPDATE task_run SET state_id = sid, state_type = p_state, state_name = initcap(p_state::text),
+                        state_timestamp = ts
+    WHERE id = p_id;
+  END IF;
+  RETURN p_id;
+END $$;

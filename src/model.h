@@ -96,6 +96,23 @@ typedef struct bs_policy {
 void bs_policy_init(bs_policy *p);
 
 /* The facts of one flow run the rules read and the columns the transforms write. */
+/* A subflow's parent task run: what UpdateSubflowParentTask (G11) and the task-run minimal
+ * policy read when the subflow's state is copied onto it. */
+typedef struct bs_task_run {
+    bool found; /* the row exists */
+    bs_uuid id;
+    bs_uuid flow_run_id; /* "" when NULL */
+    int state_type;      /* its current state's type; BS_NONE when it has none */
+    int64_t state_timestamp;
+    int64_t run_count;
+    int64_t expected_start_time, next_scheduled_start_time, start_time, end_time;
+    int64_t total_run_time_us;
+    bool has_tags; /* tags non-empty: tag concurrency limits of the first API may hold it */
+    /* concurrency_limit_v2 rows named "tag:<tag>" for its tags, comma-separated (NULL: none):
+     * their leases live in Prefect's server memory, out of bulkstate's reach */
+    const char *tag_v2_limits;
+} bs_task_run;
+
 typedef struct bs_run {
     bs_uuid id;
     bs_uuid deployment_id;      /* "" when NULL */
@@ -126,6 +143,7 @@ typedef struct bs_run {
     /* timestamps of this run's states at or after the proposal time (for G1 uniqueness) */
     const int64_t *taken_ts;
     size_t n_taken_ts;
+    const bs_task_run *parent_task; /* loaded when parent_task_run_id is set; NULL otherwise */
 } bs_run;
 
 /* A validated bulk-set-state command. */

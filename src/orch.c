@@ -53,27 +53,38 @@ static void g_unique_timestamp(octx *c)
     }
 }
 
-static void g_times(octx *c)
+/* SetStartTime, SetEndTime, IncrementRunTime, SetExpectedStartTime, SetNextScheduledStartTime:
+ * shared by flow runs and task runs (Prefect's COMMON_GLOBAL_TRANSFORMS). */
+typedef struct run_times {
+    int64_t *start, *end, *total, *expected, *next;
+} run_times;
+
+static void apply_times(int cur_type, int64_t cur_ts, const bs_state *p, run_times t)
 {
-    const bs_state *p = &c->d->state, *cur = c->cur;
-    bs_run *r = &c->d->run;
     /* SetStartTime */
-    if (p->type == BS_RUNNING && r->start_time == BS_TS_NULL) r->start_time = p->timestamp;
+    if (p->type == BS_RUNNING && *t.start == BS_TS_NULL) *t.start = p->timestamp;
     /* SetEndTime */
-    if (bs_state_type_terminal(cur->type) && !bs_state_type_terminal(p->type))
-        r->end_time = BS_TS_NULL;
-    if (bs_state_type_terminal(p->type) && r->end_time == BS_TS_NULL) {
-        if (r->start_time == BS_TS_NULL) r->start_time = p->timestamp;
-        r->end_time = p->timestamp;
+    if (bs_state_type_terminal(cur_type) && !bs_state_type_terminal(p->type)) *t.end = BS_TS_NULL;
+    if (bs_state_type_terminal(p->type) && *t.end == BS_TS_NULL) {
+        if (*t.start == BS_TS_NULL) *t.start = p->timestamp;
+        *t.end = p->timestamp;
     }
     /* IncrementRunTime */
-    if (cur->type == BS_RUNNING) r->total_run_time_us += p->timestamp - cur->timestamp;
+    if (cur_type == BS_RUNNING) *t.total += p->timestamp - cur_ts;
     /* SetExpectedStartTime */
-    if (r->expected_start_time == BS_TS_NULL)
-        r->expected_start_time = p->type == BS_SCHEDULED ? p->details.scheduled_time : p->timestamp;
+    if (*t.expected == BS_TS_NULL)
+        *t.expected = p->type == BS_SCHEDULED ? p->details.scheduled_time : p->timestamp;
     /* SetNextScheduledStartTime */
-    if (cur->type == BS_SCHEDULED) r->next_scheduled_start_time = BS_TS_NULL;
-    if (p->type == BS_SCHEDULED) r->next_scheduled_start_time = p->details.scheduled_time;
+    if (cur_type == BS_SCHEDULED) *t.next = BS_TS_NULL;
+    if (p->type == BS_SCHEDULED) *t.next = p->details.scheduled_time;
+}
+
+static void g_times(octx *c)
+{
+    bs_run *r = &c->d->run;
+    apply_times(c->cur->type, c->cur->timestamp, &c->d->state,
+                (run_times){&r->start_time, &r->end_time, &r->total_run_time_us,
+                            &r->expected_start_time, &r->next_scheduled_start_time});
 }
 
 static void g_details(octx *c)
@@ -102,9 +113,73 @@ static void g_run_count(octx *c)
 }
 
 /* G2-G4 (state_type, state_name, state_timestamp) mirror the written state: the store writes
- * them from d->state. G11 (parent task run state) is not ported, see README. */
+ * them from d->state. G11 runs after the write, below. */
 static orch_hook *const GLOBAL_FLOW_POLICY[] = {g_unique_timestamp, g_times, g_details,
                                                 g_run_count};
+
+/* What G11 cannot do faithfully, checked on the final proposal before anything is written: a
+ * reason to refuse the transition, or NULL. */
+static const char *parent_task_refusal(const bs_orch_input *in, bs_decision *d)
+{
+    const bs_run *r = in->run;
+    const bs_task_run *t = r->parent_task;
+    if (d->state.type == BS_NONE || bs_uuid_null(&r->parent_task_run_id)) return NULL;
+    if (d->state.details.deferred == 1) {
+        /* Prefect's task-run layer would pick its background-task rule set despite force */
+        snprintf(d->reason_buf, sizeof d->reason_buf,
+                 "bulkstate does not apply Prefect's background task policy: the state sets "
+                 "deferred and flow run %s has parent task run %s",
+                 r->id.s, r->parent_task_run_id.s);
+        return d->reason_buf;
+    }
+    if (t != NULL && t->found && t->tag_v2_limits != NULL && d->state.type != BS_RUNNING &&
+        d->state.type != BS_CANCELLING) {
+        /* ReleaseTaskConcurrencySlots would release the task run's leases on these limits */
+        snprintf(d->reason_buf, sizeof d->reason_buf,
+                 "bulkstate cannot release tag concurrency leases held in Prefect's server "
+                 "memory: parent task run %s of flow run %s has tag limits %.80s",
+                 r->parent_task_run_id.s, r->id.s, t->tag_v2_limits);
+        return d->reason_buf;
+    }
+    return NULL;
+}
+
+/* G11 UpdateSubflowParentTask (after the write): the parent task run gets a copy of the written
+ * state (new id, the clock's timestamp, child_flow_run_id = the subflow), set with force: the
+ * task-run minimal policy (ReleaseTaskConcurrencySlots) and GlobalTaskPolicy. */
+static void g_parent_task(octx *c)
+{
+    const bs_run *r = c->in->run;
+    bs_decision *d = c->d;
+    if (bs_uuid_null(&r->parent_task_run_id)) return;
+    const bs_task_run *t = r->parent_task;
+    if (t == NULL || !t->found) {
+        /* Prefect raises; its bulk endpoint answers the error */
+        snprintf(d->msg_buf, sizeof d->msg_buf, "Task run with id %s not found",
+                 r->parent_task_run_id.s);
+        d->error = d->msg_buf;
+        return;
+    }
+    bs_state *ts = &d->task_state;
+    *ts = d->state;
+    ts->id = c->in->task_state_id;
+    ts->timestamp = c->in->now_us;
+    /* (task_run_id, timestamp) is unique: with a fixed clock (replay) two copies could meet */
+    if (t->state_type != BS_NONE && ts->timestamp == t->state_timestamp) ts->timestamp += 1;
+    ts->details.child_flow_run_id = r->id;
+    /* UpdateStateDetails for a task run */
+    ts->details.flow_run_id = t->flow_run_id;
+    ts->details.task_run_id = t->id;
+    d->task = *t;
+    apply_times(t->state_type, t->state_timestamp, ts,
+                (run_times){&d->task.start_time, &d->task.end_time, &d->task.total_run_time_us,
+                            &d->task.expected_start_time, &d->task.next_scheduled_start_time});
+    /* IncrementTaskRunCount */
+    if (ts->type == BS_RUNNING) d->task.run_count += 1;
+    /* ReleaseTaskConcurrencySlots (after): leaving RUNNING/CANCELLING frees its tag slots */
+    d->task_release_v1 = ts->type != BS_RUNNING && ts->type != BS_CANCELLING && t->has_tags;
+    d->task_write = true;
+}
 
 void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
 {
@@ -136,15 +211,9 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
         remembered_to[i] = d->state.type;
     }
 
-    /* G11 (UpdateSubflowParentTask) force-sets the parent task run's state through the task-run
-     * policy, which is not ported: a subflow's transition is refused rather than written
-     * without its parent task's */
-    if (d->state.type != BS_NONE && !bs_uuid_null(&in->run->parent_task_run_id)) {
-        snprintf(d->reason_buf, sizeof d->reason_buf,
-                 "bulkstate does not update a subflow's parent task run yet: flow run %s has "
-                 "parent task run %s",
-                 in->run->id.s, in->run->parent_task_run_id.s);
-        d->reason = d->reason_buf;
+    const char *refusal = parent_task_refusal(in, d);
+    if (refusal != NULL) {
+        d->reason = refusal;
         d->status = BS_ABORT;
         d->state.type = BS_NONE; /* earlier live rules fizzle below */
         memset(&d->slots, 0, sizeof d->slots);
@@ -154,9 +223,10 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
         for (size_t g = 0; g < sizeof GLOBAL_FLOW_POLICY / sizeof GLOBAL_FLOW_POLICY[0]; g++)
             GLOBAL_FLOW_POLICY[g](&c);
         d->write = true;
+        g_parent_task(&c); /* the global transforms' after hooks run before the rules' */
     }
 
-    for (int i = (n < 32 ? n : 32) - 1; i >= 0; i--) {
+    for (int i = (n < 32 ? n : 32) - 1; i >= 0 && d->error == NULL; i--) {
         const orch_rule *r = &rules[i];
         if (!selected[i]) continue;
         if (r->universal) {
@@ -174,7 +244,7 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
     if (d->error) { /* Prefect's bulk endpoint answers a raised error with ABORT, rolled back */
         d->status = BS_ABORT;
         d->reason = d->error;
-        d->write = d->policy_changed = false;
+        d->write = d->policy_changed = d->task_write = d->task_release_v1 = false;
         d->state.type = BS_NONE;
         d->run = *in->run;
         memset(&d->slots, 0, sizeof d->slots);

@@ -26,6 +26,7 @@ typedef struct bs_orch_input {
     bs_uuid replacement_id;   /* id for a state a rule substitutes (REJECT with a state) */
     bs_uuid random_pause_key; /* used when a PAUSED proposal carries no pause_key */
     bs_uuid new_lease_id;     /* id for a lease rule #8 creates */
+    bs_uuid task_state_id;    /* id for the parent task run's copy of the state (G11) */
     int64_t slot_wait_s;      /* Prefect's concurrency_slot_wait_seconds (0: its default, 30) */
     int64_t lease_ttl_s; /* Prefect's initial_deployment_lease_duration (0: its default, 300) */
 } bs_orch_input;
@@ -51,6 +52,12 @@ typedef struct bs_decision {
     bs_run run;          /* the run's columns after the transition (written only when write) */
     bool policy_changed; /* empirical_policy changed (persist even when nothing is written) */
     bs_slot_ops slots;
+    /* G11: a subflow's parent task run gets a copy of the written state (task_write), through
+     * the task-run minimal policy and GlobalTaskPolicy: task holds its new columns. */
+    bool task_write;
+    bs_state task_state;
+    bs_task_run task;
+    bool task_release_v1; /* remove the task run from its tags' concurrency_limit.active_slots */
     /* rule scratch */
     char reason_buf[256];
     char name_buf[96];

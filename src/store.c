@@ -442,6 +442,68 @@ static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
     run->n_taken_ts = n;
 }
 
+/* clang-format off */
+/* Subflows' parent task runs (G11), locked after the flow runs, in id order. */
+static const char SQL_LOCK_TASKS[] =
+    "SELECT t.id, t.flow_run_id, s.type, " US("s.timestamp") ", t.run_count, "
+    "  " US("t.expected_start_time") ", " US("t.next_scheduled_start_time") ", "
+    "  " US("t.start_time") ", " US("t.end_time") ", " US("t.total_run_time") ", "
+    "  jsonb_typeof(t.tags) = 'array' AND jsonb_array_length(t.tags) > 0, "
+    "  (SELECT string_agg(l.name, ',' ORDER BY l.name) FROM concurrency_limit_v2 l "
+    "   WHERE jsonb_typeof(t.tags) = 'array' "
+    "     AND l.name IN (SELECT 'tag:' || x FROM jsonb_array_elements_text(t.tags) x)) "
+    "FROM task_run t LEFT JOIN task_run_state s ON s.id = t.state_id "
+    "WHERE t.id = ANY($1::uuid[]) ORDER BY t.id FOR UPDATE OF t";
+/* clang-format on */
+
+static int lock_parent_tasks(bs_store *st, bs_arena *ar, bs_run *runs, const bool *found, size_t n,
+                             bs_err *err)
+{
+    const char **ids = bs_arena_alloc(ar, sizeof *ids * (n ? n : 1));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (found[i] && !bs_uuid_null(&runs[i].parent_task_run_id))
+            ids[k++] = runs[i].parent_task_run_id.s;
+    if (k == 0) return 0;
+    const char *p[1] = {bs_pg_array(ar, ids, k)};
+    PGresult *res = exec(st, SQL_LOCK_TASKS, 1, p);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return fail(st, res, err, "lock the parent task runs");
+    const int rows = PQntuples(res);
+    bs_task_run *tasks = bs_arena_alloc(ar, sizeof *tasks * (rows ? (size_t)rows : 1));
+    for (int r = 0; r < rows; r++) {
+        bs_task_run *t = &tasks[r];
+        memset(t, 0, sizeof *t);
+        t->found = true;
+        col_uuid(res, r, 0, &t->id);
+        col_uuid(res, r, 1, &t->flow_run_id);
+        t->state_type =
+            PQgetisnull(res, r, 2) ? BS_NONE : bs_state_type_parse(PQgetvalue(res, r, 2));
+        t->state_timestamp = col_ts(res, r, 3);
+        t->run_count = strtoll(PQgetvalue(res, r, 4), NULL, 10);
+        t->expected_start_time = col_ts(res, r, 5);
+        t->next_scheduled_start_time = col_ts(res, r, 6);
+        t->start_time = col_ts(res, r, 7);
+        t->end_time = col_ts(res, r, 8);
+        t->total_run_time_us = col_ts(res, r, 9);
+        if (t->total_run_time_us == BS_TS_NULL) t->total_run_time_us = 0;
+        t->has_tags = strcmp(PQgetvalue(res, r, 10), "t") == 0;
+        t->tag_v2_limits = col_str(res, r, 11, ar);
+    }
+    PQclear(res);
+    for (size_t i = 0; i < n; i++) {
+        if (!found[i] || bs_uuid_null(&runs[i].parent_task_run_id)) continue;
+        static const bs_task_run missing = {.found = false};
+        runs[i].parent_task = &missing;
+        for (int r = 0; r < rows; r++)
+            if (strcmp(tasks[r].id.s, runs[i].parent_task_run_id.s) == 0) {
+                runs[i].parent_task = &tasks[r];
+                break;
+            }
+    }
+    return 0;
+}
+
 int bs_store_lock_runs(bs_store *st, bs_arena *ar, const char *const *ids, size_t n,
                        int64_t taken_since_us, bs_run *runs, bool *found, bs_err *err)
 {
@@ -457,7 +519,7 @@ int bs_store_lock_runs(bs_store *st, bs_arena *ar, const char *const *ids, size_
         if (found[i]) load_row(res, r++, ar, &runs[i]);
     }
     PQclear(res);
-    return 0;
+    return lock_parent_tasks(st, ar, runs, found, n, err);
 }
 
 static const char *ts_text(bs_arena *ar, int64_t us)
@@ -503,6 +565,118 @@ static const char SQL_UPDATE_RUNS[] =
     "     AS u(id, w, sid, st, sn, sts, s, e, x, nx, trt, rc, pol) "
     "WHERE f.id = u.id";
 /* clang-format on */
+
+static const char SQL_INSERT_TASK_ARTIFACTS[] =
+    "INSERT INTO artifact (id, task_run_id, flow_run_id, data) "
+    "SELECT u.id, u.tr, u.fr, u.data::json FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], "
+    "$4::text[]) AS u(id, tr, fr, data)";
+
+static const char SQL_INSERT_TASK_STATES[] =
+    "INSERT INTO task_run_state (id, task_run_id, type, \"timestamp\", name, message, "
+    "state_details, result_artifact_id) "
+    "SELECT u.id, u.tr, u.t, 'epoch'::timestamptz + u.ts * interval '1 microsecond', u.n, u.m, "
+    "u.det, u.art FROM unnest($1::uuid[], $2::uuid[], $3::state_type[], $4::bigint[], "
+    "$5::text[], $6::text[], $7::jsonb[], $8::uuid[]) AS u(id, tr, t, ts, n, m, det, art)";
+
+/* clang-format off */
+static const char SQL_UPDATE_TASKS[] =
+    "UPDATE task_run AS t SET state_id = u.sid, state_type = u.st, state_name = u.sn, "
+    "  state_timestamp = " TS("sts") ", start_time = " TS("s") ", end_time = " TS("e") ", "
+    "  expected_start_time = " TS("x") ", next_scheduled_start_time = " TS("nx") ", "
+    "  total_run_time = u.trt * interval '1 microsecond', run_count = u.rc, updated = now() "
+    "FROM unnest($1::uuid[], $2::uuid[], $3::state_type[], $4::text[], $5::bigint[], "
+    "            $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], "
+    "            $11::int[]) AS u(id, sid, st, sn, sts, s, e, x, nx, trt, rc) "
+    "WHERE t.id = u.id";
+
+/* ReleaseTaskConcurrencySlots, first API: the task runs leave the active_slots (a set) of
+ * their tags' limits; every such limit is rewritten, as Prefect's session does. */
+static const char SQL_RELEASE_TAG_SLOTS[] =
+    "UPDATE concurrency_limit AS c SET updated = now(), active_slots = COALESCE(("
+    "  SELECT jsonb_agg(DISTINCT x) FROM jsonb_array_elements(c.active_slots) x "
+    "  WHERE jsonb_typeof(x) <> 'string' OR NOT (x #>> '{}') = ANY (ARRAY("
+    "    SELECT t.id::text FROM task_run t WHERE t.id = ANY($1::uuid[]) AND t.tags ? c.tag))), "
+    "  '[]'::jsonb) "
+    "WHERE c.tag IN (SELECT jsonb_array_elements_text(t.tags) FROM task_run t "
+    "                WHERE t.id = ANY($1::uuid[]) AND jsonb_typeof(t.tags) = 'array')";
+/* clang-format on */
+
+/* The parent task runs' copies of the written states (G11). */
+static int write_tasks(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err)
+{
+    size_t nt = 0, na = 0, nr = 0;
+    for (size_t i = 0; i < n; i++)
+        if (w[i].d && w[i].d->task_write) nt++;
+    if (nt == 0) return 0;
+    const char **a[4], **s[8], **u[11], **rel = bs_arena_alloc(ar, sizeof(char *) * nt);
+    for (int i = 0; i < 4; i++)
+        a[i] = bs_arena_alloc(ar, sizeof(char *) * nt);
+    for (int i = 0; i < 8; i++)
+        s[i] = bs_arena_alloc(ar, sizeof(char *) * nt);
+    for (int i = 0; i < 11; i++)
+        u[i] = bs_arena_alloc(ar, sizeof(char *) * nt);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bs_decision *d = w[i].d;
+        if (d == NULL || !d->task_write) continue;
+        const bs_task_run *t = &d->task;
+        const bs_state *ts = &d->task_state;
+        const char *fr = bs_uuid_null(&t->flow_run_id) ? NULL : t->flow_run_id.s;
+        if (w[i].task_artifact_id) {
+            a[0][na] = w[i].task_artifact_id;
+            a[1][na] = t->id.s;
+            a[2][na] = fr;
+            a[3][na] = w[i].artifact_data;
+            na++;
+        }
+        json_t *det = bs_details_to_json(&ts->details);
+        char *dt = json_dumps(det, JSON_COMPACT);
+        json_decref(det);
+        s[0][k] = ts->id.s;
+        s[1][k] = t->id.s;
+        s[2][k] = bs_state_type_name(ts->type);
+        s[3][k] = ts_text(ar, ts->timestamp);
+        s[4][k] = ts->name ? ts->name : "";
+        s[5][k] = ts->message;
+        s[6][k] = bs_arena_strdup(ar, dt);
+        s[7][k] = w[i].task_artifact_id;
+        free(dt);
+        u[0][k] = t->id.s;
+        u[1][k] = ts->id.s;
+        u[2][k] = bs_state_type_name(ts->type);
+        u[3][k] = ts->name ? ts->name : "";
+        u[4][k] = ts_text(ar, ts->timestamp);
+        u[5][k] = ts_text(ar, t->start_time);
+        u[6][k] = ts_text(ar, t->end_time);
+        u[7][k] = ts_text(ar, t->expected_start_time);
+        u[8][k] = ts_text(ar, t->next_scheduled_start_time);
+        u[9][k] = ts_text(ar, t->total_run_time_us);
+        u[10][k] = bs_arena_printf(ar, "%" PRId64, t->run_count);
+        k++;
+        if (d->task_release_v1) rel[nr++] = t->id.s;
+    }
+    const char *p[11];
+    if (na > 0) {
+        for (int i = 0; i < 4; i++)
+            p[i] = bs_pg_array(ar, a[i], na);
+        if (exec_ok(st, SQL_INSERT_TASK_ARTIFACTS, 4, p, "write parent task run artifacts", err) <
+            0)
+            return -1;
+    }
+    for (int i = 0; i < 8; i++)
+        p[i] = bs_pg_array(ar, s[i], k);
+    if (exec_ok(st, SQL_INSERT_TASK_STATES, 8, p, "write parent task run states", err) < 0)
+        return -1;
+    for (int i = 0; i < 11; i++)
+        p[i] = bs_pg_array(ar, u[i], k);
+    if (exec_ok(st, SQL_UPDATE_TASKS, 11, p, "update parent task runs", err) < 0) return -1;
+    if (nr > 0) {
+        p[0] = bs_pg_array(ar, rel, nr);
+        if (exec_ok(st, SQL_RELEASE_TAG_SLOTS, 1, p, "release tag concurrency slots", err) < 0)
+            return -1;
+    }
+    return 0;
+}
 
 int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err)
 {
@@ -581,7 +755,7 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
             p[i] = bs_pg_array(ar, u[i], nu);
         if (exec_ok(st, SQL_UPDATE_RUNS, 13, p, "update flow runs", err) < 0) return -1;
     }
-    return 0;
+    return write_tasks(st, ar, w, n, err);
 }
 
 static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)

@@ -105,10 +105,12 @@ typedef struct bs_write {
     const bs_decision *d;
     const char *artifact_id; /* NULL: none */
     const char *artifact_data, *artifact_key, *artifact_type, *artifact_description;
+    const char *task_artifact_id; /* the parent task run's copy of the data (G11); NULL: none */
 } bs_write;
 
 /* Writes the states, artifacts and run columns of n decisions (those with d->write or
- * d->policy_changed), set-based: a handful of statements whatever n is. */
+ * d->policy_changed), and the parent task runs' copies (d->task_write), set-based: a handful
+ * of statements whatever n is. */
 int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err);
 
 /* Records the encoded replies (and the state-change events, NULL entries or events NULL: none)

@@ -409,6 +409,7 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
         new_id(w, cmd, b->ids[i], "replacement", now, true, &in.replacement_id);
         new_id(w, cmd, b->ids[i], "pause-key", now, false, &in.random_pause_key);
         new_id(w, cmd, b->ids[i], "lease", now, false, &in.new_lease_id);
+        new_id(w, cmd, b->ids[i], "task-state", now, true, &in.task_state_id);
         bs_limit_view *v = bs_limit_find(b->limits, b->nlimits, &b->runs[i].concurrency_limit_id);
         if (v) b->runs[i].limit_active_slots = v->now;
         bs_orch_decide(&in, &b->d[i]);
@@ -417,6 +418,10 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
         bs_uuid art;
         new_id(w, cmd, b->ids[i], "artifact", now, true, &art);
         artifact_for(w->ar, &b->d[i], &b->wr[i], &art);
+        if (b->d[i].task_write && b->wr[i].artifact_id) {
+            new_id(w, cmd, b->ids[i], "task-artifact", now, true, &art);
+            b->wr[i].task_artifact_id = bs_arena_strdup(w->ar, art.s);
+        }
         b->status[i] = b->d[i].status;
         b->reason[i] = b->d[i].reason ? bs_arena_strdup(w->ar, b->d[i].reason) : NULL;
         b->written[i] = b->d[i].write;

@@ -1,8 +1,8 @@
 /* Conformance cases of orchestration.md §4 on the pure engine, each named by its id and the
- * Prefect test it comes from: 78 of the 83. Not here: K14 (the parent task run's state, G11,
- * not ported), K16 and Z12 (other endpoints: POST /flow_runs/ and /resume), Q08 and Q09 (lease
- * renewal for clients 3.4.11 and newer; commands carry no client version). S04 and P05 are
- * API sequences, replayed here as engine steps. */
+ * Prefect test it comes from: 79 of the 83. Not here: K16 and Z12 (other endpoints:
+ * POST /flow_runs/ and /resume), Q08 and Q09 (lease renewal for clients 3.4.11 and newer;
+ * commands carry no client version). S04 and P05 are API sequences, replayed here as engine
+ * steps. */
 #include "../t.h"
 #include "orch.h"
 
@@ -146,6 +146,31 @@ int main(void)
     f->run.end_time = NOW - 7 * S;
     d = when(f);
     CHECK_INT(d->run.end_time, NOW - 7 * S);
+
+    /* K14 test_update_subflow_parent_task, test_child_flow_run_states_include_parent_task_run_id:
+     * a subflow RUNNING -> FAILED, its parent task run RUNNING */
+    {
+        static bs_task_run parent;
+        memset(&parent, 0, sizeof parent);
+        parent.found = true;
+        snprintf(parent.id.s, 37, "%s", "88888888-8888-4888-8888-888888888888");
+        parent.state_type = BS_RUNNING;
+        parent.state_timestamp = NOW - 10 * S;
+        parent.start_time = parent.expected_start_time = NOW - 10 * S;
+        parent.end_time = parent.next_scheduled_start_time = BS_TS_NULL;
+        parent.run_count = 1;
+        f = given(BS_RUNNING, NULL, BS_FAILED, NULL, false);
+        f->run.parent_task_run_id = parent.id;
+        f->run.parent_task = &parent;
+        d = when(f);
+        EXPECT("K14", d, BS_ACCEPT, NULL);
+        CHECK_STR(d->state.details.task_run_id.s, parent.id.s);
+        CHECK(d->task_write);
+        CHECK_INT(d->task_state.type, BS_FAILED);
+        CHECK_STR(d->task_state.details.child_flow_run_id.s, f->run.id.s);
+        CHECK_INT(d->task.end_time, NOW);
+        CHECK_INT(d->task.total_run_time_us, 10 * S);
+    }
 
     /* K15 test_running_resuming_flow_does_not_increment_run_count */
     f = given(BS_PENDING, NULL, BS_RUNNING, NULL, false);

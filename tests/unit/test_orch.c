@@ -271,19 +271,139 @@ int main(void)
     CHECK_INT(f.d.run.start_time, NOW);
     CHECK_INT(f.d.run.expected_start_time, NOW);
 
-    /* subflow: G11 (the parent task run's state) is not ported, so a subflow's transition is
-     * refused with or without force, and nothing of it is kept */
+    /* subflow (G11): the parent task run gets a copy of the written state through the task-run
+     * minimal policy and GlobalTaskPolicy, with or without force */
+    bs_task_run task;
     for (int force = 0; force < 2; force++) {
         setup(&f, BS_RUNNING, "Running", BS_COMPLETED, force);
         snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+        memset(&task, 0, sizeof task);
+        task.found = true;
+        task.id = f.run.parent_task_run_id;
+        snprintf(task.flow_run_id.s, 37, "%s", "77777777-7777-4777-8777-777777777777");
+        task.state_type = BS_RUNNING;
+        task.state_timestamp = NOW - 30 * S;
+        task.run_count = 1;
+        task.start_time = NOW - 30 * S;
+        task.expected_start_time = NOW - 40 * S;
+        task.end_time = task.next_scheduled_start_time = BS_TS_NULL;
+        task.total_run_time_us = 0;
+        task.has_tags = true;
+        f.run.parent_task = &task;
+        snprintf(f.in.task_state_id.s, 37, "%s", "66666666-6666-4666-8666-666666666666");
+        f.in.now_us = NOW + 5;
         decide(&f);
-        CHECK_INT(f.d.status, BS_ABORT);
-        CHECK(!f.d.write);
-        CHECK_STR(f.d.reason, "bulkstate does not update a subflow's parent task run yet: flow "
-                              "run 11111111-1111-4111-8111-111111111111 has parent task run "
-                              "99999999-9999-4999-8999-999999999999");
-        CHECK_INT(f.d.run.end_time, BS_TS_NULL);
+        CHECK_INT(f.d.status, BS_ACCEPT);
+        CHECK(f.d.write);
+        CHECK_STR(f.d.state.details.task_run_id.s, "99999999-9999-4999-8999-999999999999");
+        CHECK(f.d.task_write);
+        CHECK_INT(f.d.task_state.type, BS_COMPLETED);
+        CHECK_STR(f.d.task_state.name, "Completed");
+        CHECK_STR(f.d.task_state.id.s, "66666666-6666-4666-8666-666666666666");
+        CHECK_INT(f.d.task_state.timestamp, NOW + 5);
+        CHECK_STR(f.d.task_state.details.child_flow_run_id.s,
+                  "11111111-1111-4111-8111-111111111111");
+        CHECK_STR(f.d.task_state.details.flow_run_id.s, "77777777-7777-4777-8777-777777777777");
+        CHECK_STR(f.d.task_state.details.task_run_id.s, "99999999-9999-4999-8999-999999999999");
+        /* the flow run's own state keeps its own ids */
+        CHECK_STR(f.d.state.details.flow_run_id.s, "11111111-1111-4111-8111-111111111111");
+        CHECK(bs_uuid_null(&f.d.state.details.child_flow_run_id));
+        /* GlobalTaskPolicy: end time, run time from the task's own RUNNING state, no count */
+        CHECK_INT(f.d.task.end_time, NOW + 5);
+        CHECK_INT(f.d.task.start_time, NOW - 30 * S);
+        CHECK_INT(f.d.task.total_run_time_us, 30 * S + 5);
+        CHECK_INT(f.d.task.run_count, 1);
+        CHECK_INT(f.d.task.expected_start_time, NOW - 40 * S);
+        CHECK(f.d.task_release_v1); /* leaving RUNNING with tags */
+        CHECK_INT(f.d.run.end_time, NOW);
     }
+    /* RUNNING copied onto a task run with no state: count, start and expected start; a RUNNING
+     * task keeps its tag slots */
+    setup(&f, BS_PENDING, "Pending", BS_RUNNING, true);
+    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    memset(&task, 0, sizeof task);
+    task.found = true;
+    task.id = f.run.parent_task_run_id;
+    task.state_type = BS_NONE;
+    task.state_timestamp = task.start_time = task.end_time = BS_TS_NULL;
+    task.expected_start_time = task.next_scheduled_start_time = BS_TS_NULL;
+    task.has_tags = true;
+    f.run.parent_task = &task;
+    decide(&f);
+    CHECK(f.d.task_write);
+    CHECK_INT(f.d.task.run_count, 1);
+    CHECK_INT(f.d.task.start_time, NOW);
+    CHECK_INT(f.d.task.expected_start_time, NOW);
+    CHECK(bs_uuid_null(&f.d.task_state.details.flow_run_id)); /* the task has no flow run */
+    CHECK(!f.d.task_release_v1);
+    /* a fixed clock (replay) equal to the task's state time moves by one microsecond */
+    task.state_type = BS_PENDING;
+    task.state_timestamp = NOW;
+    decide(&f);
+    CHECK_INT(f.d.task_state.timestamp, NOW + 1);
+    /* a SCHEDULED copy: next scheduled start from the details */
+    setup(&f, BS_FAILED, "Failed", BS_SCHEDULED, true);
+    snprintf(f.run.deployment_id.s, 37, "%s", "dddddddd-dddd-4ddd-8ddd-dddddddddddd");
+    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    task.state_type = BS_FAILED;
+    task.end_time = NOW - S;
+    task.state_timestamp = NOW - S;
+    f.run.parent_task = &task;
+    f.proposal.details.scheduled_time = NOW + 60 * S;
+    decide(&f);
+    CHECK_INT(f.d.task_state.type, BS_SCHEDULED);
+    CHECK_INT(f.d.task.next_scheduled_start_time, NOW + 60 * S);
+    CHECK_INT(f.d.task.end_time, BS_TS_NULL);
+    /* the parent task run is gone: Prefect raises, the bulk endpoint answers ABORT */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, false);
+    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    static const bs_task_run gone = {.found = false};
+    f.run.parent_task = &gone;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK(!f.d.write && !f.d.task_write);
+    CHECK_STR(f.d.reason, "Task run with id 99999999-9999-4999-8999-999999999999 not found");
+    CHECK_INT(f.d.run.end_time, BS_TS_NULL);
+    /* tag limits of the second API: their leases are in Prefect's memory, so leaving RUNNING is
+     * refused; entering RUNNING releases nothing and is applied */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, true);
+    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    memset(&task, 0, sizeof task);
+    task.found = true;
+    task.id = f.run.parent_task_run_id;
+    task.state_type = BS_RUNNING;
+    task.start_time = task.end_time = task.expected_start_time = BS_TS_NULL;
+    task.next_scheduled_start_time = BS_TS_NULL;
+    task.tag_v2_limits = "tag:db,tag:gpu";
+    f.run.parent_task = &task;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK(!f.d.write && !f.d.task_write);
+    CHECK_STR(f.d.reason, "bulkstate cannot release tag concurrency leases held in Prefect's "
+                          "server memory: parent task run 99999999-9999-4999-8999-999999999999 "
+                          "of flow run 11111111-1111-4111-8111-111111111111 has tag limits "
+                          "tag:db,tag:gpu");
+    setup(&f, BS_PENDING, "Pending", BS_RUNNING, true);
+    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    f.run.parent_task = &task;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK(f.d.task_write);
+    /* deferred details would select Prefect's background task policy: refused */
+    setup(&f, BS_PENDING, "Pending", BS_RUNNING, true);
+    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    f.run.parent_task = &task;
+    f.proposal.details.deferred = 1;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ABORT);
+    CHECK(!f.d.task_write);
+    CHECK_STR(f.d.reason, "bulkstate does not apply Prefect's background task policy: the state "
+                          "sets deferred and flow run 11111111-1111-4111-8111-111111111111 has "
+                          "parent task run 99999999-9999-4999-8999-999999999999");
+    /* no parent: nothing for the task side */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, false);
+    decide(&f);
+    CHECK(f.d.write && !f.d.task_write);
     /* a rule's refusal comes first (nothing would be written anyway) */
     setup(&f, BS_RUNNING, "Running", BS_PAUSED, false);
     snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
