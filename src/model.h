@@ -108,8 +108,9 @@ typedef struct bs_task_run {
     int64_t expected_start_time, next_scheduled_start_time, start_time, end_time;
     int64_t total_run_time_us;
     bool has_tags; /* tags non-empty: tag concurrency limits of the first API may hold it */
-    /* concurrency_limit_v2 rows named "tag:<tag>" for its tags, comma-separated (NULL: none):
-     * their leases live in Prefect's server memory, out of bulkstate's reach */
+    /* concurrency_limit_v2 rows named "tag:<tag>" for its tags with slots in use,
+     * comma-separated (NULL: none): their leases live in Prefect's server memory, out of
+     * bulkstate's reach; with no slot in use there is no lease to release */
     const char *tag_v2_limits;
 } bs_task_run;
 

@@ -137,7 +137,8 @@ static const char *parent_task_refusal(const bs_orch_input *in, bs_decision *d)
         /* ReleaseTaskConcurrencySlots would release the task run's leases on these limits */
         snprintf(d->reason_buf, sizeof d->reason_buf,
                  "bulkstate cannot release tag concurrency leases held in Prefect's server "
-                 "memory: parent task run %s of flow run %s has tag limits %.80s",
+                 "memory: parent task run %s of flow run %s has tag limits with slots in use: "
+                 "%.80s",
                  r->parent_task_run_id.s, r->id.s, t->tag_v2_limits);
         return d->reason_buf;
     }

@@ -450,7 +450,7 @@ static const char SQL_LOCK_TASKS[] =
     "  " US("t.start_time") ", " US("t.end_time") ", " US("t.total_run_time") ", "
     "  jsonb_typeof(t.tags) = 'array' AND jsonb_array_length(t.tags) > 0, "
     "  (SELECT string_agg(l.name, ',' ORDER BY l.name) FROM concurrency_limit_v2 l "
-    "   WHERE jsonb_typeof(t.tags) = 'array' "
+    "   WHERE jsonb_typeof(t.tags) = 'array' AND l.active_slots > 0 "
     "     AND l.name IN (SELECT 'tag:' || x FROM jsonb_array_elements_text(t.tags) x)) "
     "FROM task_run t LEFT JOIN task_run_state s ON s.id = t.state_id "
     "WHERE t.id = ANY($1::uuid[]) ORDER BY t.id FOR UPDATE OF t";

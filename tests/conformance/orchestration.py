@@ -5,7 +5,7 @@
    type, retries or not, blocking and rescheduling pauses, scheduled in the past and the
    future, with and without deployment and infrastructure pid, persisted results, deployments
    with concurrency limits (ENQUEUE, CANCEL_NEW), a deployment deleted after its runs were
-   created), then copies
+   created, subflows whose parent task runs are in various states with tag limits), then copies
    database A to database B (pg_dump), so both hold the same runs with the same ids.
 2. Generates seeded bulk commands (1..8 runs by id each, a proposed state with a name and
    details, force or not) and applies each one, in the same order, through Prefect's HTTP
@@ -14,10 +14,12 @@
 3. Compares per run: status, details type, reason, delay_seconds (within 3 s: a scheduled
    time set from "now" on each side differs by the time between the two calls), state
    null-ness, type and name, scheduled_time (within 2 s); at the end, every run's columns in A
-   and B, and the slots each deployment's concurrency limit holds.
+   and B, the subflows' parent task runs, and the slots each concurrency limit holds.
 
 Differences that come from Prefect's shared `state_details` object (filters-and-schema.md §6
-item 10: one object serves every run of a request) are counted as expected, with the reason.
+item 10: one object serves every run of a request) are counted as expected, with the reason;
+so are bulkstate's deliberate refusals of subflow transitions that would have to release tag
+concurrency leases Prefect keeps in its server's memory.
 Prints `orchestration-conformance: compared=<N> unexplained=<U> expected=<E>`; exits 1 when
 U > 0.
 """
@@ -58,10 +60,29 @@ def build_population(api, rng, n_runs):
     # runs of a deployment deleted afterwards: their deployment_id dangles (no foreign key),
     # which SecureFlowConcurrencySlots answers with "Deployment not found." on PENDING
     gone = api.ok("POST", "/deployments/", {"name": "odep-gone", "flow_id": flow})["id"]
-    ids, dep_of = [], {}
+    ids, dep_of, parent_of = [], {}, {}
     limited = set(deps[2:])
+    # subflows: their parent task runs live in one parent flow run; tag limits (Prefect creates
+    # them in concurrency_limit_v2, named tag:<tag>): "light" never has a slot in use, "held"
+    # gets slots through Prefect's own task policy (leases in its server's memory)
+    parent_run = api.ok("POST", "/flow_runs/", {"flow_id": flow, "name": "subflow-parent"})["id"]
+    # Prefect's task policy lets a task run only inside a running flow run
+    api.ok("POST", f"/flow_runs/{parent_run}/set_state", {"state": {"type": "RUNNING"}, "force": True})
+    for tag in ("light", "held"):
+        api.ok("POST", "/concurrency_limits/", {"tag": tag, "concurrency_limit": 1000})
+    task_paths = []
     for i in range(n_runs):
         body = {"flow_id": flow, "name": f"orch-{i}"}
+        if rng.random() < 0.15:
+            tpath = rng.choice(["none", "pending", "running", "completed"] * 2 + ["core_running"])
+            tags = rng.choice([[], ["light"], ["held"], ["light", "other"]])
+            if tpath == "core_running":
+                tags = ["held"]
+            task = api.ok("POST", "/task_runs/", {"flow_run_id": parent_run, "task_key": "orch-subflow",
+                                                  "dynamic_key": str(i), "name": f"orch-task-{i}",
+                                                  "tags": tags})["id"]
+            task_paths.append((task, tpath))
+            body["parent_task_run_id"] = task
         if rng.random() < 0.6:
             body["deployment_id"] = rng.choice(deps) if rng.random() < 0.85 else gone
         if rng.random() < 0.4:
@@ -71,6 +92,8 @@ def build_population(api, rng, n_runs):
         rid = run["id"]
         ids.append(rid)
         dep_of[rid] = body.get("deployment_id")
+        if "parent_task_run_id" in body:
+            parent_of[rid] = body["parent_task_run_id"]
         if rng.random() < 0.3:
             api.ok("PATCH", f"/flow_runs/{rid}", {"infrastructure_pid": f"pid-{i}"})
         path = rng.choice(["none", "scheduled", "pending", "running", "completed", "completed_data",
@@ -100,8 +123,21 @@ def build_population(api, rng, n_runs):
                 details["pause_reschedule"] = True
             put({"type": "PAUSED", "name": "Suspended" if path == "suspended" else "Paused",
                  "state_details": details})
+    # the parent task runs' own states, set after their subflows' (each subflow state is copied
+    # onto its parent task, which would release the tag slots)
+    for task, tpath in task_paths:
+        def put_task(state, force=True):
+            api.ok("POST", f"/task_runs/{task}/set_state", {"state": state, "force": force})
+        if tpath != "none":
+            put_task({"type": "PENDING"})
+        if tpath in ("running", "completed"):
+            put_task({"type": "RUNNING"})
+        if tpath == "completed":
+            put_task({"type": "COMPLETED"})
+        if tpath == "core_running":  # through Prefect's CoreTaskPolicy: takes the tag slots
+            put_task({"type": "RUNNING"}, force=False)
     api.ok("DELETE", f"/deployments/{gone}")
-    return ids, dep_of, limited
+    return ids, dep_of, limited, parent_of
 
 
 def proposal(rng):
@@ -176,11 +212,27 @@ def final_columns(conninfo):
     return {l.split("\t")[0]: l.split("\t")[1:] for l in out.splitlines()}
 
 
+def task_columns(conninfo):
+    out = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-F", "\t", conninfo, "-c",
+         "SELECT t.id, t.state_type, t.state_name, t.run_count, t.start_time IS NULL, "
+         "t.end_time IS NULL, extract(epoch FROM t.total_run_time)::int, "
+         "t.next_scheduled_start_time IS NULL, "
+         "COALESCE(s.state_details->>'child_flow_run_id', ''), "
+         "(SELECT count(*) FROM task_run_state x WHERE x.task_run_id = t.id) "
+         "FROM task_run t LEFT JOIN task_run_state s ON s.id = t.state_id "
+         "WHERE t.task_key = 'orch-subflow' ORDER BY t.id"],
+        text=True, check=True, capture_output=True).stdout
+    return {l.split("\t")[0]: l.split("\t")[1:] for l in out.splitlines()}
+
+
 def limit_slots(conninfo):
     out = subprocess.run(
         ["psql", "-X", "-A", "-t", "-F", "\t", conninfo, "-c",
          "SELECT d.name, l.active_slots FROM concurrency_limit_v2 l "
-         "JOIN deployment d ON d.concurrency_limit_id = l.id ORDER BY d.name"],
+         "JOIN deployment d ON d.concurrency_limit_id = l.id "
+         "UNION ALL SELECT name, active_slots FROM concurrency_limit_v2 WHERE name LIKE 'tag:%' "
+         "ORDER BY 1"],
         text=True, check=True, capture_output=True).stdout
     return dict(l.split("\t") for l in out.splitlines())
 
@@ -198,7 +250,7 @@ def main():
 
     rng = random.Random(args.seed)
     api = Api(args.api)
-    ids, dep_of, limited = build_population(api, rng, args.runs)
+    ids, dep_of, limited, parent_of = build_population(api, rng, args.runs)
     # the copy: same runs, same ids, same states
     dump = subprocess.run(["pg_dump", "--no-owner", args.conninfo_a], check=True,
                           capture_output=True).stdout
@@ -224,6 +276,12 @@ def main():
             "an earlier request a lease id, and that run's release freed this deployment's slot")
     CLOCK = ("scheduled time due within a second of the proposal: WAIT on one side, ACCEPT on "
              "the other, the two calls being a few hundred ms apart")
+    HELD = ("deliberate: bulkstate refuses a subflow transition that would release tag "
+            "concurrency leases Prefect keeps in its server's memory (a tag limit of the parent "
+            "task run has slots in use)")
+    FOLLOW_HELD = "run diverged earlier through such a refusal"
+    held_refusals = 0
+    tainted_held = set()
     tainted = set()  # runs whose state already differs for the expected reason
     leaked_deps = set()  # limited deployments whose lease id leaked into another run
     try:
@@ -258,10 +316,22 @@ def main():
                 bl = ((b.get("state") or {}).get("state_details") or {}).get("deployment_concurrency_lease_id")
                 if len(sel) > 1 and pl and not bl:
                     leaked_deps.update(dep_of[x] for x in sel if dep_of.get(x) in limited)
-                if "concurrency" in ((b.get("details") or {}).get("reason") or ""):
+                breason = (b.get("details") or {}).get("reason") or ""
+                if "concurrency" in breason and not breason.startswith("bulkstate cannot"):
                     slot_denials += 1
                 un, ex = compare_result(p, b, len(sel) > 1)
                 rid = p["flow_run_id"]
+                if un and (b["details"].get("reason") or "").startswith(
+                        "bulkstate cannot release tag concurrency leases"):
+                    expected += 1
+                    held_refusals += 1
+                    reasons_expected[HELD] = reasons_expected.get(HELD, 0) + 1
+                    tainted_held.add(rid)
+                    continue
+                if rid in tainted_held and (un or ex):
+                    expected += 1
+                    reasons_expected[FOLLOW_HELD] = reasons_expected.get(FOLLOW_HELD, 0) + 1
+                    continue
                 if rid in tainted and (un or ex):
                     expected += 1
                     reasons_expected[FOLLOW] = reasons_expected.get(FOLLOW, 0) + 1
@@ -307,21 +377,49 @@ def main():
         ra, rb = a[rid], b.get(rid)
         diff = [f"{c} {x} vs {y}" for c, x, y in zip(cols, ra, rb or [None] * len(cols))
                 if x != y and not (c == "run_time_s" and rb and abs(int(x) - int(y)) <= 5)]
-        if diff and rid in tainted:
+        if diff and (rid in tainted or rid in tainted_held):
+            why = FOLLOW if rid in tainted else FOLLOW_HELD
             expected += 1
-            reasons_expected[FOLLOW] = reasons_expected.get(FOLLOW, 0) + 1
+            reasons_expected[why] = reasons_expected.get(why, 0) + 1
         elif diff:
             final_diffs += 1
             if final_diffs <= 10:
                 print(f"FINAL DIFFERENCE run {rid}: {'; '.join(diff)}", flush=True)
     unexplained += final_diffs
     print(f"commands: {k}; runs whose final columns differ: {final_diffs}")
+    # the parent task runs of the subflows: same columns, same copied states
+    ta, tb = task_columns(args.conninfo_a), task_columns(args.conninfo_b)
+    tcols = ["state_type", "state_name", "run_count", "start_null", "end_null", "run_time_s",
+             "next_sched_null", "child_flow_run_id", "states"]
+    tainted_tasks = {parent_of[r]: FOLLOW for r in tainted if r in parent_of}
+    tainted_tasks.update({parent_of[r]: FOLLOW_HELD for r in tainted_held if r in parent_of})
+    task_diffs = written = 0
+    for tid in ta:
+        ra, rb = ta[tid], tb.get(tid)
+        written += int(ra[-1])
+        diff = [f"{c} {x} vs {y}" for c, x, y in zip(tcols, ra, rb or [None] * len(tcols))
+                if x != y and not (c == "run_time_s" and rb and abs(int(x) - int(y)) <= 5)]
+        if diff and tid in tainted_tasks:
+            expected += 1
+            reasons_expected[tainted_tasks[tid]] = reasons_expected.get(tainted_tasks[tid], 0) + 1
+        elif diff:
+            task_diffs += 1
+            if task_diffs <= 10:
+                print(f"FINAL DIFFERENCE parent task run {tid}: {'; '.join(diff)}", flush=True)
+    unexplained += task_diffs
+    print(f"subflows: {len(parent_of)}; parent task runs whose final columns differ: {task_diffs}; "
+          f"task run states in Prefect's database: {written}; transitions refused for tag "
+          f"leases in Prefect's memory: {held_refusals}")
     sa, sb = limit_slots(args.conninfo_a), limit_slots(args.conninfo_b)
     print(f"results refused for deployment concurrency (slot denied, limit reached): {slot_denials}")
     print(f"deployment concurrency slots held at the end: Prefect {sa}, bulkstate {sb}")
-    if sa != sb:
+    differ = sorted(n for n in set(sa) | set(sb) if sa.get(n) != sb.get(n))
+    if differ and all(n.startswith("tag:") for n in differ) and held_refusals:
+        expected += 1
+        reasons_expected[HELD] = reasons_expected.get(HELD, 0) + 1
+    elif differ:
         unexplained += 1
-        print("FINAL DIFFERENCE: deployment concurrency slots differ", flush=True)
+        print(f"FINAL DIFFERENCE: concurrency slots differ: {differ}", flush=True)
     for r, n in reasons_expected.items():
         print(f"expected: {n} x {r}")
     print(f"orchestration-conformance: compared={compared} unexplained={unexplained} expected={expected}")

@@ -3,8 +3,9 @@
 # run in the same transaction: a task_run_state row (child_flow_run_id = the subflow), the task
 # run's bookkeeping columns, a result artifact for the task, and the task run leaves the
 # active_slots of its tags' concurrency limits (first API). A parent task whose tags have
-# limits of the second API (leases in Prefect's server memory) is refused with a clear reason
-# and nothing of it is written.
+# limits of the second API with slots in use (leases in Prefect's server memory) is refused
+# with a clear reason and nothing of it is written; such a limit with no slot in use holds no
+# lease and does not stand in the way.
 source "$(dirname "$0")/lib.sh"
 P=0193f000-0000-7000-8f00
 PARENT=$P-0000000000f0
@@ -21,7 +22,8 @@ done
 sql "INSERT INTO concurrency_limit (tag, concurrency_limit, active_slots)
      VALUES ('sub-db', 2, '[\"$T1\", \"$T2\"]'), ('sub-other', 1, '[\"$T1\"]')" >/dev/null
 sql "INSERT INTO concurrency_limit_v2 (active, name, \"limit\", active_slots, denied_slots,
-       slot_decay_per_second, avg_slot_occupancy_seconds) VALUES (true, 'tag:sub-gpu', 1, 1, 0, 0, 2)" >/dev/null
+       slot_decay_per_second, avg_slot_occupancy_seconds) VALUES (true, 'tag:sub-gpu', 1, 1, 0, 0, 2),
+       (true, 'tag:sub-db', 5, 0, 0, 0, 2)" >/dev/null
 T2_BEFORE=$(sql "SELECT state_id, state_type FROM task_run WHERE id = '$T2'")
 start_worker || { finish; exit 1; }
 
@@ -30,7 +32,7 @@ send "$TMP/sub.json"
 check_eq "results" "$(json_field '[(x["flow_run_id"][-3:], x["status"]) for x in r]')" \
   "[('003', 'ACCEPT'), ('002', 'ABORT'), ('001', 'ACCEPT')]"
 check_eq "the refusal names the task run and its limits" "$(json_field '[x["details"]["reason"] for x in r if x["status"] == "ABORT"][0]')" \
-  "bulkstate cannot release tag concurrency leases held in Prefect's server memory: parent task run $T2 of flow run $S2 has tag limits tag:sub-gpu"
+  "bulkstate cannot release tag concurrency leases held in Prefect's server memory: parent task run $T2 of flow run $S2 has tag limits with slots in use: tag:sub-gpu"
 
 # the parent task run of an accepted subflow holds a copy of the subflow's state
 check_eq "task run columns" "$(sql "SELECT state_type, state_name, run_count, end_time IS NOT NULL, total_run_time > interval '0' FROM task_run WHERE id = '$T1'")" \

@@ -382,7 +382,7 @@ int main(void)
     CHECK_STR(f.d.reason, "bulkstate cannot release tag concurrency leases held in Prefect's "
                           "server memory: parent task run 99999999-9999-4999-8999-999999999999 "
                           "of flow run 11111111-1111-4111-8111-111111111111 has tag limits "
-                          "tag:db,tag:gpu");
+                          "with slots in use: tag:db,tag:gpu");
     setup(&f, BS_PENDING, "Pending", BS_RUNNING, true);
     snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
     f.run.parent_task = &task;
