@@ -258,6 +258,10 @@ int main(int argc, char **argv)
                 printf(" %s", *n);
             printf("\n");
         }
+        printf("both (global):");
+        for (const char *const *n = bs_orch_global_names(); *n; n++)
+            printf(" %s", *n);
+        printf("\n");
         return 0;
     }
     static const char *const COMMANDS[] = {"worker", "migrate", "topics", "tail",        "status",

@@ -252,6 +252,28 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
     }
 }
 
+const char *const *bs_orch_global_names(void)
+{
+    /* in Prefect's order; g_unique_timestamp, g_times, g_details, g_run_count and
+     * g_parent_task above implement them */
+    static const char *const names[] = {"EnsureFlowRunStateTimestampIsUnique",
+                                        "SetRunStateType",
+                                        "SetRunStateName",
+                                        "SetRunStateTimestamp",
+                                        "SetStartTime",
+                                        "SetEndTime",
+                                        "IncrementRunTime",
+                                        "SetExpectedStartTime",
+                                        "SetNextScheduledStartTime",
+                                        "UpdateStateDetails",
+                                        "UpdateSubflowParentTask",
+                                        "UpdateSubflowStateDetails",
+                                        "IncrementFlowRunCount",
+                                        "RemoveResumingIndicator",
+                                        NULL};
+    return names;
+}
+
 const char *const *bs_orch_rule_names(bool force)
 {
     static const char *core[40], *minimal[16];

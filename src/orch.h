@@ -74,6 +74,9 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d);
 /* Names of the rules that run for force=false / force=true, NULL-terminated (README, tests). */
 const char *const *bs_orch_rule_names(bool force);
 
+/* Names of the 14 GlobalFlowPolicy transforms, in Prefect's order, NULL-terminated. */
+const char *const *bs_orch_global_names(void);
+
 /* Parses "x.y.z" (integers) into the api_version encoding; returns -1 when malformed. */
 int64_t bs_orch_parse_api_version(const char *s);
 

@@ -586,5 +586,10 @@ int main(void)
     CHECK_INT(bs_orch_parse_api_version("0.8.4"), 8004);
     CHECK_INT(bs_orch_parse_api_version("0.8"), -1);
     CHECK_STR(bs_orch_rule_names(true)[0], "PreventResultDataLoss");
+    int ng = 0;
+    for (const char *const *g = bs_orch_global_names(); *g; g++)
+        ng++;
+    CHECK_INT(ng, 14);
+    CHECK_STR(bs_orch_global_names()[10], "UpdateSubflowParentTask");
     return t_done();
 }
