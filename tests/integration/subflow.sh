@@ -7,7 +7,7 @@
 # with a clear reason and nothing of it is written; such a limit with no slot in use holds no
 # lease and does not stand in the way.
 source "$(dirname "$0")/lib.sh"
-P=0193f000-0000-7000-8f00
+P=0193f000-0000-7000-8a00
 PARENT=$P-0000000000f0
 T1=$P-0000000001a1 T2=$P-0000000001a2 T3=$P-0000000001a3
 S1=$P-000000000001 S2=$P-000000000002 S3=$P-000000000003
