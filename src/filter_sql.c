@@ -72,9 +72,15 @@ static const char *arr(ctx *c, const bs_list *l)
     return bs_pg_array(c->ar, l->v, l->n);
 }
 
-/* col = ANY($n::type[]) */
+/* col = ANY($n::type[]); one value: col = $n::type, the same rows, and a form the planner can
+ * walk an index on (col, id) with in id order (it cannot with an array) */
 static void any_of(ctx *c, terms *t, const char *col, const char *type, const bs_list *l)
 {
+    if (l->n == 1 && l->v[0] != NULL) {
+        int n = add_param(c, l->v[0]);
+        add(t, bs_arena_printf(c->ar, "%s = $%d::%s", col, n, type));
+        return;
+    }
     int n = add_param(c, arr(c, l));
     add(t, bs_arena_printf(c->ar, "%s = ANY($%d::%s[])", col, n, type));
 }
