@@ -410,14 +410,37 @@ int bs_consumer_assigned(const bs_consumer *cons)
     return cons->assigned;
 }
 
+/* How long leaving the group may take at shutdown. rd_kafka_consumer_close() waits for the
+ * group coordinator without bound: a worker told to stop while the coordinator is unreachable
+ * must still exit (offsets it could not commit are redelivered and found applied). */
+#define CLOSE_TIMEOUT_MS 10000
+
 void bs_consumer_close(bs_consumer *cons)
 {
     if (cons == NULL) return;
     rd_kafka_resp_err_t e = rd_kafka_commit(cons->rk, NULL, 0);
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
         bs_log(BS_LOG_WARN, "kafka", "final commit failed: %s", rd_kafka_err2str(e));
-    rd_kafka_consumer_close(cons->rk);
-    rd_kafka_destroy(cons->rk);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(cons->rk);
+    rd_kafka_error_t *err = rd_kafka_consumer_close_queue(cons->rk, q);
+    bool closed = false;
+    if (err != NULL) {
+        bs_log(BS_LOG_WARN, "kafka", "leaving the group failed: %s", rd_kafka_error_string(err));
+        rd_kafka_error_destroy(err);
+    } else {
+        /* the revocation comes to rebalance_cb through this queue */
+        const int64_t deadline = bs_mono_us() + (int64_t)CLOSE_TIMEOUT_MS * 1000;
+        while (!(closed = rd_kafka_consumer_closed(cons->rk)) && bs_mono_us() < deadline)
+            rd_kafka_queue_poll_callback(q, 100);
+        if (!closed)
+            bs_log(BS_LOG_WARN, "kafka",
+                   "could not leave the consumer group within %d ms (coordinator unreachable?): "
+                   "closing anyway; the group reassigns the partitions after the session "
+                   "timeout",
+                   CLOSE_TIMEOUT_MS);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy_flags(cons->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     free(cons);
 }
 

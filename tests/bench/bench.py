@@ -254,6 +254,8 @@ def scenario_prefect(args, res):
         psql(db, "TRUNCATE flow_run, flow_run_state CASCADE")
         psql_file(db, os.path.join(SRC, "tests/bench/population_1m.sql"))
         psql_file(db, os.path.join(SRC, "tests/bench/population_states.sql"))
+    # the same indexes as bulkstate's database and the floor's
+    psql_file(db, os.path.join(SRC, "schemas/recommended.sql"))
     cmds = make_commands(db, args.prefect_commands, 2, "pf")
 
     def post(body):
@@ -284,9 +286,27 @@ def scenario_latency(args, res):
     n = int(rate * args.latency_seconds)
     cmds = make_commands("bench", n, 3, "lat")
     topics("bench", "bench.lat", 3)
-    w = subprocess.Popen([BIN, "worker"], env=env_for("bench", "bench.lat", "bench-lat"),
-                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(OUT, "lat.log"), "w"))
-    time.sleep(5)  # the worker joins its group first: latency is measured on a running worker
+    # the worker joins its group and gets its partitions first (its /readyz says so): latency
+    # is measured on a running worker, not on the group's first join
+    import socket
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    env = dict(env_for("bench", "bench.lat", "bench-lat"),
+               BULKSTATE_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}")
+    w = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(OUT, "lat.log"), "w"))
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline or w.poll() is not None:
+            raise SystemExit(f"the latency worker never became ready: see {OUT}/lat.log")
+        time.sleep(0.1)
     kc = subprocess.Popen(["kcat", "-P", "-b", BROKER, "-t", "bench.lat", "-K", "\t", "-H",
                            "content-type=application/json", "-X", "linger.ms=0"],
                           stdin=subprocess.PIPE, text=True)
