@@ -428,10 +428,18 @@ void bs_consumer_close(bs_consumer *cons)
         bs_log(BS_LOG_WARN, "kafka", "leaving the group failed: %s", rd_kafka_error_string(err));
         rd_kafka_error_destroy(err);
     } else {
-        /* the revocation comes to rebalance_cb through this queue */
+        /* served as events: a revocation goes to rebalance_cb (by librdkafka, or here when it
+         * comes out as an event); anything else (a fetched message, an error) is dropped.
+         * rd_kafka_queue_poll_callback() would assert on a message. */
         const int64_t deadline = bs_mono_us() + (int64_t)CLOSE_TIMEOUT_MS * 1000;
-        while (!(closed = rd_kafka_consumer_closed(cons->rk)) && bs_mono_us() < deadline)
-            rd_kafka_queue_poll_callback(q, 100);
+        while (!(closed = rd_kafka_consumer_closed(cons->rk)) && bs_mono_us() < deadline) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+            if (ev == NULL) continue;
+            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) /* not served by the cb */
+                rebalance_cb(cons->rk, rd_kafka_event_error(ev),
+                             rd_kafka_event_topic_partition_list(ev), cons);
+            rd_kafka_event_destroy(ev);
+        }
         if (!closed)
             bs_log(BS_LOG_WARN, "kafka",
                    "could not leave the consumer group within %d ms (coordinator unreachable?): "
