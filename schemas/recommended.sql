@@ -2,5 +2,13 @@
 -- Each one makes every state write a little more expensive (flow_run updates are not HOT
 -- when an indexed column changes), so they are opt-in.
 --
--- tags: Prefect has no index on flow_run.tags; filters by tags (jsonb ?& / ?|) then scan.
-CREATE INDEX IF NOT EXISTS ix_flow_run__tags_gin ON flow_run USING gin (tags);
+-- State and tags: Prefect has no index on flow_run.tags, so filters by tags (jsonb ?& / ?|)
+-- scan. One GIN index over (state_type, tags) answers tags alone and state + tags together
+-- (btree_gin provides the GIN operator class for the state_type enum; it is a trusted
+-- extension). It replaces the tags-only index earlier versions created.
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+CREATE INDEX IF NOT EXISTS ix_flow_run__state_type_tags_gin ON flow_run USING gin (state_type, tags);
+DROP INDEX IF EXISTS ix_flow_run__tags_gin;
+-- Deployment: its runs in id order, so `deployment_id = X ORDER BY id DESC LIMIT n` reads n
+-- index entries instead of sorting all the deployment's runs or walking the primary key.
+CREATE INDEX IF NOT EXISTS ix_flow_run__deployment_id_id ON flow_run (deployment_id, id);

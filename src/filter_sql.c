@@ -269,4 +269,21 @@ void bs_filter_select_sql(const bs_filter *f, int limit, bs_arena *ar, bs_sql *o
         where.text, n);
     out->params = c.params;
     out->nparams = c.nparams;
+    out->limit = limit;
+    out->window = NULL;
+    out->bitmap = false;
+    const bs_subfilter *id = &f->f[BS_F_ID], *tags = &f->f[BS_F_TAGS];
+    /* a GIN-able tags term AND-ed with the rest (under OR, a branch without an index would
+     * make a sequential scan out of it); not when ids are named (primary key lookups) */
+    out->bitmap = f->op == BS_OP_AND && tags->present &&
+                  ((tags->all.set && tags->all.n) || tags->any.set) &&
+                  !(tags->op == BS_OP_OR && tags->is_null.set) && !(id->present && id->any.set);
+    if (!out->bitmap) return; /* the planner's own choice, which its estimates serve well */
+    /* dense matches are found among the newest runs at once; the GIN index would fetch and
+     * sort them all */
+    out->window = bs_arena_printf(ar,
+                                  "SELECT flow_run.id FROM (SELECT * FROM flow_run ORDER BY "
+                                  "flow_run.id DESC LIMIT %d) AS flow_run WHERE %s ORDER BY "
+                                  "flow_run.id DESC LIMIT $%d",
+                                  BS_SELECT_WINDOW, where.text, n);
 }

@@ -88,9 +88,16 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
             const char **ids;
             size_t n;
             bs_filter_select_sql(&f, (int)limit, ar, &sql);
-            if (explain) sql.text = bs_arena_printf(ar, "EXPLAIN %s", sql.text);
+            if (explain) { /* the plan of the full selection, as the worker would run it */
+                sql.text = bs_arena_printf(ar, "EXPLAIN %s", sql.text);
+                sql.window = NULL;
+            }
             int64_t t0 = bs_mono_ms();
-            if (bs_store_select(st, ar, &sql, &ids, &n, &err) < 0) {
+            /* in a transaction, as in the worker: the planner settings it may set are local */
+            int sel = bs_store_begin(st, &err);
+            if (sel == 0) sel = bs_store_select(st, ar, &sql, &ids, &n, &err);
+            bs_store_rollback(st);
+            if (sel < 0) {
                 fprintf(stderr, "bulkstate select: %s\n", err.msg);
                 out = json_pack("{s:{s:s,s:s}}", "error", "type", "sql", "message", err.msg);
                 rc = 1;
@@ -107,6 +114,9 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
                     json_array_append_new(p, json_string(sql.params[i]));
                 json_object_set_new(out, "sql", json_string(sql.text));
                 json_object_set_new(out, "params", p);
+                json_object_set_new(out, "window",
+                                    sql.window ? json_string(sql.window) : json_null());
+                json_object_set_new(out, "bitmap", json_boolean(sql.bitmap));
             }
         }
         char *txt = json_dumps(out, JSON_COMPACT);

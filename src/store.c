@@ -314,7 +314,33 @@ int bs_store_clear_attempt(bs_store *st, const bs_source *src, bs_err *err)
 int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char ***ids, size_t *n,
                     bs_err *err)
 {
-    PGresult *res = exec(st, sql->text, (int)sql->nparams, sql->params);
+    PGresult *res = NULL;
+    if (sql->window != NULL) { /* the newest runs first: enough matches there are the answer */
+        res = exec(st, sql->window, (int)sql->nparams, sql->params);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            return fail(st, res, err, "select the flow runs");
+        if (PQntuples(res) < sql->limit) {
+            PQclear(res);
+            res = NULL;
+        }
+    }
+    if (res == NULL && sql->bitmap) {
+        /* sparse matches: the GIN index, not a walk of the primary key (transaction-local;
+         * the statements after the selection get the planner's defaults back) */
+        static const char off[] = "SELECT set_config('enable_indexscan', 'off', true), "
+                                  "set_config('enable_indexonlyscan', 'off', true)";
+        static const char on[] = "SELECT set_config(name, reset_val, true) FROM pg_settings "
+                                 "WHERE name IN ('enable_indexscan', 'enable_indexonlyscan')";
+        if (exec_ok(st, off, 0, NULL, "plan the selection", err) < 0) return -1;
+        res = exec(st, sql->text, (int)sql->nparams, sql->params);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            return fail(st, res, err, "select the flow runs");
+        if (exec_ok(st, on, 0, NULL, "plan the selection", err) < 0) {
+            PQclear(res);
+            return -1;
+        }
+    }
+    if (res == NULL) res = exec(st, sql->text, (int)sql->nparams, sql->params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "select the flow runs");
     *n = (size_t)PQntuples(res);
     *ids = bs_arena_alloc(ar, sizeof(char *) * (*n ? *n : 1));

@@ -213,14 +213,25 @@ def scenario_floor(args, res, cmds):
     out = subprocess.run([BIN, "select", "--sql"], input=lines, capture_output=True, text=True,
                          env=env_for("bench_floor", "x", "x"), check=True).stdout.splitlines()
     stmts = []
+
+    def inline(sql, params):
+        for i in range(len(params), 0, -1):
+            v = params[i - 1].replace("'", "''")
+            sql = sql.replace(f"${i}", f"'{v}'")
+        return sql
+
     for c, line in zip(cmds, out):
         j = json.loads(line)
-        sql = j["sql"]
-        for i in range(len(j["params"]), 0, -1):
-            v = j["params"][i - 1].replace("'", "''")
-            sql = sql.replace(f"${i}", f"'{v}'")
+        sql = inline(j["sql"], j["params"])
         st = c["state"]
         name = st.get("name") or st["type"].capitalize()
+        if j.get("bitmap"):
+            # the worker's plan for a tags filter: the newest runs first, else the GIN index
+            # (index scans off), decided here in one statement
+            win = inline(j["window"], j["params"])
+            flag = (f"CASE WHEN (SELECT count(*) FROM ({win}) w) >= 50 THEN 'on' ELSE 'off' END")
+            stmts.append(f"BEGIN; SELECT set_config('enable_indexscan', x.f, true), "
+                         f"set_config('enable_indexonlyscan', x.f, true) FROM (SELECT {flag} AS f) x;")
         stmts.append(
             f"WITH sel AS ({sql} FOR UPDATE), ins AS (INSERT INTO flow_run_state (id, flow_run_id, "
             f"type, \"timestamp\", name, state_details) SELECT gen_random_uuid(), sel.id, "
@@ -228,6 +239,8 @@ def scenario_floor(args, res, cmds):
             f"FROM sel RETURNING id, flow_run_id, type, name, \"timestamp\") UPDATE flow_run f SET "
             f"state_id = ins.id, state_type = ins.type, state_name = ins.name, state_timestamp = "
             f"ins.\"timestamp\" FROM ins WHERE f.id = ins.flow_run_id;")
+        if j.get("bitmap"):
+            stmts.append("COMMIT;")
     path = os.path.join(OUT, "floor.sql")
     with open(path, "w") as f:
         f.write("\n".join(stmts) + "\n")

@@ -181,6 +181,50 @@ int main(void)
         CHECK_INT(strlen(sql.params[0]), 10000 * 39 + 1);
         json_decref(j);
     }
+    /* the selection's plan hints: a GIN-able tags term gets the window and the bitmap plan */
+    static const struct {
+        const char *json;
+        bool bitmap;
+    } HINTS[] = {
+        {"{\"tags\":{\"all_\":[\"a\"]},\"state\":{\"type\":{\"any_\":[\"COMPLETED\"]}}}", true},
+        {"{\"tags\":{\"any_\":[\"a\",\"b\"]}}", true},
+        {"{\"tags\":{\"all_\":[]}}", false},       /* no term */
+        {"{\"tags\":{\"is_null_\":true}}", false}, /* not GIN-able */
+        {"{\"tags\":{\"operator\":\"or_\",\"all_\":[\"a\"],\"is_null_\":true}}", false},
+        {"{\"operator\":\"or_\",\"tags\":{\"all_\":[\"a\"]},\"flow_version\":{\"any_\":"
+         "[\"1\"]}}",
+         false}, /* OR with a branch the GIN index cannot answer */
+        {"{\"tags\":{\"all_\":[\"a\"]},\"id\":{\"any_\":[\"3c90c3cc-0d44-4b50-8888-"
+         "8dd25736052a\"]}}",
+         false}, /* ids named: primary key lookups */
+        {"{\"deployment_id\":{\"any_\":[\"3c90c3cc-0d44-4b50-8888-8dd25736052a\"]}}", false},
+        {"null", false},
+    };
+    for (size_t i = 0; i < sizeof HINTS / sizeof HINTS[0]; i++) {
+        json_t *j = json_loads(HINTS[i].json, JSON_DECODE_ANY, NULL);
+        bs_filter f;
+        bs_err err = {0};
+        bs_sql sql;
+        CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), 0);
+        bs_filter_select_sql(&f, 50, ar, &sql);
+        CHECK_INT(sql.limit, 50);
+        CHECK_INT(sql.bitmap, HINTS[i].bitmap);
+        CHECK_INT(sql.window != NULL, HINTS[i].bitmap);
+        json_decref(j);
+    }
+    {
+        json_t *j = json_loads("{\"tags\":{\"all_\":[\"a\"]}}", 0, NULL);
+        bs_filter f;
+        bs_err err = {0};
+        bs_sql sql;
+        CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), 0);
+        bs_filter_select_sql(&f, 7, ar, &sql);
+        CHECK_STR(sql.window, "SELECT flow_run.id FROM (SELECT * FROM flow_run ORDER BY "
+                              "flow_run.id DESC LIMIT 5000) AS flow_run WHERE flow_run.tags ?& "
+                              "$1::text[] ORDER BY flow_run.id DESC LIMIT $2");
+        CHECK_STR(sql.params[1], "7");
+        json_decref(j);
+    }
     bs_arena_free(ar);
     return t_done();
 }
