@@ -402,6 +402,21 @@ static void col_uuid(const PGresult *res, int r, int c, bs_uuid *out)
     if (!PQgetisnull(res, r, c)) snprintf(out->s, sizeof out->s, "%s", PQgetvalue(res, r, c));
 }
 
+/* run_count, expected_start_time, next_scheduled_start_time, start_time, end_time and
+ * total_run_time from columns c..c+5: the bookkeeping flow runs and task runs share. */
+static void col_bookkeeping(const PGresult *res, int r, int c, int64_t *run_count,
+                            int64_t *expected, int64_t *next, int64_t *start, int64_t *end,
+                            int64_t *total)
+{
+    *run_count = strtoll(PQgetvalue(res, r, c), NULL, 10);
+    *expected = col_ts(res, r, c + 1);
+    *next = col_ts(res, r, c + 2);
+    *start = col_ts(res, r, c + 3);
+    *end = col_ts(res, r, c + 4);
+    *total = col_ts(res, r, c + 5);
+    if (*total == BS_TS_NULL) *total = 0;
+}
+
 static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
 {
     memset(run, 0, sizeof *run);
@@ -420,13 +435,9 @@ static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
     col_uuid(res, r, 27, &run->lease_limit_id);
     run->lease_slots = strtoll(PQgetvalue(res, r, 28), NULL, 10);
     run->lease_limit_active = strcmp(PQgetvalue(res, r, 29), "t") == 0;
-    run->run_count = strtoll(PQgetvalue(res, r, 4), NULL, 10);
-    run->expected_start_time = col_ts(res, r, 5);
-    run->next_scheduled_start_time = col_ts(res, r, 6);
-    run->start_time = col_ts(res, r, 7);
-    run->end_time = col_ts(res, r, 8);
-    run->total_run_time_us = col_ts(res, r, 9);
-    if (run->total_run_time_us == BS_TS_NULL) run->total_run_time_us = 0;
+    col_bookkeeping(res, r, 4, &run->run_count, &run->expected_start_time,
+                    &run->next_scheduled_start_time, &run->start_time, &run->end_time,
+                    &run->total_run_time_us);
     json_t *pol = json_loads(PQgetvalue(res, r, 10), 0, NULL);
     bs_policy_from_json(pol, ar, &run->policy);
     json_decref(pol);
@@ -506,13 +517,9 @@ static int lock_parent_tasks(bs_store *st, bs_arena *ar, bs_run *runs, const boo
         t->state_type =
             PQgetisnull(res, r, 2) ? BS_NONE : bs_state_type_parse(PQgetvalue(res, r, 2));
         t->state_timestamp = col_ts(res, r, 3);
-        t->run_count = strtoll(PQgetvalue(res, r, 4), NULL, 10);
-        t->expected_start_time = col_ts(res, r, 5);
-        t->next_scheduled_start_time = col_ts(res, r, 6);
-        t->start_time = col_ts(res, r, 7);
-        t->end_time = col_ts(res, r, 8);
-        t->total_run_time_us = col_ts(res, r, 9);
-        if (t->total_run_time_us == BS_TS_NULL) t->total_run_time_us = 0;
+        col_bookkeeping(res, r, 4, &t->run_count, &t->expected_start_time,
+                        &t->next_scheduled_start_time, &t->start_time, &t->end_time,
+                        &t->total_run_time_us);
         t->has_tags = strcmp(PQgetvalue(res, r, 10), "t") == 0;
         t->tag_v2_limits = col_str(res, r, 11, ar);
     }

@@ -409,7 +409,8 @@ static void decide_all(bs_worker *w, const bs_command *cmd, batch *b)
         new_id(w, cmd, b->ids[i], "replacement", now, true, &in.replacement_id);
         new_id(w, cmd, b->ids[i], "pause-key", now, false, &in.random_pause_key);
         new_id(w, cmd, b->ids[i], "lease", now, false, &in.new_lease_id);
-        new_id(w, cmd, b->ids[i], "task-state", now, true, &in.task_state_id);
+        if (!bs_uuid_null(&b->runs[i].parent_task_run_id)) /* a subflow: G11 copies its state */
+            new_id(w, cmd, b->ids[i], "task-state", now, true, &in.task_state_id);
         bs_limit_view *v = bs_limit_find(b->limits, b->nlimits, &b->runs[i].concurrency_limit_id);
         if (v) b->runs[i].limit_active_slots = v->now;
         bs_orch_decide(&in, &b->d[i]);
