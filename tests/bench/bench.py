@@ -19,6 +19,7 @@ import concurrent.futures
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -301,7 +302,6 @@ def scenario_latency(args, res):
     topics("bench", "bench.lat", 3)
     # the worker joins its group and gets its partitions first (its /readyz says so): latency
     # is measured on a running worker, not on the group's first join
-    import socket
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
         port = sk.getsockname()[1]

@@ -201,42 +201,46 @@ def compare_result(p, b, multi):
     return un, ex
 
 
+def psql_rows(conninfo, sql):
+    """The rows of a query, each a list of column texts."""
+    out = subprocess.run(["psql", "-X", "-A", "-t", "-F", "\t", conninfo, "-c", sql],
+                         text=True, check=True, capture_output=True).stdout
+    return [l.split("\t") for l in out.splitlines()]
+
+
 def final_columns(conninfo):
-    out = subprocess.run(
-        ["psql", "-X", "-A", "-t", "-F", "\t", conninfo, "-c",
-         "SELECT id, state_type, state_name, run_count, start_time IS NULL, end_time IS NULL, "
-         "extract(epoch FROM total_run_time)::int, next_scheduled_start_time IS NULL, "
-         "COALESCE(empirical_policy->>'resuming', 'false'), "
-         "COALESCE(empirical_policy->>'retry_type', ''), "
-         "COALESCE(jsonb_array_length(empirical_policy->'pause_keys'), 0) FROM flow_run "
-         "WHERE name LIKE 'orch-%' ORDER BY id"],
-        text=True, check=True, capture_output=True).stdout
-    return {l.split("\t")[0]: l.split("\t")[1:] for l in out.splitlines()}
+    rows = psql_rows(
+        conninfo,
+        "SELECT id, state_type, state_name, run_count, start_time IS NULL, end_time IS NULL, "
+        "extract(epoch FROM total_run_time)::int, next_scheduled_start_time IS NULL, "
+        "COALESCE(empirical_policy->>'resuming', 'false'), "
+        "COALESCE(empirical_policy->>'retry_type', ''), "
+        "COALESCE(jsonb_array_length(empirical_policy->'pause_keys'), 0) FROM flow_run "
+        "WHERE name LIKE 'orch-%' ORDER BY id")
+    return {r[0]: r[1:] for r in rows}
 
 
 def task_columns(conninfo):
-    out = subprocess.run(
-        ["psql", "-X", "-A", "-t", "-F", "\t", conninfo, "-c",
-         "SELECT t.id, t.state_type, t.state_name, t.run_count, t.start_time IS NULL, "
-         "t.end_time IS NULL, extract(epoch FROM t.total_run_time)::int, "
-         "t.next_scheduled_start_time IS NULL, "
-         "COALESCE(s.state_details->>'child_flow_run_id', ''), "
-         "(SELECT count(*) FROM task_run_state x WHERE x.task_run_id = t.id) "
-         "FROM task_run t LEFT JOIN task_run_state s ON s.id = t.state_id "
-         "WHERE t.task_key = 'orch-subflow' ORDER BY t.id"],
-        text=True, check=True, capture_output=True).stdout
-    return {l.split("\t")[0]: l.split("\t")[1:] for l in out.splitlines()}
+    rows = psql_rows(
+        conninfo,
+        "SELECT t.id, t.state_type, t.state_name, t.run_count, t.start_time IS NULL, "
+        "t.end_time IS NULL, extract(epoch FROM t.total_run_time)::int, "
+        "t.next_scheduled_start_time IS NULL, "
+        "COALESCE(s.state_details->>'child_flow_run_id', ''), "
+        "(SELECT count(*) FROM task_run_state x WHERE x.task_run_id = t.id) "
+        "FROM task_run t LEFT JOIN task_run_state s ON s.id = t.state_id "
+        "WHERE t.task_key = 'orch-subflow' ORDER BY t.id")
+    return {r[0]: r[1:] for r in rows}
 
 
 def limit_slots(conninfo):
-    out = subprocess.run(
-        ["psql", "-X", "-A", "-t", "-F", "\t", conninfo, "-c",
-         "SELECT d.name, l.active_slots FROM concurrency_limit_v2 l "
-         "JOIN deployment d ON d.concurrency_limit_id = l.id "
-         "UNION ALL SELECT name, active_slots FROM concurrency_limit_v2 WHERE name LIKE 'tag:%' "
-         "ORDER BY 1"],
-        text=True, check=True, capture_output=True).stdout
-    return dict(l.split("\t") for l in out.splitlines())
+    rows = psql_rows(
+        conninfo,
+        "SELECT d.name, l.active_slots FROM concurrency_limit_v2 l "
+        "JOIN deployment d ON d.concurrency_limit_id = l.id "
+        "UNION ALL SELECT name, active_slots FROM concurrency_limit_v2 WHERE name LIKE 'tag:%' "
+        "ORDER BY 1")
+    return dict(rows)
 
 
 def main():

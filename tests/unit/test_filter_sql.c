@@ -116,6 +116,17 @@ static void join_params(const bs_sql *s, char *out, size_t n)
     }
 }
 
+/* The selection statement of a flow_runs filter in JSON (which must be valid). */
+static void select_of(bs_arena *ar, const char *json, int limit, bs_sql *sql)
+{
+    json_t *j = json_loads(json, JSON_DECODE_ANY, NULL);
+    bs_filter f;
+    bs_err err = {0};
+    CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), 0);
+    bs_filter_select_sql(&f, limit, ar, sql);
+    json_decref(j);
+}
+
 int main(void)
 {
     bs_arena *ar = bs_arena_new();
@@ -149,17 +160,12 @@ int main(void)
 
     /* the selection statement: Prefect's order, the limit as the last parameter */
     {
-        json_t *j = json_loads("{\"tags\":{\"all_\":[\"a\"]}}", 0, NULL);
-        bs_filter f;
-        bs_err err = {0};
         bs_sql sql;
-        CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), 0);
-        bs_filter_select_sql(&f, 50, ar, &sql);
+        select_of(ar, "{\"tags\":{\"all_\":[\"a\"]}}", 50, &sql);
         CHECK_STR(sql.text, "SELECT flow_run.id FROM flow_run WHERE flow_run.tags ?& "
                             "$1::text[] ORDER BY flow_run.id DESC LIMIT $2");
         CHECK_INT(sql.nparams, 2);
         CHECK_STR(sql.params[1], "50");
-        json_decref(j);
     }
     /* a 10,000-element any_ is one parameter */
     {
@@ -201,29 +207,19 @@ int main(void)
         {"null", false},
     };
     for (size_t i = 0; i < sizeof HINTS / sizeof HINTS[0]; i++) {
-        json_t *j = json_loads(HINTS[i].json, JSON_DECODE_ANY, NULL);
-        bs_filter f;
-        bs_err err = {0};
         bs_sql sql;
-        CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), 0);
-        bs_filter_select_sql(&f, 50, ar, &sql);
+        select_of(ar, HINTS[i].json, 50, &sql);
         CHECK_INT(sql.limit, 50);
         CHECK_INT(sql.bitmap, HINTS[i].bitmap);
         CHECK_INT(sql.window != NULL, HINTS[i].bitmap);
-        json_decref(j);
     }
     {
-        json_t *j = json_loads("{\"tags\":{\"all_\":[\"a\"]}}", 0, NULL);
-        bs_filter f;
-        bs_err err = {0};
         bs_sql sql;
-        CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), 0);
-        bs_filter_select_sql(&f, 7, ar, &sql);
+        select_of(ar, "{\"tags\":{\"all_\":[\"a\"]}}", 7, &sql);
         CHECK_STR(sql.window, "SELECT flow_run.id FROM (SELECT * FROM flow_run ORDER BY "
                               "flow_run.id DESC LIMIT 5000) AS flow_run WHERE flow_run.tags ?& "
                               "$1::text[] ORDER BY flow_run.id DESC LIMIT $2");
         CHECK_STR(sql.params[1], "7");
-        json_decref(j);
     }
     bs_arena_free(ar);
     return t_done();

@@ -42,6 +42,20 @@ static void setup(fixture *f, int cur_type, const char *cur_name, int to_type, b
              "55555555-5555-4555-8555-555555555555");
 }
 
+/* Makes the run a subflow whose parent task run (t, 9999...) is in state `type`, with no
+ * times set. */
+static void with_parent(fixture *f, bs_task_run *t, int type)
+{
+    snprintf(f->run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
+    memset(t, 0, sizeof *t);
+    t->found = true;
+    t->id = f->run.parent_task_run_id;
+    t->state_type = type;
+    t->state_timestamp = t->start_time = t->end_time = BS_TS_NULL;
+    t->expected_start_time = t->next_scheduled_start_time = BS_TS_NULL;
+    f->run.parent_task = t;
+}
+
 static void decide(fixture *f)
 {
     bs_orch_decide(&f->in, &f->d);
@@ -276,20 +290,13 @@ int main(void)
     bs_task_run task;
     for (int force = 0; force < 2; force++) {
         setup(&f, BS_RUNNING, "Running", BS_COMPLETED, force);
-        snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
-        memset(&task, 0, sizeof task);
-        task.found = true;
-        task.id = f.run.parent_task_run_id;
+        with_parent(&f, &task, BS_RUNNING);
         snprintf(task.flow_run_id.s, 37, "%s", "77777777-7777-4777-8777-777777777777");
-        task.state_type = BS_RUNNING;
         task.state_timestamp = NOW - 30 * S;
         task.run_count = 1;
         task.start_time = NOW - 30 * S;
         task.expected_start_time = NOW - 40 * S;
-        task.end_time = task.next_scheduled_start_time = BS_TS_NULL;
-        task.total_run_time_us = 0;
         task.has_tags = true;
-        f.run.parent_task = &task;
         snprintf(f.in.task_state_id.s, 37, "%s", "66666666-6666-4666-8666-666666666666");
         f.in.now_us = NOW + 5;
         decide(&f);
@@ -320,15 +327,8 @@ int main(void)
     /* RUNNING copied onto a task run with no state: count, start and expected start; a RUNNING
      * task keeps its tag slots */
     setup(&f, BS_PENDING, "Pending", BS_RUNNING, true);
-    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
-    memset(&task, 0, sizeof task);
-    task.found = true;
-    task.id = f.run.parent_task_run_id;
-    task.state_type = BS_NONE;
-    task.state_timestamp = task.start_time = task.end_time = BS_TS_NULL;
-    task.expected_start_time = task.next_scheduled_start_time = BS_TS_NULL;
+    with_parent(&f, &task, BS_NONE);
     task.has_tags = true;
-    f.run.parent_task = &task;
     decide(&f);
     CHECK(f.d.task_write);
     CHECK_INT(f.d.task.run_count, 1);
@@ -367,15 +367,8 @@ int main(void)
     /* tag limits of the second API: their leases are in Prefect's memory, so leaving RUNNING is
      * refused; entering RUNNING releases nothing and is applied */
     setup(&f, BS_RUNNING, "Running", BS_COMPLETED, true);
-    snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
-    memset(&task, 0, sizeof task);
-    task.found = true;
-    task.id = f.run.parent_task_run_id;
-    task.state_type = BS_RUNNING;
-    task.start_time = task.end_time = task.expected_start_time = BS_TS_NULL;
-    task.next_scheduled_start_time = BS_TS_NULL;
+    with_parent(&f, &task, BS_RUNNING);
     task.tag_v2_limits = "tag:db,tag:gpu";
-    f.run.parent_task = &task;
     decide(&f);
     CHECK_INT(f.d.status, BS_ABORT);
     CHECK(!f.d.write && !f.d.task_write);
