@@ -42,8 +42,8 @@ static void setup(fixture *f, int cur_type, const char *cur_name, int to_type, b
              "55555555-5555-4555-8555-555555555555");
 }
 
-/* Makes the run a subflow whose parent task run (t, 9999...) is in state `type`, with no
- * times set. */
+/* Makes the run a subflow whose parent task run (t, 9999...) is in state `type` (entered 10 s
+ * before NOW; no state: no timestamp), with no other times set. */
 static void with_parent(fixture *f, bs_task_run *t, int type)
 {
     snprintf(f->run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
@@ -51,7 +51,8 @@ static void with_parent(fixture *f, bs_task_run *t, int type)
     t->found = true;
     t->id = f->run.parent_task_run_id;
     t->state_type = type;
-    t->state_timestamp = t->start_time = t->end_time = BS_TS_NULL;
+    t->state_timestamp = type == BS_NONE ? BS_TS_NULL : NOW - 10 * S;
+    t->start_time = t->end_time = BS_TS_NULL;
     t->expected_start_time = t->next_scheduled_start_time = BS_TS_NULL;
     f->run.parent_task = t;
 }
