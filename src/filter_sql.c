@@ -271,14 +271,14 @@ void bs_filter_select_sql(const bs_filter *f, int limit, bs_arena *ar, bs_sql *o
     out->nparams = c.nparams;
     out->limit = limit;
     out->window = NULL;
-    out->bitmap = false;
+    out->sparse = NULL;
     const bs_subfilter *id = &f->f[BS_F_ID], *tags = &f->f[BS_F_TAGS];
     /* a GIN-able tags term AND-ed with the rest (under OR, a branch without an index would
      * make a sequential scan out of it); not when ids are named (primary key lookups) */
-    out->bitmap = f->op == BS_OP_AND && tags->present &&
-                  ((tags->all.set && tags->all.n) || tags->any.set) &&
-                  !(tags->op == BS_OP_OR && tags->is_null.set) && !(id->present && id->any.set);
-    if (!out->bitmap) return; /* the planner's own choice, which its estimates serve well */
+    bool gin = f->op == BS_OP_AND && tags->present &&
+               ((tags->all.set && tags->all.n) || tags->any.set) &&
+               !(tags->op == BS_OP_OR && tags->is_null.set) && !(id->present && id->any.set);
+    if (!gin) return; /* the planner's own choice, which its estimates serve well */
     /* dense matches are found among the newest runs at once; the GIN index would fetch and
      * sort them all */
     out->window = bs_arena_printf(ar,
@@ -286,4 +286,10 @@ void bs_filter_select_sql(const bs_filter *f, int limit, bs_arena *ar, bs_sql *o
                                   "flow_run.id DESC LIMIT %d) AS flow_run WHERE %s ORDER BY "
                                   "flow_run.id DESC LIMIT $%d",
                                   BS_SELECT_WINDOW, where.text, n);
+    /* a materialized CTE has no order or limit for a walk of the primary key to serve: the
+     * planner reads every match, from the GIN index when the matches are few */
+    out->sparse = bs_arena_printf(ar,
+                                  "WITH m AS MATERIALIZED (SELECT flow_run.id FROM flow_run "
+                                  "WHERE %s) SELECT m.id FROM m ORDER BY m.id DESC LIMIT $%d",
+                                  where.text, n);
 }

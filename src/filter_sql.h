@@ -15,19 +15,20 @@ typedef struct bs_sql {
     const char **params; /* text values, owned by the arena */
     /* selection statements only (bs_filter_select_sql): */
     int limit;
-    /* the filter has a tags term PostgreSQL can answer from a GIN index: run `window` first,
-     * then, when it falls short, `text` with index scans off, so the planner reads the GIN
-     * index instead of walking the primary key through runs that do not match (its estimates
-     * for jsonb ?& / ?| assume the terms independent of the rest, and a walk over a million
-     * runs that match nothing takes seconds) */
-    bool bitmap;
-    /* with bitmap: the same selection over the newest BS_SELECT_WINDOW runs only, same
-     * parameters; when it returns `limit` ids they are the answer (the first matches in id
-     * order). NULL otherwise. */
+    /* A tags term PostgreSQL can answer from a GIN index, AND-ed with the rest, no ids named.
+     * The planner's estimates for jsonb ?& / ?| assume the terms independent of the rest, and
+     * its walk of the primary key through a million runs that match nothing takes seconds. So
+     * the store runs `window` first: the same selection over the newest BS_SELECT_WINDOW runs,
+     * same parameters; `limit` ids there are the answer (the first matches in id order). With
+     * at least BS_SELECT_DENSE matches there, `text` (the planner's walk soon finds the rest);
+     * with fewer, `sparse`: every match read from the index, then the newest `limit` of them.
+     * Both NULL otherwise. */
     char *window;
+    char *sparse;
 } bs_sql;
 
-#define BS_SELECT_WINDOW 5000
+#define BS_SELECT_WINDOW 1000
+#define BS_SELECT_DENSE  5
 
 /* Compiles f; parameters are numbered from first_param. Everything is allocated in ar. */
 void bs_filter_sql(const bs_filter *f, int first_param, bs_arena *ar, bs_sql *out);

@@ -511,8 +511,11 @@ int bs_producer_send(bs_producer *prod, const char *topic, const void *key, size
 int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err *err)
 {
     int64_t deadline = bs_mono_ms() + timeout_ms;
+    /* flush, not poll: a flush sends what is queued at once instead of waiting out linger.ms
+     * (the worker waits for these acknowledgements before it takes the next command) */
     while (dv->pending > 0 && bs_mono_ms() < deadline)
-        rd_kafka_poll(prod->rk, 50);
+        if (rd_kafka_flush(prod->rk, 50) == RD_KAFKA_RESP_ERR_NO_ERROR && dv->pending > 0)
+            rd_kafka_poll(prod->rk, 50); /* nothing queued, yet reports due: serve them */
     if (dv->pending > 0) {
         /* the reports still count down into dv later: keep dv alive (it is the worker's) */
         return bs_err_set(err, BS_ETRANSIENT, "%d replies not acknowledged within %d ms",

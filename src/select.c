@@ -88,9 +88,11 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
             const char **ids;
             size_t n;
             bs_filter_select_sql(&f, (int)limit, ar, &sql);
-            if (explain) { /* the plan of the full selection, as the worker would run it */
-                sql.text = bs_arena_printf(ar, "EXPLAIN %s", sql.text);
+            if (explain) { /* the full selection's plan (with a GIN-able tags term, the sparse one)
+                            */
+                sql.text = bs_arena_printf(ar, "EXPLAIN %s", sql.sparse ? sql.sparse : sql.text);
                 sql.window = NULL;
+                sql.sparse = NULL;
             }
             int64_t t0 = bs_mono_ms();
             /* in a transaction, as in the worker: the planner settings it may set are local */
@@ -116,7 +118,9 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
                 json_object_set_new(out, "params", p);
                 json_object_set_new(out, "window",
                                     sql.window ? json_string(sql.window) : json_null());
-                json_object_set_new(out, "bitmap", json_boolean(sql.bitmap));
+                json_object_set_new(out, "sparse",
+                                    sql.sparse ? json_string(sql.sparse) : json_null());
+                json_object_set_new(out, "dense_min", json_integer(BS_SELECT_DENSE));
             }
         }
         char *txt = json_dumps(out, JSON_COMPACT);

@@ -20,6 +20,10 @@ struct bs_store {
     char *conninfo;
     bool outer; /* an outer transaction is open: commands run in savepoints */
     int statement_timeout_ms, lock_timeout_ms;
+    /* the hot statements, prepared on this connection at first use (no parse and plan per
+     * batch); forgotten when the connection is reset */
+    const char *prepared[24];
+    int nprepared;
 };
 
 /* SQLSTATE → what the worker does: retry (transient) or give up on the command. */
@@ -57,14 +61,37 @@ static PGresult *exec(bs_store *st, const char *sql, int n, const char *const *p
     return PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
 }
 
-static int exec_ok(bs_store *st, const char *sql, int n, const char *const *params,
-                   const char *what, bs_err *err)
+/* sql is a static string: its address names its prepared statement */
+static PGresult *exec_prepared(bs_store *st, const char *sql, int n, const char *const *params)
 {
-    PGresult *res = exec(st, sql, n, params);
+    char name[16];
+    int i = 0;
+    while (i < st->nprepared && st->prepared[i] != sql)
+        i++;
+    snprintf(name, sizeof name, "bs_%d", i);
+    if (i == st->nprepared) {
+        if (i == (int)(sizeof st->prepared / sizeof st->prepared[0]))
+            return exec(st, sql, n, params);
+        PGresult *res = PQprepare(st->conn, name, sql, n, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) return res;
+        PQclear(res);
+        st->prepared[st->nprepared++] = sql;
+    }
+    return PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0);
+}
+
+static int result_ok(bs_store *st, PGresult *res, const char *what, bs_err *err)
+{
     ExecStatusType s = PQresultStatus(res);
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) return fail(st, res, err, what);
     PQclear(res);
     return 0;
+}
+
+static int exec_ok(bs_store *st, const char *sql, int n, const char *const *params,
+                   const char *what, bs_err *err)
+{
+    return result_ok(st, exec(st, sql, n, params), what, err);
 }
 
 static void on_notice(void *arg, const char *msg)
@@ -134,6 +161,7 @@ int bs_store_check(bs_store *st, bs_err *err)
         msg[strcspn(msg, "\n")] = '\0';
         return bs_err_set(err, BS_ETRANSIENT, "could not reconnect to PostgreSQL: %s", msg);
     }
+    st->nprepared = 0; /* a new session */
     bs_log(BS_LOG_INFO, "store", "reconnected to PostgreSQL");
     return session_setup(st, err);
 }
@@ -223,6 +251,12 @@ void bs_store_rollback_to_savepoint(bs_store *st)
     PQclear(PQexec(st->conn, "ROLLBACK TO SAVEPOINT bs_run"));
 }
 
+static const char SQL_CLAIM[] =
+    "INSERT INTO bulkstate.command (command_id, body_sha256, source_topic, "
+    "source_partition, source_offset, status) VALUES ($1, "
+    "encode(sha256(convert_to($2, 'UTF8')), 'hex'), $3, $4, $5, 'running') "
+    "ON CONFLICT (command_id) DO NOTHING RETURNING 1";
+
 int bs_store_claim(bs_store *st, const char *command_id, const char *body, const bs_source *src,
                    bs_claim *out, bs_command_record *rec, bs_err *err)
 {
@@ -230,12 +264,7 @@ int bs_store_claim(bs_store *st, const char *command_id, const char *body, const
     snprintf(part, sizeof part, "%" PRId32, src->partition);
     snprintf(off, sizeof off, "%" PRId64, src->offset);
     const char *p[5] = {command_id, body, src->topic, part, off};
-    PGresult *res = exec(st,
-                         "INSERT INTO bulkstate.command (command_id, body_sha256, source_topic, "
-                         "source_partition, source_offset, status) VALUES ($1, "
-                         "encode(sha256(convert_to($2, 'UTF8')), 'hex'), $3, $4, $5, 'running') "
-                         "ON CONFLICT (command_id) DO NOTHING RETURNING 1",
-                         5, p);
+    PGresult *res = exec_prepared(st, SQL_CLAIM, 5, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "record the command");
     bool inserted = PQntuples(res) == 1;
     PQclear(res);
@@ -315,32 +344,19 @@ int bs_store_select(bs_store *st, bs_arena *ar, const bs_sql *sql, const char **
                     bs_err *err)
 {
     PGresult *res = NULL;
+    const char *text = sql->text;
     if (sql->window != NULL) { /* the newest runs first: enough matches there are the answer */
         res = exec(st, sql->window, (int)sql->nparams, sql->params);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             return fail(st, res, err, "select the flow runs");
-        if (PQntuples(res) < sql->limit) {
+        const int k = PQntuples(res);
+        if (k < sql->limit) {
             PQclear(res);
             res = NULL;
+            if (k < BS_SELECT_DENSE) text = sql->sparse; /* few matches: read them all */
         }
     }
-    if (res == NULL && sql->bitmap) {
-        /* sparse matches: the GIN index, not a walk of the primary key (transaction-local;
-         * the statements after the selection get the planner's defaults back) */
-        static const char off[] = "SELECT set_config('enable_indexscan', 'off', true), "
-                                  "set_config('enable_indexonlyscan', 'off', true)";
-        static const char on[] = "SELECT set_config(name, reset_val, true) FROM pg_settings "
-                                 "WHERE name IN ('enable_indexscan', 'enable_indexonlyscan')";
-        if (exec_ok(st, off, 0, NULL, "plan the selection", err) < 0) return -1;
-        res = exec(st, sql->text, (int)sql->nparams, sql->params);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-            return fail(st, res, err, "select the flow runs");
-        if (exec_ok(st, on, 0, NULL, "plan the selection", err) < 0) {
-            PQclear(res);
-            return -1;
-        }
-    }
-    if (res == NULL) res = exec(st, sql->text, (int)sql->nparams, sql->params);
+    if (res == NULL) res = exec(st, text, (int)sql->nparams, sql->params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "select the flow runs");
     *n = (size_t)PQntuples(res);
     *ids = bs_arena_alloc(ar, sizeof(char *) * (*n ? *n : 1));
@@ -503,7 +519,7 @@ static int lock_parent_tasks(bs_store *st, bs_arena *ar, bs_run *runs, const boo
             ids[k++] = runs[i].parent_task_run_id.s;
     if (k == 0) return 0;
     const char *p[1] = {bs_pg_array(ar, ids, k)};
-    PGresult *res = exec(st, SQL_LOCK_TASKS, 1, p);
+    PGresult *res = exec_prepared(st, SQL_LOCK_TASKS, 1, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(st, res, err, "lock the parent task runs");
     const int rows = PQntuples(res);
@@ -543,7 +559,7 @@ int bs_store_lock_runs(bs_store *st, bs_arena *ar, const char *const *ids, size_
     char since[32];
     snprintf(since, sizeof since, "%" PRId64, taken_since_us);
     const char *p[2] = {bs_pg_array(ar, ids, n), since};
-    PGresult *res = exec(st, SQL_LOCK, 2, p);
+    PGresult *res = exec_prepared(st, SQL_LOCK, 2, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "lock the flow runs");
     int rows = PQntuples(res), r = 0;
     /* both lists are in id DESC order: merge */
@@ -781,12 +797,15 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
     if (ns > 0) {
         for (int i = 0; i < 8; i++)
             p[i] = bs_pg_array(ar, s[i], ns);
-        if (exec_ok(st, SQL_INSERT_STATES, 8, p, "write flow run states", err) < 0) return -1;
+        if (result_ok(st, exec_prepared(st, SQL_INSERT_STATES, 8, p), "write flow run states",
+                      err) < 0)
+            return -1;
     }
     if (nu > 0) {
         for (int i = 0; i < 13; i++)
             p[i] = bs_pg_array(ar, u[i], nu);
-        if (exec_ok(st, SQL_UPDATE_RUNS, 13, p, "update flow runs", err) < 0) return -1;
+        if (result_ok(st, exec_prepared(st, SQL_UPDATE_RUNS, 13, p), "update flow runs", err) < 0)
+            return -1;
     }
     return write_tasks(st, ar, w, n, err);
 }
@@ -805,10 +824,22 @@ static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
     return s;
 }
 
-int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const char *const *run_ids,
-                    const int *statuses, const unsigned char *const *replies,
-                    const size_t *reply_lens, const char *const *events, size_t n,
-                    const bs_command_record *rec, bs_err *err)
+static const char SQL_RECORD_REPLIES[] =
+    "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
+    "reply, event) SELECT $1, u.seq, u.fr, u.st, u.r, u.e FROM unnest($2::int[], "
+    "$3::uuid[], $4::text[], $5::bytea[], $6::text[]) AS u(seq, fr, st, r, e)";
+
+static const char SQL_FINISH[] =
+    "WITH attempt AS (DELETE FROM bulkstate.delivery_attempt WHERE topic = $8 AND "
+    "partition = $9 AND \"offset\" = $10) "
+    "UPDATE bulkstate.command SET status = 'done', matched = $2, accepted = $3, "
+    "rejected = $4, waited = $5, aborted = $6, run_ids = $7::uuid[], completed = "
+    "clock_timestamp() WHERE command_id = $1";
+
+int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const bs_source *src,
+                    const char *const *run_ids, const int *statuses,
+                    const unsigned char *const *replies, const size_t *reply_lens,
+                    const char *const *events, size_t n, const bs_command_record *rec, bs_err *err)
 {
     const size_t cap = n ? n : 1;
     const char **seq = bs_arena_alloc(ar, sizeof(char *) * cap);
@@ -829,23 +860,20 @@ int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const ch
                             bs_pg_array(ar, stat, n),
                             bs_pg_array(ar, rep, n),
                             bs_pg_array(ar, ev, n)};
-        if (exec_ok(st,
-                    "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
-                    "reply, event) SELECT $1, u.seq, u.fr, u.st, u.r, u.e FROM unnest($2::int[], "
-                    "$3::uuid[], $4::text[], $5::bytea[], $6::text[]) AS u(seq, fr, st, r, e)",
-                    6, p, "record the replies", err) < 0)
+        if (result_ok(st, exec_prepared(st, SQL_RECORD_REPLIES, 6, p), "record the replies", err) <
+            0)
             return -1;
     }
     char m[16], c[4][16];
     snprintf(m, sizeof m, "%d", rec->matched);
     for (int i = 0; i < 4; i++)
         snprintf(c[i], sizeof c[i], "%d", rec->counts[i]);
-    const char *p[7] = {command_id, m, c[0], c[1], c[2], c[3], bs_pg_array(ar, run_ids, n)};
-    return exec_ok(st,
-                   "UPDATE bulkstate.command SET status = 'done', matched = $2, accepted = $3, "
-                   "rejected = $4, waited = $5, aborted = $6, run_ids = $7::uuid[], completed = "
-                   "clock_timestamp() WHERE command_id = $1",
-                   7, p, "mark the command done", err);
+    char part[16], off[32];
+    snprintf(part, sizeof part, "%" PRId32, src->partition);
+    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    const char *p[10] = {command_id, m,    c[0], c[1], c[2], c[3], bs_pg_array(ar, run_ids, n),
+                         src->topic, part, off};
+    return result_ok(st, exec_prepared(st, SQL_FINISH, 10, p), "mark the command done", err);
 }
 
 int bs_store_command_json(bs_store *st, bs_arena *ar, const char *command_id, const char **json,
@@ -919,7 +947,7 @@ int bs_store_lock_limits(bs_store *st, bs_arena *ar, const bs_run *runs, const b
     *nv = 0;
     if (k == 0) return 0; /* the common case: no limited deployment, no extra round trip */
     const char *p[1] = {bs_pg_array(ar, ids, k)};
-    PGresult *res = exec(st, SQL_LOCK_LIMITS, 1, p);
+    PGresult *res = exec_prepared(st, SQL_LOCK_LIMITS, 1, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return fail(st, res, err, "lock the concurrency limits");
     int rows = PQntuples(res);

@@ -114,11 +114,12 @@ typedef struct bs_write {
 int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err);
 
 /* Records the encoded replies (and the state-change events, NULL entries or events NULL: none)
- * and marks the command done. */
-int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const char *const *run_ids,
-                    const int *statuses, const unsigned char *const *replies,
-                    const size_t *reply_lens, const char *const *events, size_t n,
-                    const bs_command_record *rec, bs_err *err);
+ * and marks the command done. The delivery count of src (bs_store_bump_attempt) is cleared in
+ * the same statement: a delivery that commits its result is not a failed one. */
+int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const bs_source *src,
+                    const char *const *run_ids, const int *statuses,
+                    const unsigned char *const *replies, const size_t *reply_lens,
+                    const char *const *events, size_t n, const bs_command_record *rec, bs_err *err);
 
 /* The related objects of each run's state-change event (event.h's bs_event_context as JSON
  * text, in ar); ctx[i] is NULL when the run is gone. */

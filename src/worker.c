@@ -55,7 +55,8 @@ struct bs_worker {
     const char *last_command_id;
     large_cmd *large[16]; /* large commands in progress, one batch each per loop turn */
     size_t nlarge;
-    bool kept_msg; /* handle() kept the message (a large command now runs in batches) */
+    bool kept_msg;        /* handle() kept the message (a large command now runs in batches) */
+    bool attempt_cleared; /* the command's transaction cleared the message's delivery count */
 };
 
 /* Fault injection for the fault tests: BULKSTATE_FAILPOINT=NAME:N makes the worker SIGKILL
@@ -625,7 +626,7 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
     o->matched = (int)b.n;
     rec.matched = o->matched;
     memcpy(rec.counts, o->counts, sizeof rec.counts);
-    if (bs_store_finish(w->store, w->ar, cmd->command_id, b.ids, statuses,
+    if (bs_store_finish(w->store, w->ar, cmd->command_id, &src, b.ids, statuses,
                         (const unsigned char *const *)replies, lens, events, b.n, &rec, err) < 0)
         goto rollback;
     failpoint("before_commit");
@@ -635,6 +636,7 @@ static int run_command(bs_worker *w, const bs_msg *m, const bs_command *cmd, con
         return 0;
     }
     failpoint("after_commit");
+    w->attempt_cleared = true;
     w->outcome_word = "applied";
     bs_metrics_lock(&w->m);
     bs_hist_observe(&w->m.txn, (double)(bs_mono_us() - txn_start) / 1e6);
@@ -1315,7 +1317,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
                 bs_err serr = {0};
                 if (bs_consumer_store(w->cons, m, &serr) < 0)
                     bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
-                if (bs_store_clear_attempt(w->store, &src, &serr) < 0)
+                if (!w->attempt_cleared && bs_store_clear_attempt(w->store, &src, &serr) < 0)
                     bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
                 break;
             }
@@ -1370,6 +1372,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
         }
         if (!w->kept_msg) bs_msg_free(m);
         w->kept_msg = false;
+        w->attempt_cleared = false;
         bs_arena_reset(w->ar);
         bs_metrics_lock(&w->m);
         w->m.inflight = (int)w->nlarge; /* large commands still in progress */

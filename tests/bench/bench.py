@@ -223,25 +223,28 @@ def scenario_floor(args, res, cmds):
 
     for c, line in zip(cmds, out):
         j = json.loads(line)
-        sql = inline(j["sql"], j["params"])
         st = c["state"]
         name = st.get("name") or st["type"].capitalize()
-        if j.get("bitmap"):
-            # the worker's plan for a tags filter: the newest runs first, else the GIN index
-            # (index scans off), decided here in one statement
-            win = inline(j["window"], j["params"])
-            flag = (f"CASE WHEN (SELECT count(*) FROM ({win}) w) >= 50 THEN 'on' ELSE 'off' END")
-            stmts.append(f"BEGIN; SELECT set_config('enable_indexscan', x.f, true), "
-                         f"set_config('enable_indexonlyscan', x.f, true) FROM (SELECT {flag} AS f) x;")
-        stmts.append(
-            f"WITH sel AS ({sql} FOR UPDATE), ins AS (INSERT INTO flow_run_state (id, flow_run_id, "
-            f"type, \"timestamp\", name, state_details) SELECT gen_random_uuid(), sel.id, "
-            f"'{st['type']}', clock_timestamp(), '{name}', jsonb_build_object('flow_run_id', sel.id) "
-            f"FROM sel RETURNING id, flow_run_id, type, name, \"timestamp\") UPDATE flow_run f SET "
-            f"state_id = ins.id, state_type = ins.type, state_name = ins.name, state_timestamp = "
-            f"ins.\"timestamp\" FROM ins WHERE f.id = ins.flow_run_id;")
-        if j.get("bitmap"):
-            stmts.append("COMMIT;")
+
+        def write(sel):
+            return (f"WITH sel AS (SELECT id FROM flow_run WHERE id = ANY(ARRAY({sel})) FOR UPDATE), "
+                    f"ins AS (INSERT INTO flow_run_state (id, flow_run_id, type, \"timestamp\", name, "
+                    f"state_details) SELECT gen_random_uuid(), sel.id, '{st['type']}', "
+                    f"clock_timestamp(), '{name}', jsonb_build_object('flow_run_id', sel.id) FROM sel "
+                    f"RETURNING id, flow_run_id, type, name, \"timestamp\") UPDATE flow_run f SET "
+                    f"state_id = ins.id, state_type = ins.type, state_name = ins.name, "
+                    f"state_timestamp = ins.\"timestamp\" FROM ins WHERE f.id = ins.flow_run_id;")
+
+        if not j.get("window"):
+            stmts.append(write(inline(j["sql"], j["params"])))
+            continue
+        # the worker's plan for a tags filter: the newest runs, then the planner's walk when
+        # they hold a few matches, else every match from the GIN index (psql decides)
+        win = inline(j["window"], j["params"])
+        stmts.append(f"SELECT count(*) >= 50 AS full, count(*) >= {j['dense_min']} AS dense "
+                     f"FROM ({win}) w \\gset")
+        stmts += ["\\if :full", write(win), "\\elif :dense", write(inline(j["sql"], j["params"])),
+                  "\\else", write(inline(j["sparse"], j["params"])), "\\endif"]
     path = os.path.join(OUT, "floor.sql")
     with open(path, "w") as f:
         f.write("\n".join(stmts) + "\n")

@@ -187,10 +187,10 @@ int main(void)
         CHECK_INT(strlen(sql.params[0]), 10000 * 39 + 1);
         json_decref(j);
     }
-    /* the selection's plan hints: a GIN-able tags term gets the window and the bitmap plan */
+    /* the selection's plan hints: a GIN-able tags term gets the window and the sparse plan */
     static const struct {
         const char *json;
-        bool bitmap;
+        bool gin;
     } HINTS[] = {
         {"{\"tags\":{\"all_\":[\"a\"]},\"state\":{\"type\":{\"any_\":[\"COMPLETED\"]}}}", true},
         {"{\"tags\":{\"any_\":[\"a\",\"b\"]}}", true},
@@ -210,15 +210,18 @@ int main(void)
         bs_sql sql;
         select_of(ar, HINTS[i].json, 50, &sql);
         CHECK_INT(sql.limit, 50);
-        CHECK_INT(sql.bitmap, HINTS[i].bitmap);
-        CHECK_INT(sql.window != NULL, HINTS[i].bitmap);
+        CHECK_INT(sql.window != NULL, HINTS[i].gin);
+        CHECK_INT(sql.sparse != NULL, HINTS[i].gin);
     }
     {
         bs_sql sql;
         select_of(ar, "{\"tags\":{\"all_\":[\"a\"]}}", 7, &sql);
         CHECK_STR(sql.window, "SELECT flow_run.id FROM (SELECT * FROM flow_run ORDER BY "
-                              "flow_run.id DESC LIMIT 5000) AS flow_run WHERE flow_run.tags ?& "
+                              "flow_run.id DESC LIMIT 1000) AS flow_run WHERE flow_run.tags ?& "
                               "$1::text[] ORDER BY flow_run.id DESC LIMIT $2");
+        CHECK_STR(sql.sparse, "WITH m AS MATERIALIZED (SELECT flow_run.id FROM flow_run WHERE "
+                              "flow_run.tags ?& $1::text[]) SELECT m.id FROM m ORDER BY m.id "
+                              "DESC LIMIT $2");
         CHECK_STR(sql.params[1], "7");
     }
     bs_arena_free(ar);
