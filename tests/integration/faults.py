@@ -171,8 +171,16 @@ def kill_scenario(args, log):
                 rc = w.wait()
         else:
             point = "random"
+            # a kill at an arbitrary moment of the work: after a seeded number of further
+            # commands (observed in the database, bounded wait), plus up to 20 ms, so it lands
+            # anywhere in the next command's life. Counted in commands, not seconds: a faster
+            # worker would otherwise finish the backlog before enough kills
+            target = min(len(sc.cmds), sc.done() + rng.randint(1, 40))
             w = sc.start_worker(log=log)
-            time.sleep(rng.uniform(0.5, 4.0))  # a kill at an arbitrary moment, not a sync
+            deadline = time.time() + 60
+            while sc.done() < target and time.time() < deadline and w.poll() is None:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.02))
             w.kill()
             rc = w.wait()
         if rc == -signal.SIGKILL:
