@@ -88,14 +88,14 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
             const char **ids;
             size_t n;
             bs_filter_select_sql(&f, (int)limit, ar, &sql);
-            if (explain) { /* the full selection's plan (with a GIN-able tags term, the sparse one)
-                            */
+            /* the full selection's plan (with a GIN-able tags term, the sparse one) */
+            if (explain) {
                 sql.text = bs_arena_printf(ar, "EXPLAIN %s", sql.sparse ? sql.sparse : sql.text);
                 sql.window = NULL;
                 sql.sparse = NULL;
             }
             int64_t t0 = bs_mono_ms();
-            /* in a transaction, as in the worker: the planner settings it may set are local */
+            /* in a transaction, as in the worker */
             int sel = bs_store_begin(st, &err);
             if (sel == 0) sel = bs_store_select(st, ar, &sql, &ids, &n, &err);
             bs_store_rollback(st);
