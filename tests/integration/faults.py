@@ -396,8 +396,17 @@ def large_scenario(args, log):
                 w.kill()
                 rc = w.wait()
         else:
+            # a kill at an arbitrary moment: after a seeded number of further batches (observed
+            # in the database, bounded wait) plus up to 20 ms, as in the kill scenario
+            target = int((progress("lc-all") or ["", "0"])[1]) + rng.randint(1, 8)
             w = sc.start_worker(log=log)
-            time.sleep(rng.uniform(1.0, 4.0))  # a kill at an arbitrary moment, not a sync
+            until = time.time() + 60
+            while time.time() < until and w.poll() is None:
+                p = progress("lc-all")
+                if p and (p[0] == "done" or int(p[1]) >= target):
+                    break
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.02))
             w.kill()
             rc = w.wait()
         faults += rc == -signal.SIGKILL
