@@ -389,7 +389,7 @@ def large_scenario(args, log):
             inserted = True
         if rng.random() < 0.8:
             point = rng.choice(["batch_before_commit", "batch_after_commit"])
-            w = sc.start_worker({"BULKSTATE_FAILPOINT": f"{point}:{rng.randint(1, 8)}"}, log)
+            w = sc.start_worker({"BULKSTATE_FAILPOINT": f"{point}:{rng.randint(1, 4)}"}, log)
             try:
                 rc = w.wait(timeout=120)
             except subprocess.TimeoutExpired:
@@ -410,6 +410,7 @@ def large_scenario(args, log):
             w.kill()
             rc = w.wait()
         faults += rc == -signal.SIGKILL
+    print(f"kills: {faults}, after batch {(progress('lc-all') or ['', '?'])[1]} of 200", flush=True)
     w = sc.start_worker(log=log)
     while (progress("lc-all") or ["running"])[0] != "done" and time.time() < deadline:
         time.sleep(0.5)
