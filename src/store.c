@@ -94,6 +94,25 @@ static int exec_ok(bs_store *st, const char *sql, int n, const char *const *para
     return result_ok(st, exec(st, sql, n, params), what, err);
 }
 
+static int exec_prepared_ok(bs_store *st, const char *sql, int n, const char *const *params,
+                            const char *what, bs_err *err)
+{
+    return result_ok(st, exec_prepared(st, sql, n, params), what, err);
+}
+
+/* a message's partition and offset as text parameters */
+typedef struct source_text {
+    char part[16], off[32];
+} source_text;
+
+static source_text source_params(const bs_source *src)
+{
+    source_text t;
+    snprintf(t.part, sizeof t.part, "%" PRId32, src->partition);
+    snprintf(t.off, sizeof t.off, "%" PRId64, src->offset);
+    return t;
+}
+
 static void on_notice(void *arg, const char *msg)
 {
     (void)arg;
@@ -260,10 +279,8 @@ static const char SQL_CLAIM[] =
 int bs_store_claim(bs_store *st, const char *command_id, const char *body, const bs_source *src,
                    bs_claim *out, bs_command_record *rec, bs_err *err)
 {
-    char part[16], off[32];
-    snprintf(part, sizeof part, "%" PRId32, src->partition);
-    snprintf(off, sizeof off, "%" PRId64, src->offset);
-    const char *p[5] = {command_id, body, src->topic, part, off};
+    const source_text t = source_params(src);
+    const char *p[5] = {command_id, body, src->topic, t.part, t.off};
     PGresult *res = exec_prepared(st, SQL_CLAIM, 5, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) return fail(st, res, err, "record the command");
     bool inserted = PQntuples(res) == 1;
@@ -297,10 +314,8 @@ int bs_store_claim(bs_store *st, const char *command_id, const char *body, const
 
 int bs_store_bump_attempt(bs_store *st, const bs_source *src, int *attempts, bs_err *err)
 {
-    char part[16], off[32];
-    snprintf(part, sizeof part, "%" PRId32, src->partition);
-    snprintf(off, sizeof off, "%" PRId64, src->offset);
-    const char *p[3] = {src->topic, part, off};
+    const source_text t = source_params(src);
+    const char *p[3] = {src->topic, t.part, t.off};
     if (bs_store_check(st, err) < 0) return -1;
     PGresult *res = exec(st,
                          "INSERT INTO bulkstate.delivery_attempt (topic, partition, \"offset\") "
@@ -317,10 +332,8 @@ int bs_store_bump_attempt(bs_store *st, const bs_source *src, int *attempts, bs_
 
 static int attempt_exec(bs_store *st, const bs_source *src, const char *sql, bs_err *err)
 {
-    char part[16], off[32];
-    snprintf(part, sizeof part, "%" PRId32, src->partition);
-    snprintf(off, sizeof off, "%" PRId64, src->offset);
-    const char *p[3] = {src->topic, part, off};
+    const source_text t = source_params(src);
+    const char *p[3] = {src->topic, t.part, t.off};
     return exec_ok(st, sql, 3, p, "update the delivery count", err);
 }
 
@@ -797,15 +810,13 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
     if (ns > 0) {
         for (int i = 0; i < 8; i++)
             p[i] = bs_pg_array(ar, s[i], ns);
-        if (result_ok(st, exec_prepared(st, SQL_INSERT_STATES, 8, p), "write flow run states",
-                      err) < 0)
+        if (exec_prepared_ok(st, SQL_INSERT_STATES, 8, p, "write flow run states", err) < 0)
             return -1;
     }
     if (nu > 0) {
         for (int i = 0; i < 13; i++)
             p[i] = bs_pg_array(ar, u[i], nu);
-        if (result_ok(st, exec_prepared(st, SQL_UPDATE_RUNS, 13, p), "update flow runs", err) < 0)
-            return -1;
+        if (exec_prepared_ok(st, SQL_UPDATE_RUNS, 13, p, "update flow runs", err) < 0) return -1;
     }
     return write_tasks(st, ar, w, n, err);
 }
@@ -860,20 +871,17 @@ int bs_store_finish(bs_store *st, bs_arena *ar, const char *command_id, const bs
                             bs_pg_array(ar, stat, n),
                             bs_pg_array(ar, rep, n),
                             bs_pg_array(ar, ev, n)};
-        if (result_ok(st, exec_prepared(st, SQL_RECORD_REPLIES, 6, p), "record the replies", err) <
-            0)
+        if (exec_prepared_ok(st, SQL_RECORD_REPLIES, 6, p, "record the replies", err) < 0)
             return -1;
     }
     char m[16], c[4][16];
     snprintf(m, sizeof m, "%d", rec->matched);
     for (int i = 0; i < 4; i++)
         snprintf(c[i], sizeof c[i], "%d", rec->counts[i]);
-    char part[16], off[32];
-    snprintf(part, sizeof part, "%" PRId32, src->partition);
-    snprintf(off, sizeof off, "%" PRId64, src->offset);
-    const char *p[10] = {command_id, m,    c[0], c[1], c[2], c[3], bs_pg_array(ar, run_ids, n),
-                         src->topic, part, off};
-    return result_ok(st, exec_prepared(st, SQL_FINISH, 10, p), "mark the command done", err);
+    const source_text t = source_params(src);
+    const char *p[10] = {command_id, m,      c[0], c[1], c[2], c[3], bs_pg_array(ar, run_ids, n),
+                         src->topic, t.part, t.off};
+    return exec_prepared_ok(st, SQL_FINISH, 10, p, "mark the command done", err);
 }
 
 int bs_store_command_json(bs_store *st, bs_arena *ar, const char *command_id, const char **json,
@@ -1200,12 +1208,11 @@ int bs_store_large_claim(bs_store *st, bs_arena *ar, const char *command_id, con
                          const bs_source *src, int max_runs, const bs_filter *filter, bs_claim *out,
                          bs_large *lg, bs_err *err)
 {
-    char part[16], off[32], mr[16];
-    snprintf(part, sizeof part, "%" PRId32, src->partition);
-    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    const source_text t = source_params(src);
+    char mr[16];
     snprintf(mr, sizeof mr, "%d", max_runs);
     if (bs_store_begin(st, err) < 0) return -1;
-    const char *p[6] = {command_id, body, src->topic, part, off, mr};
+    const char *p[6] = {command_id, body, src->topic, t.part, t.off, mr};
     PGresult *res = exec(st,
                          "INSERT INTO bulkstate.command (command_id, body_sha256, source_topic, "
                          "source_partition, source_offset, status, max_runs) VALUES ($1, "
