@@ -152,6 +152,18 @@ class Scenario:
                 faults >= min_faults)
 
 
+def kill_when(w, reached, rng):
+    """SIGKILLs worker w once reached() is true (a bounded wait, 60 s, on what the database
+    shows), then up to 20 ms later, so the kill lands anywhere in the next step's life. Returns
+    its exit status."""
+    until = time.time() + 60
+    while time.time() < until and w.poll() is None and not reached():
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.02))
+    w.kill()
+    return w.wait()
+
+
 def kill_scenario(args, log):
     """SIGKILL at the four points of a command's life (failpoints, seeded) and at random
     moments, until at least --faults kills happened."""
@@ -177,12 +189,7 @@ def kill_scenario(args, log):
             # worker would otherwise finish the backlog before enough kills
             target = min(len(sc.cmds), sc.done() + rng.randint(1, 40))
             w = sc.start_worker(log=log)
-            deadline = time.time() + 60
-            while sc.done() < target and time.time() < deadline and w.poll() is None:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.02))
-            w.kill()
-            rc = w.wait()
+            rc = kill_when(w, lambda: sc.done() >= target, rng)
         if rc == -signal.SIGKILL:
             faults += 1
             per_point[point] += 1
@@ -396,19 +403,16 @@ def large_scenario(args, log):
                 w.kill()
                 rc = w.wait()
         else:
-            # a kill at an arbitrary moment: after a seeded number of further batches (observed
-            # in the database, bounded wait) plus up to 20 ms, as in the kill scenario
+            # a kill at an arbitrary moment: after a seeded number of further batches, as in
+            # the kill scenario
             target = int((progress("lc-all") or ["", "0"])[1]) + rng.randint(1, 8)
             w = sc.start_worker(log=log)
-            until = time.time() + 60
-            while time.time() < until and w.poll() is None:
+
+            def reached():
                 p = progress("lc-all")
-                if p and (p[0] == "done" or int(p[1]) >= target):
-                    break
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.02))
-            w.kill()
-            rc = w.wait()
+                return p is not None and (p[0] == "done" or int(p[1]) >= target)
+
+            rc = kill_when(w, reached, rng)
         faults += rc == -signal.SIGKILL
     print(f"kills: {faults}, after batch {(progress('lc-all') or ['', '?'])[1]} of 200", flush=True)
     w = sc.start_worker(log=log)
