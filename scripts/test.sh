@@ -30,5 +30,5 @@ echo "== fuzzing (libFuzzer, ASan + UBSan; ${BS_FUZZ_SECONDS:-60} s per harness)
 
 echo "== layout (.clang-format)"
 cd "$SRC"
-clang-format --dry-run --Werror src/*.c src/*.h tests/*.h tests/unit/*.c tests/fuzz/*.c tests/integration/*.c
+clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tests/*.h tests/unit/*.c tests/fuzz/*.c tests/integration/*.c
 echo "layout ok"

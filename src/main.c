@@ -85,7 +85,7 @@ static int cmd_worker(bs_config *cfg, const char *path)
     bs_worker *w = bs_worker_new(cfg, &err);
     if (w == NULL) {
         bs_log(BS_LOG_ERROR, "main", "could not start: %s", err.msg);
-        return err.code == BS_ETRANSIENT ? EX_UNAVAILABLE : 1;
+        return err.retriable ? EX_UNAVAILABLE : 1;
     }
     int rc = bs_worker_run(w, &stop_requested, &reload_requested, path, &err);
     if (rc < 0) bs_log(BS_LOG_ERROR, "main", "worker failed: %s", err.msg);
@@ -185,12 +185,12 @@ static int cmd_replay(bs_config *cfg, int argc, char **argv)
     bs_worker *w = bs_worker_new_replay(cfg, &err);
     if (w == NULL) {
         fprintf(stderr, "bulkstate replay: %s\n", err.msg);
-        return err.code == BS_ETRANSIENT ? EX_UNAVAILABLE : 1;
+        return err.retriable ? EX_UNAVAILABLE : 1;
     }
     int rc = bs_worker_replay(w, &o, &err);
     if (rc < 0) fprintf(stderr, "bulkstate replay: %s\n", err.msg);
     bs_worker_free(w);
-    return rc < 0 ? (err.code == BS_ETRANSIENT ? EX_UNAVAILABLE : 1) : 0;
+    return rc < 0 ? (err.retriable ? EX_UNAVAILABLE : 1) : 0;
 }
 
 static int cmd_migrate(const bs_config *cfg, int argc, char **argv)
@@ -206,7 +206,8 @@ static int cmd_migrate(const bs_config *cfg, int argc, char **argv)
     }
     bs_err err = {0};
     bool created = false;
-    bs_store *st = bs_store_new(cfg, &err);
+    const bs_store_conf sc = bs_config_store_conf(cfg);
+    bs_store *st = bs_store_new(&sc, &err);
     if (st == NULL) {
         fprintf(stderr, "bulkstate migrate: %s\n", err.msg);
         return EX_UNAVAILABLE;
@@ -327,7 +328,8 @@ int main(int argc, char **argv)
             int parts = optind + 1 < argc ? atoi(argv[optind + 1]) : 3;
             const char *rf = getenv("BULKSTATE_REPLICATION");
             bs_err err = {0};
-            rc = bs_kafka_create_topics(cfg, names, nnames, parts > 0 ? parts : 3,
+            const bs_kafka_props kp = bs_config_kafka_props(cfg);
+            rc = bs_kafka_create_topics(&kp, names, nnames, parts > 0 ? parts : 3,
                                         rf ? atoi(rf) : 1, &err);
             if (rc < 0)
                 fprintf(stderr, "bulkstate topics: %s\n", err.msg);

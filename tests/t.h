@@ -1,5 +1,5 @@
 /* t.h: the unit-test harness. CHECK records a failure and goes on; each binary ends with
- * "N passed, N failed" and exits non-zero on any failure. */
+ * "N passed, N failed" and exits non-zero on any failure, or when no check ran at all. */
 #ifndef BS_T_H
 #define BS_T_H
 
@@ -43,8 +43,13 @@ static int t_passed, t_failed;
         }                                                                                          \
     } while (0)
 
+/* A binary that checked nothing has tested nothing: that is a failure too. */
 static inline int t_done(void)
 {
+    if (t_passed + t_failed == 0) {
+        fprintf(stderr, "no check ran\n");
+        t_failed = 1;
+    }
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }

@@ -1,6 +1,7 @@
 /* libFuzzer harness: a JSON request body (the seed endpoint's body, as `bulkstate send` and
  * JSON-framed commands carry it) through parsing, validation (every filter field, the state,
- * its details, force, limit) and the filter-to-SQL compiler. */
+ * its details, force, limit), the command's identity and the filter-to-SQL compiler, whose
+ * statements must name exactly the parameters they carry. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static bs_arena *ar;
 
+/* Every $n placeholder of sql names one of its parameters, and the highest is the last one
+ * (the limit, or the ids of a recheck). */
+static void check_params(const bs_sql *sql)
+{
+    unsigned long max = 0;
+    for (const char *p = sql->text; (p = strchr(p, '$')) != NULL; p++) {
+        char *end;
+        unsigned long n = strtoul(p + 1, &end, 10);
+        if (end == p + 1) continue;
+        if (n == 0 || n > sql->nparams) abort();
+        if (n > max) max = n;
+    }
+    if (max != sql->nparams) abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (ar == NULL) ar = bs_arena_new();
@@ -25,7 +41,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (bs_command_from_json(body, NULL, 1700000000000000LL, ar, &cmd, &err) == 0) {
             bs_sql sql;
             bs_filter_select_sql(&cmd.filter, cmd.limit, ar, &sql);
-            if (sql.text == NULL) abort();
+            check_params(&sql);
+            bs_filter_recheck_sql(&cmd.filter, "{}", ar, &sql);
+            check_params(&sql);
+            json_t *id = json_loads(bs_command_identity(ar, body, &cmd), 0, NULL);
+            if (!json_is_object(id)) abort(); /* the identity is the body, normalised */
+            json_decref(id);
         } else if (err.code == 0 || err.msg[0] == '\0') {
             abort(); /* a rejection names its problem */
         }

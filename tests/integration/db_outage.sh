@@ -14,7 +14,7 @@ printf '{"command_id": "outage-1", "flow_runs": {"tags": {"all_": ["outage"]}}, 
 SEND=$!
 deadline=$(( $(date +%s) + 60 ))
 until grep -q "transient failure" "$WORKER_LOG" || [ "$(date +%s)" -ge "$deadline" ]; do sleep 0.1; done
-check_match "worker retries while the database is down" "$(grep -m1 'transient failure' "$WORKER_LOG")" "command_id|offset=[0-9]+ retry_in_ms=[0-9]+"
+check_match "worker retries while the database is down" "$(grep -m1 'transient failure' "$WORKER_LOG")" "transient failure partition=[0-9]+ offset=[0-9]+ retry_in_ms=[0-9]+ error=\"could not "
 "$BS_SOURCE_DIR/scripts/pg.sh" up
 wait "$SEND"; RC=$?
 OUT=$(cat "$TMP/out")

@@ -131,7 +131,6 @@ check_eq "migrate again keeps the data" "$(sql "SELECT count(*) FROM bulkstate.c
 stop_worker
 check_eq "offsets committed for the group" "$(grep -c 'final commit failed' "$WORKER_LOG")" 0
 start_worker
-sleep_until=$(( $(date +%s) + 3 ))
 cat >"$TMP/c9.json" <<J
 {"command_id": "e2e-9", "flow_runs": {"id": {"any_": ["$(run 3)"]}}, "state": {"type": "CANCELLED"}}
 J

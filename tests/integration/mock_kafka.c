@@ -143,7 +143,8 @@ int main(void)
         want_states[i] = 1;
     }
     bs_err err = {0};
-    bs_producer *prod = bs_producer_new(cfg, &err);
+    const bs_kafka_props kp = bs_config_kafka_props(cfg);
+    bs_producer *prod = bs_producer_new(&kp, &err);
     bs_delivery dv = {0};
     srand(20261128);
     static const char *const types[] = {"PENDING", "RUNNING", "SCHEDULED", "COMPLETED"};

@@ -5,6 +5,7 @@
  * steps. */
 #include "../t.h"
 #include "orch.h"
+#include "slots.h"
 
 #define S 1000000LL
 static const int64_t NOW = 1700000000LL * S;
@@ -66,13 +67,14 @@ static void with_limit(fx *f, int64_t limit, int64_t active_slots)
     f->run.grace_period_s = -1;
 }
 
-/* The caller's part: a decision's slot changes applied to the counter. */
+/* The caller's part, through the worker's own slot function (slots.c): a decision's slot
+ * changes applied to the count of the run's limit. */
 static int64_t apply_slots(const bs_decision *d, int64_t active)
 {
-    if (d->slots.acquire) active += 1;
-    if (d->slots.release)
-        active = active > d->slots.release_slots ? active - d->slots.release_slots : 0;
-    return active;
+    bs_limit_view v = {.start = active, .now = active};
+    snprintf(v.id.s, sizeof v.id.s, "%s", LIM);
+    bs_limit_apply(&v, 1, &d->run, &d->slots);
+    return v.now;
 }
 
 #define EXPECT(id, d, st, rsn)                                                                     \

@@ -18,6 +18,19 @@ static int validate(const char *text, bs_arena *ar, bs_command *cmd, bs_err *err
     return rc;
 }
 
+/* The identity of a body (bs_command_identity), through validation as the worker does it. */
+static const char *identity(const char *text, bs_arena *ar)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    bs_command cmd;
+    bs_err err = {0};
+    const char *id = bs_command_from_json(j, NULL, NOW, ar, &cmd, &err) == 0
+                         ? bs_command_identity(ar, j, &cmd)
+                         : NULL;
+    json_decref(j);
+    return id;
+}
+
 typedef struct ecase {
     const char *body, *type, *field;
 } ecase;
@@ -135,6 +148,27 @@ int main(void)
     CHECK(bs_ts_parse("1969-12-31T23:59:59.5Z", &ts));
     CHECK_INT(ts, -500000);
     CHECK_STR(bs_ts_format(ts, buf, sizeof buf), "1969-12-31T23:59:59.500000Z");
+
+    /* identity: nulls, issued_at and key order do not count; force and limit are explicit */
+    const char *a = identity("{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},"
+                             "\"flow_runs\":{\"tags\":{\"all_\":[\"x\"]}}}",
+                             ar);
+    CHECK_STR(a, "{\"command_id\":\"c\",\"flow_runs\":{\"tags\":{\"all_\":[\"x\"]}},"
+                 "\"force\":false,\"limit\":50,\"state\":{\"type\":\"CANCELLED\"}}");
+    CHECK_STR(identity("{\"flow_runs\":{\"tags\":{\"all_\":[\"x\"],\"is_null_\":null}},"
+                       "\"issued_at\":\"2026-01-01T00:00:00Z\",\"force\":false,\"limit\":50,"
+                       "\"state\":{\"message\":null,\"type\":\"CANCELLED\"},\"command_id\":\"c\"}",
+                       ar),
+              a);
+    /* another state, another limit: another body */
+    CHECK(strcmp(identity("{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLING\"},"
+                          "\"flow_runs\":{\"tags\":{\"all_\":[\"x\"]}}}",
+                          ar),
+                 a) != 0);
+    CHECK(strcmp(identity("{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},"
+                          "\"flow_runs\":{\"tags\":{\"all_\":[\"x\"]}},\"limit\":5}",
+                          ar),
+                 a) != 0);
 
     bs_arena_free(ar);
     return t_done();

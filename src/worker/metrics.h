@@ -1,0 +1,67 @@
+/* metrics: the worker's counters, gauges and histograms, and their Prometheus text rendering.
+ * Updated by the worker's thread, read by the HTTP server's thread: every call takes the
+ * registry's mutex. No I/O. */
+#ifndef BS_METRICS_H
+#define BS_METRICS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BS_HIST_MAX 16
+
+typedef struct bs_hist {
+    size_t n;
+    double le[BS_HIST_MAX]; /* upper bounds, ascending; +Inf is implicit */
+    uint64_t count[BS_HIST_MAX + 1];
+    double sum;
+    uint64_t total;
+} bs_hist;
+
+typedef struct bs_lag {
+    char topic[128];
+    int32_t partition;
+    int64_t lag;
+} bs_lag;
+
+typedef struct bs_metrics {
+    pthread_mutex_t mu;
+    uint64_t consumed, dlq, retries, reaped_slots;
+    uint64_t completed[3]; /* applied, replayed, error */
+    struct {
+        char code[48];
+        uint64_t n;
+    } failed[32];
+    size_t nfailed;
+    uint64_t status[4];          /* results by bs_status */
+    uint64_t by_type[10][10];    /* written transitions by (from, to), BS_NONE = 9 */
+    bs_hist batch, latency, txn; /* runs per command; seconds; seconds */
+    bs_lag lag[256];
+    size_t nlag;
+    int inflight, assigned;
+    bool db_ok, backoff;
+    char db_error[160], backoff_error[160];
+} bs_metrics;
+
+void bs_metrics_init(bs_metrics *m);
+void bs_metrics_destroy(bs_metrics *m);
+
+void bs_metrics_lock(bs_metrics *m);
+void bs_metrics_unlock(bs_metrics *m);
+/* With the lock held: */
+void bs_metrics_failed(bs_metrics *m, const char *code);
+void bs_hist_observe(bs_hist *h, double v);
+
+/* Replaces the lag table from librdkafka's statistics JSON (topics.*.partitions.*.consumer_lag
+ * of the partitions this consumer has assigned). Returns -1 when the JSON is unreadable. */
+int bs_metrics_lag_from_stats(bs_metrics *m, const char *json, size_t len);
+
+/* The Prometheus text exposition (version 0.0.4) of the registry, malloc'ed. */
+char *bs_metrics_render(bs_metrics *m);
+
+/* Readiness: 1 and "ready" when partitions are assigned, PostgreSQL answered last time and no
+ * backoff is in progress; else 0 and the reasons, one per line (malloc'ed). */
+int bs_metrics_ready(bs_metrics *m, char **body);
+
+#endif

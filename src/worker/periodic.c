@@ -1,0 +1,99 @@
+/* periodic: what the worker does between commands: the expired-lease reaper, systemd's
+ * notify protocol (READY, WATCHDOG, STATUS), the SIGHUP reload, and librdkafka's statistics
+ * (consumer lag) into the metrics. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ids.h"
+#include "log.h"
+#include "worker_int.h"
+
+void bs_periodic_on_stats(const char *json, size_t len, void *ctx)
+{
+    bs_worker *w = ctx;
+    if (bs_metrics_lag_from_stats(&w->m, json, len) < 0)
+        bs_log(BS_LOG_DEBUG, "worker", "unreadable librdkafka statistics");
+}
+
+/* Every lease_reap_interval_ms: expired deployment-concurrency leases give their slots back
+ * (a failure is logged and tried again at the next interval). */
+void bs_periodic_reap(bs_worker *w)
+{
+    int64_t now = bs_now_us();
+    if (now < w->next_reap_us) return;
+    w->next_reap_us = now + (int64_t)w->cfg->lease_reap_interval_ms * 1000;
+    bs_err err = {0};
+    int leases, slots;
+    if (bs_store_check(w->store, &err) < 0 ||
+        bs_store_reap_leases(w->store, w->ar, &leases, &slots, &err) < 0)
+        bs_log(BS_LOG_WARN, "worker", "lease reaper: %s", err.msg);
+    else if (leases > 0) {
+        bs_log(BS_LOG_INFO, "worker", "lease reaper: expired_leases=%d slots_freed=%d", leases,
+               slots);
+        bs_metrics_lock(&w->m);
+        w->m.reaped_slots += (uint64_t)slots;
+        bs_metrics_unlock(&w->m);
+    }
+    bs_arena_reset(w->ar);
+}
+
+/* systemd: READY=1 once partitions are assigned and PostgreSQL answered; WATCHDOG=1 from the
+ * loop. All no-ops outside systemd. */
+void bs_periodic_notify(bs_worker *w)
+{
+    int assigned = bs_consumer_assigned(w->cons);
+    bs_metrics_lock(&w->m);
+    w->m.assigned = assigned;
+    bool db_ok = w->m.db_ok;
+    bs_metrics_unlock(&w->m);
+    if (!w->ready_sent && assigned > 0 && db_ok) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "READY=1\nSTATUS=ready: %d partitions assigned", assigned);
+        bs_notify(msg);
+        w->ready_sent = true;
+        bs_log(BS_LOG_INFO, "worker", "ready partitions=%d", assigned);
+    }
+    int64_t now = bs_mono_us();
+    if (w->watchdog_us > 0 && now >= w->next_watchdog_us) {
+        bs_notify("WATCHDOG=1");
+        w->next_watchdog_us = now + w->watchdog_us;
+    }
+}
+
+/* STATUS=: a one-line summary, after each command. */
+void bs_periodic_status(bs_worker *w)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg, "STATUS=%" PRIu64 " commands, %" PRIu64 " runs; %d partitions",
+             w->n_commands, w->n_transitions, bs_consumer_assigned(w->cons));
+    bs_notify(msg);
+}
+
+/* SIGHUP: the reloadable keys are applied; a config that does not load is not, and the log
+ * says why. */
+void bs_periodic_reload(bs_worker *w, const char *path)
+{
+    char *errs = NULL, *changes = NULL;
+    size_t errs_len = 0, changes_len = 0;
+    FILE *ef = open_memstream(&errs, &errs_len), *cf = open_memstream(&changes, &changes_len);
+    int rc = bs_config_reload(w->cfg, path, ef, cf);
+    fclose(ef);
+    fclose(cf);
+    for (char *line = strtok(changes, "\n"); line; line = strtok(NULL, "\n"))
+        bs_log(BS_LOG_INFO, "worker", "reload: %s", line);
+    if (rc < 0) {
+        for (char *p = errs; p && *p; p++)
+            if (*p == '\n' && p[1]) *p = ';';
+        bs_log(BS_LOG_ERROR, "worker", "reload failed, keeping the running configuration: %s",
+               errs ? errs : "");
+    } else {
+        bs_log_setup((bs_log_level)bs_log_level_parse(w->cfg->log_level),
+                     strcmp(w->cfg->log_format, "json") == 0);
+        bs_log(BS_LOG_INFO, "worker", "reloaded %s: %d key%s applied",
+               path ? path : "(environment)", rc, rc == 1 ? "" : "s");
+    }
+    free(errs);
+    free(changes);
+}

@@ -1,0 +1,144 @@
+/* reply: the one publisher. Every record a command produces goes out through here: its
+ * results (fresh or recorded), their state-change events, its completion, and for bad input
+ * an error completion and a dead-letter copy. Every reply of a command is keyed by the command
+ * id, so they share one partition and a consumer reads them in the order produced: results in
+ * seq order, then the completion (the idempotent producer keeps that order on retries).
+ * Replay decides through bs_mode whether anything is sent and where results are printed. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ids.h"
+#include "log.h"
+#include "result.h"
+#include "worker_int.h"
+
+static int send_reply(bs_worker *w, const char *topic, const char *command_id,
+                      const unsigned char *buf, size_t len, const char *seq, bs_err *err)
+{
+    const char *ctype = w->framing == BS_FRAME_JSON ? "application/json" : "avro/binary";
+    bs_header h[3] = {
+        {"content-type", ctype, strlen(ctype)},
+        {"command-id", command_id ? command_id : "", command_id ? strlen(command_id) : 0},
+        {"seq", seq, seq ? strlen(seq) : 0}};
+    return bs_producer_send(w->prod, topic, command_id, command_id ? strlen(command_id) : 0, buf,
+                            len, h, seq ? 3 : 2, &w->dv, err);
+}
+
+/* A state-change event: JSON, keyed by the run (Prefect's events are JSON documents). */
+static int send_event(bs_worker *w, const char *run_id, const char *event, const char *command_id,
+                      bs_err *err)
+{
+    if (event == NULL || w->cfg->events_topic[0] == '\0') return 0;
+    bs_header h[2] = {{"content-type", "application/json", 16},
+                      {"command-id", command_id, strlen(command_id)}};
+    return bs_producer_send(w->prod, w->cfg->events_topic, run_id, strlen(run_id),
+                            (const unsigned char *)event, strlen(event), h, 2, &w->dv, err);
+}
+
+/* replay --results: the reply as a JSON line */
+static void print_reply(bs_worker *w, FILE *out, const unsigned char *buf, size_t len)
+{
+    json_t *j = NULL;
+    bool is_result;
+    bs_err derr = {0};
+    if (bs_codec_decode_reply(w->codec, buf, len, w->framing == BS_FRAME_JSON, &j, &is_result,
+                              &derr) < 0)
+        return;
+    char *t = json_dumps(j, JSON_COMPACT);
+    fprintf(out, "%s\n", t);
+    free(t);
+    json_decref(j);
+}
+
+int bs_reply_publish(bs_worker *w, const bs_mode *mode, const char *topic, const char *command_id,
+                     int first_seq, const bs_replies *r, const char *failpoint, bs_err *err)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (mode->print) print_reply(w, mode->print, r->replies[i], r->lens[i]);
+        if (!mode->publish) continue;
+        char seq[16];
+        snprintf(seq, sizeof seq, "%zu", (size_t)first_seq + i);
+        if (send_reply(w, topic, command_id, r->replies[i], r->lens[i], seq, err) < 0) return -1;
+        if (i == 0 && failpoint) bs_failpoint(failpoint);
+    }
+    for (size_t i = 0; mode->publish && r->events && i < r->n; i++)
+        if (send_event(w, r->run_ids[i], r->events[i], command_id, err) < 0) return -1;
+    return 0;
+}
+
+int bs_reply_wait(bs_worker *w, bs_err *err)
+{
+    int rc = bs_producer_wait(w->prod, &w->dv, w->cfg->flush_timeout_ms, err);
+    if (w->dv.pending == 0) {
+        w->dv.failed = 0;
+        w->dv.error[0] = '\0';
+    }
+    return rc;
+}
+
+int bs_reply_complete(bs_worker *w, const bs_mode *mode, const bs_outcome *o, bs_err *err)
+{
+    if (!mode->publish || o->command_id == NULL) return 0;
+    bs_completion c = {.command_id = o->command_id,
+                       .matched = o->matched,
+                       .replayed = o->kind == BS_OUT_ALREADY,
+                       .batches = o->batches,
+                       .cancelled = o->cancelled,
+                       .error_code = o->error_code,
+                       .err = o->error_code ? &o->error : NULL,
+                       .completed_at_us = bs_now_us()};
+    memcpy(c.counts, o->counts, sizeof c.counts);
+    json_t *j = bs_completion_to_json(&c);
+    unsigned char *buf;
+    size_t len;
+    int rc = bs_codec_encode(w->codec, BS_SCHEMA_COMPLETED, j, w->framing, &buf, &len, err);
+    json_decref(j);
+    if (rc < 0) return -1;
+    rc = send_reply(w, o->reply_topic ? o->reply_topic : w->cfg->reply_topic, o->command_id, buf,
+                    len, NULL, err);
+    free(buf);
+    return rc < 0 ? -1 : bs_reply_wait(w, err);
+}
+
+int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs_outcome *o,
+                    bs_err *err)
+{
+    const bs_err *cerr = &o->error;
+    const char *code = o->error_code, *etype = cerr->type[0] ? cerr->type : code;
+    char part[16], off[32];
+    snprintf(part, sizeof part, "%" PRId32, m->partition);
+    snprintf(off, sizeof off, "%" PRId64, m->offset);
+    bs_header h[7] = {{"bulkstate.original.topic", m->topic, strlen(m->topic)},
+                      {"bulkstate.original.partition", part, strlen(part)},
+                      {"bulkstate.original.offset", off, strlen(off)},
+                      {"bulkstate.error.code", code, strlen(code)},
+                      {"bulkstate.error.type", etype, strlen(etype)},
+                      {"bulkstate.error.field", cerr->field, strlen(cerr->field)},
+                      {"bulkstate.error.message", cerr->msg, strlen(cerr->msg)}};
+    bs_log(BS_LOG_WARN, "worker",
+           "command rejected command_id=%s partition=%" PRId32 " offset=%" PRId64
+           " code=%s type=%s field=%s error=\"%s\"",
+           o->command_id ? o->command_id : "-", m->partition, m->offset, code, etype,
+           cerr->field[0] ? cerr->field : "-", cerr->msg);
+    if (bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, m->len, h, 7,
+                         &w->dv, err) < 0 ||
+        bs_reply_complete(w, mode, o, err) < 0 || bs_reply_wait(w, err) < 0)
+        return -1;
+    bs_metrics_lock(&w->m);
+    w->m.completed[2]++;
+    w->m.dlq++;
+    bs_metrics_failed(&w->m, code);
+    bs_metrics_unlock(&w->m);
+    return 0;
+}
+
+bool bs_reply_topic_exists(bs_worker *w, const char *topic)
+{
+    for (size_t i = 0; i < w->n_known_topics; i++)
+        if (strcmp(w->known_topics[i], topic) == 0) return true;
+    if (!bs_producer_topic_exists(w->prod, topic, 10000)) return false;
+    if (w->n_known_topics < sizeof w->known_topics / sizeof w->known_topics[0])
+        w->known_topics[w->n_known_topics++] = bs_xstrdup(topic);
+    return true;
+}

@@ -1,0 +1,248 @@
+/* worker: the loop. One message at a time (large commands interleave a batch per turn): poll,
+ * count the delivery, handle it (handle.c), then settle it as settle.h decides: store the
+ * offset, dead-letter a poison message, retry after a capped, jittered backoff while the
+ * consumer keeps polling (group membership), or stop. A command's offset is stored only after
+ * its transaction committed and every reply and its completion were acknowledged; a crash
+ * anywhere before that redelivers the command, which then finds its record 'done' and
+ * republishes the stored replies instead of applying anything again. */
+#include "worker.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ids.h"
+#include "log.h"
+#include "settle.h"
+#include "worker_int.h"
+
+static const bs_mode WORKER_MODE = {.publish = true, .dead_letter = true};
+
+static bs_worker *worker_new(bs_config *cfg, bool replay, bs_err *err)
+{
+    bs_worker *w = bs_xcalloc(1, sizeof *w);
+    w->cfg = cfg;
+    bs_metrics_init(&w->m);
+    if (!replay && cfg->metrics_listen[0] &&
+        (w->http = bs_http_start(cfg->metrics_listen, &w->m, err)) == NULL)
+        goto fail;
+    w->ar = bs_arena_new();
+    w->framing = (bs_framing)bs_framing_parse(cfg->output_framing);
+    /* avro-c may allocate what a crafted length asks for: cap each allocation */
+    bs_codec_cap_allocations((size_t)cfg->max_message_bytes * 4 + (1u << 20));
+    const bs_codec_conf cc = bs_config_codec_conf(cfg, (size_t)cfg->max_message_bytes);
+    if ((w->codec = bs_codec_new(&cc, err)) == NULL) goto fail;
+    const bs_store_conf sc = bs_config_store_conf(cfg);
+    /* bounded: about 10 s of tries, then systemd restarts us */
+    for (int64_t backoff = 200;; backoff = backoff * 2 > 5000 ? 5000 : backoff * 2) {
+        w->store = bs_store_new(&sc, err);
+        if (w->store != NULL) break;
+        if (!err->retriable) goto fail;
+        bs_log(BS_LOG_WARN, "worker", "database not reachable, retrying in %lld ms: %s",
+               (long long)backoff, err->msg);
+        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        if (backoff >= 5000) goto fail;
+    }
+    w->m.db_ok = true;
+    const bs_kafka_props kp = bs_config_kafka_props(cfg);
+    if ((w->prod = bs_producer_new(&kp, err)) == NULL) goto fail;
+    bs_kafka_set_stats_hook(w->http ? bs_periodic_on_stats : NULL, w);
+    /* a replay reads the log on its own, outside the consumer group */
+    if (!replay && (w->cons = bs_consumer_new(&kp, cfg->command_topic, err)) == NULL) goto fail;
+    w->watchdog_us = bs_notify_watchdog_interval_us();
+    bs_failpoint_setup();
+    return w;
+fail:
+    bs_worker_free(w);
+    return NULL;
+}
+
+bs_worker *bs_worker_new(bs_config *cfg, bs_err *err)
+{
+    return worker_new(cfg, false, err);
+}
+
+bs_worker *bs_worker_new_replay(bs_config *cfg, bs_err *err)
+{
+    return worker_new(cfg, true, err);
+}
+
+void bs_worker_free(bs_worker *w)
+{
+    if (w == NULL) return;
+    bs_large_release_all(w, NULL);
+    bs_consumer_close(w->cons);
+    bs_producer_free(w->prod, w->cfg->flush_timeout_ms);
+    bs_store_free(w->store);
+    bs_codec_free(w->codec);
+    bs_arena_free(w->ar);
+    bs_http_stop(w->http);
+    bs_metrics_destroy(&w->m);
+    for (size_t i = 0; i < w->n_known_topics; i++)
+        free(w->known_topics[i]);
+    free(w);
+}
+
+static int64_t jitter(int64_t ms)
+{
+    return ms / 2 + (int64_t)(rand() % (int)(ms / 2 + 1));
+}
+
+/* A delivery counted more than max_attempts times: dead-lettered without being handled. */
+static int reject_poison(bs_worker *w, bs_msg *m, int attempts, bs_outcome *o, bs_err *err)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = BS_OUT_REJECTED;
+    o->command_id = m->command_id;
+    o->error_code = "poison_message";
+    bs_err_input(&o->error, "poison_message", "",
+                 "delivery %d of this message: the previous %d ended without a result (worker "
+                 "crash, kill or timeout)",
+                 attempts, attempts - 1);
+    return bs_reply_reject(w, &WORKER_MODE, m, o, err);
+}
+
+/* A failure to retry: the backoff, with the consumer polled (paused: no message expected) so
+ * the group keeps us. Ends when the delay is over or a stop is asked. */
+static void back_off(bs_worker *w, const bs_msg *m, int64_t delay, const bs_err *why,
+                     volatile sig_atomic_t *stop)
+{
+    bs_log(BS_LOG_WARN, "worker",
+           "transient failure partition=%" PRId32 " offset=%" PRId64
+           " retry_in_ms=%lld error=\"%s\"",
+           m->partition, m->offset, (long long)delay, why->msg);
+    bs_arena_reset(w->ar);
+    bs_err dberr = {0};
+    bool db_ok = bs_store_check(w->store, &dberr) == 0;
+    bs_metrics_lock(&w->m);
+    w->m.retries++;
+    w->m.backoff = true;
+    w->m.db_ok = db_ok;
+    snprintf(w->m.db_error, sizeof w->m.db_error, "%s", dberr.msg);
+    snprintf(w->m.backoff_error, sizeof w->m.backoff_error, "%s", why->msg);
+    bs_metrics_unlock(&w->m);
+    bs_consumer_pause(w->cons, true);
+    const int64_t until = bs_mono_ms() + delay;
+    while (!*stop && bs_mono_ms() < until) {
+        bs_err perr = {0};
+        bs_msg *other = bs_consumer_poll(w->cons, 100, &perr);
+        if (other != NULL) /* paused: none expected; never skip one */
+            bs_consumer_rewind(w->cons, other);
+        bs_msg_free(other);
+        bs_producer_poll(w->prod);
+        bs_periodic_notify(w);
+    }
+    bs_consumer_pause(w->cons, false);
+    bs_metrics_lock(&w->m);
+    w->m.backoff = false;
+    bs_metrics_unlock(&w->m);
+}
+
+/* One message, until it is settled, the partition is revoked or a stop is asked. Returns
+ * whether the worker keeps the message (a large command in progress); -1 with err to stop. */
+static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, bs_err *err)
+{
+    int64_t backoff = w->cfg->retry_backoff_initial_ms;
+    const int64_t taken_us = bs_mono_us();
+    const bs_source src = {m->topic, m->partition, m->offset};
+    bool counted = false; /* this delivery was counted in bulkstate.delivery_attempt */
+    for (;;) {            /* ends: settled, a stop, a revoked partition, or a fatal error */
+        bs_err herr = {0};
+        bs_outcome o = {0};
+        int attempts = 0, rc = -1;
+        if (!counted && bs_store_bump_attempt(w->store, &src, &attempts, &herr) == 0) {
+            counted = true;
+            rc = bs_settle_is_poison(attempts, w->cfg->max_attempts)
+                     ? reject_poison(w, m, attempts, &o, &herr)
+                     : bs_handle(w, &WORKER_MODE, m, &o, &herr);
+        } else if (counted) {
+            rc = bs_handle(w, &WORKER_MODE, m, &o, &herr);
+        }
+        switch (bs_settle_decide(rc == 0 ? NULL : &herr, o.kind == BS_OUT_REJECTED)) {
+        case BS_SETTLE_DONE: {
+            if (o.kind == BS_OUT_RUNNING) return 1; /* settled when its last batch is */
+            bs_metrics_lock(&w->m);
+            bs_hist_observe(&w->m.latency, (double)(bs_mono_us() - taken_us) / 1e6);
+            w->m.db_ok = true;
+            bs_metrics_unlock(&w->m);
+            bs_periodic_status(w);
+            bs_failpoint("before_offset");
+            bs_err serr = {0};
+            if (bs_consumer_store(w->cons, m, &serr) < 0)
+                bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+            /* an applied command's transaction cleared the count already */
+            if (o.kind != BS_OUT_APPLIED && bs_store_clear_attempt(w->store, &src, &serr) < 0)
+                bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+            return 0;
+        }
+        case BS_SETTLE_REJECT: /* bs_handle rejects what it can; this failed outside it */
+        case BS_SETTLE_STOP:
+            *err = herr;
+            return -1;
+        case BS_SETTLE_RETRY:
+            break;
+        }
+        if (bs_settle_counts_attempt(&herr)) counted = false;
+        back_off(w, m, jitter(backoff), &herr, stop);
+        if (*stop || !bs_consumer_owns(w->cons, m)) {
+            /* not settled: redelivered to whoever owns the partition. A clean stop or a
+             * rebalance is not a failed delivery: uncount it */
+            bs_err uerr = {0};
+            if (counted && bs_store_uncount_attempt(w->store, &src, &uerr) < 0)
+                bs_log(BS_LOG_WARN, "worker", "%s", uerr.msg);
+            return 0;
+        }
+        backoff =
+            backoff * 2 > w->cfg->retry_backoff_max_ms ? w->cfg->retry_backoff_max_ms : backoff * 2;
+    }
+}
+
+int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload_flag,
+                  const char *config_path, bs_err *err)
+{
+    bs_log(BS_LOG_INFO, "worker", "started topic=%s group=%s reply_topic=%s framing=%s",
+           w->cfg->command_topic, bs_config_get_kafka(w->cfg, "group.id"), w->cfg->reply_topic,
+           bs_framing_name(w->framing));
+    srand((unsigned)bs_now_us());
+    int rc = 0;
+    while (!*stop) {
+        bs_err perr = {0};
+        if (reload_flag && *reload_flag) {
+            *reload_flag = 0;
+            bs_periodic_reload(w, config_path);
+        }
+        /* large commands in progress: one batch each, then a short poll for other partitions */
+        bs_large_run(w, stop);
+        bs_msg *m = bs_consumer_poll(w->cons, w->nlarge ? 10 : w->cfg->poll_timeout_ms, &perr);
+        bs_producer_poll(w->prod);
+        bs_periodic_notify(w);
+        bs_periodic_reap(w);
+        if (m == NULL) {
+            if (perr.fatal) {
+                *err = perr;
+                return -1;
+            }
+            continue;
+        }
+        bs_metrics_lock(&w->m);
+        w->m.consumed++;
+        w->m.inflight = (int)w->nlarge + 1;
+        bs_metrics_unlock(&w->m);
+        const int kept = settle_message(w, m, stop, err);
+        if (kept != 1) bs_msg_free(m);
+        bs_arena_reset(w->ar);
+        bs_metrics_lock(&w->m);
+        w->m.inflight = (int)w->nlarge; /* large commands still in progress */
+        bs_metrics_unlock(&w->m);
+        if (kept < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0) bs_large_release_all(w, "stopping");
+    bs_notify("STOPPING=1");
+    bs_log(BS_LOG_INFO, "worker", "stopping");
+    return rc;
+}

@@ -1,0 +1,150 @@
+/* worker_int: what the worker's files share. Not for use outside src/worker/.
+ *   worker.c    the loop: poll, handle, settle (retry with backoff, dead-letter, stop);
+ *   handle.c    one message: decode, validate, cancel, start a large command, or apply;
+ *   apply.c     the pipeline of one batch, shared by every kind of command;
+ *   large.c     large commands (max_runs): batches with a checkpoint, round robin;
+ *   reply.c     the one publisher: replies, events, completions, dead letters, acks;
+ *   replay.c    bulkstate replay: a command log re-applied outside the group;
+ *   periodic.c  between commands: lease reaper, systemd notify, SIGHUP reload;
+ *   failpoint.c fault injection for the fault tests. */
+#ifndef BS_WORKER_INT_H
+#define BS_WORKER_INT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "arena.h"
+#include "batch.h"
+#include "codec.h"
+#include "config.h"
+#include "err.h"
+#include "kafka.h"
+#include "metrics.h"
+#include "model.h"
+#include "ops.h"
+#include "store.h"
+#include "worker.h"
+
+#define BS_MAX_LARGE 16 /* large commands in progress at once, per worker */
+
+typedef struct large_cmd large_cmd;
+
+struct bs_worker {
+    bs_config *cfg; /* SIGHUP applies the reloadable keys in place */
+    bs_codec *codec;
+    bs_store *store;
+    bs_consumer *cons; /* NULL in a replay worker */
+    bs_producer *prod;
+    bs_arena *ar; /* per message: reset after each one */
+    bs_framing framing;
+    bs_delivery dv;         /* lives as long as the worker: late delivery reports land here */
+    char *known_topics[64]; /* reply topics seen to exist */
+    size_t n_known_topics;
+    int64_t next_reap_us; /* when the expired-lease reaper runs next */
+    bs_metrics m;         /* read by the HTTP thread under its mutex */
+    bs_http *http;
+    bool ready_sent;                       /* systemd READY=1 */
+    int64_t watchdog_us, next_watchdog_us; /* WATCHDOG=1 interval, 0 = no watchdog */
+    uint64_t n_commands, n_transitions;    /* for STATUS= */
+    large_cmd *large[BS_MAX_LARGE];        /* in progress, one batch each per loop turn */
+    size_t nlarge;
+};
+
+/* How a message is handled: by the worker, or by `bulkstate replay` with its options. A
+ * parameter of every call, never a field of the worker. */
+typedef struct bs_mode {
+    bool publish;       /* replies, events and completions go to Kafka */
+    bool dead_letter;   /* a bad message is dead-lettered (else it is only reported) */
+    bool deterministic; /* clock and ids derive from the command's issued_at and id */
+    bool inline_large;  /* a large command runs all its batches at once (no group to serve) */
+    bool dry_run;       /* the store rolls everything back at the end (an outer transaction) */
+    FILE *print;        /* every result also as a JSON line here; NULL: nowhere */
+} bs_mode;
+
+/* What became of a settled message. */
+typedef enum {
+    BS_OUT_APPLIED = 0, /* applied now (or evaluated, in a dry run) */
+    BS_OUT_ALREADY,     /* applied before: its stored replies were published again */
+    BS_OUT_REJECTED,    /* bad input: error completion (and dead letter) */
+    BS_OUT_CANCEL,      /* a cancel command flagged a large command */
+    BS_OUT_RUNNING      /* a large command now runs in batches: the message is kept */
+} bs_outcome_kind;
+
+typedef struct bs_outcome {
+    bs_outcome_kind kind;
+    const char *command_id; /* NULL when unknown (in the arena) */
+    const char *reply_topic;
+    int matched, counts[4];
+    int batches; /* large commands */
+    bool cancelled;
+    const char *error_code; /* REJECTED: "invalid_command", ... */
+    bs_err error;           /* REJECTED: what was wrong */
+} bs_outcome;
+
+/* handle.c: one message. 0: settled, o says how (RUNNING: m now belongs to the worker's
+ * large commands); -1 with err: not settled (err's flags say why, settle.h). */
+int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_err *err);
+/* The error of a command whose id was used before for another body (BS_ECONFLICT). */
+int bs_handle_conflict(const bs_command *cmd, bs_err *err);
+/* The orchestration clock and ids of a command (deterministic in replay). */
+bs_batch_env bs_handle_env(bs_worker *w, const bs_mode *mode, const bs_command *cmd);
+
+/* apply.c: one batch in its own transaction. The caller has begun the transaction and claimed
+ * the command; ids are the selected runs. lock, decide, write, slots, encode, events, record,
+ * commit; then the replies are published. */
+typedef struct bs_apply {
+    const bs_command *cmd;
+    const char *reply_topic;
+    const bs_source *src;
+    const bs_filter *recheck; /* large: runs that stopped matching are skipped; NULL: none */
+    int first_seq, total;     /* total -1: not known yet (large) */
+    bs_progress *progress;    /* in: the command's row; out: with this batch counted */
+    bool finish;              /* the command is done after this batch */
+} bs_apply;
+/* Returns 0 (committed and published; progress updated) or -1 with err (rolled back). */
+int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const char **ids, size_t n,
+                   bs_err *err);
+
+/* reply.c */
+/* Publishes replies [first_seq, first_seq + r->n) of a command, then their events; in replay
+ * mode->print gets each result as a JSON line. failpoint (NULL: none) is reached after the
+ * first reply. */
+int bs_reply_publish(bs_worker *w, const bs_mode *mode, const char *topic, const char *command_id,
+                     int first_seq, const bs_replies *r, const char *failpoint, bs_err *err);
+/* The completion of a command (error_code NULL: none), its acknowledgement awaited. */
+int bs_reply_complete(bs_worker *w, const bs_mode *mode, const bs_outcome *o, bs_err *err);
+/* Bad input: an error completion (when the command id is known) and a copy of the message on
+ * the dead-letter topic, both acknowledged; o is the rejection (kind, code, error). */
+int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs_outcome *o,
+                    bs_err *err);
+/* Waits for every produced record's acknowledgement (bounded by flush_timeout_ms). */
+int bs_reply_wait(bs_worker *w, bs_err *err);
+/* A command's reply topic must exist (checked once per topic). */
+bool bs_reply_topic_exists(bs_worker *w, const char *topic);
+
+/* large.c */
+/* A large command arrives or comes back after a crash. 0 with o->kind RUNNING (m is kept),
+ * ALREADY (finished earlier: replies published again) or APPLIED (inline: all batches run);
+ * -1 with err. */
+int bs_large_start(bs_worker *w, const bs_mode *mode, bs_msg *m, const bs_command *cmd,
+                   const char *identity, bs_outcome *o, bs_err *err);
+/* One batch of each large command in progress (round robin with the poll loop). */
+void bs_large_run(bs_worker *w, volatile sig_atomic_t *stop);
+/* Lets go of every large command in progress (their checkpoints are in the database). */
+void bs_large_release_all(bs_worker *w, const char *why);
+
+/* periodic.c */
+void bs_periodic_reap(bs_worker *w);
+void bs_periodic_notify(bs_worker *w);
+void bs_periodic_status(bs_worker *w);
+void bs_periodic_reload(bs_worker *w, const char *path);
+void bs_periodic_on_stats(const char *json, size_t len, void *ctx);
+
+/* failpoint.c: BULKSTATE_FAILPOINT=NAME:N makes the worker SIGKILL itself the Nth time it
+ * reaches point NAME. Unset, a failpoint costs one comparison. */
+void bs_failpoint_setup(void);
+void bs_failpoint(const char *name);
+
+#endif
