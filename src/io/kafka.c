@@ -1,29 +1,15 @@
-/* kafka: librdkafka wiring. Rebalances are handled eagerly or cooperatively as the protocol
- * says; offsets are stored per message with a fresh partition list each time (a reused list
- * element caches its partition in librdkafka 2.0.2 and stores on the wrong one). */
-#include "kafka.h"
+/* kafka: librdkafka wiring shared by both handles (configuration, logging), the producer
+ * (idempotent, a delivery report for every record) and topic creation. The consumer is in
+ * kafka_consumer.c. */
+#include "kafka_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <librdkafka/rdkafka.h>
-
 #include "arena.h"
 #include "ids.h"
 #include "log.h"
-
-struct bs_consumer {
-    rd_kafka_t *rk;
-    int assigned; /* partitions currently assigned */
-    /* partitions held paused while a large command of theirs runs in batches */
-    struct {
-        char topic[256];
-        int32_t partition;
-    } held[64];
-    size_t nheld;
-    bool paused;
-};
 
 struct bs_producer {
     rd_kafka_t *rk;
@@ -39,15 +25,14 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     bs_log(l, "rdkafka", "facility=%s msg=\"%s\"", fac, buf);
 }
 
-/* The value of key in props, or NULL. */
-static const char *prop(const bs_kafka_props *props, const char *key)
+const char *bs_kafka_prop(const bs_kafka_props *props, const char *key)
 {
     for (size_t i = props->n; i-- > 0;)
         if (strcmp(props->keys[i], key) == 0) return props->vals[i];
     return NULL;
 }
 
-static rd_kafka_conf_t *make_conf(const bs_kafka_props *props, bool consumer, bs_err *err)
+rd_kafka_conf_t *bs_kafka_conf(const bs_kafka_props *props, bool consumer, bs_err *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char errstr[512];
@@ -94,370 +79,6 @@ static rd_kafka_conf_t *make_conf(const bs_kafka_props *props, bool consumer, bs
     return conf;
 }
 
-static void pause_held(bs_consumer *cons)
-{
-    if (cons->nheld == 0) return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)cons->nheld);
-    for (size_t i = 0; i < cons->nheld; i++)
-        rd_kafka_topic_partition_list_add(l, cons->held[i].topic, cons->held[i].partition);
-    rd_kafka_pause_partitions(cons->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
-{
-    bs_consumer *cons = opaque;
-    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        bs_log(BS_LOG_INFO, "kafka", "partitions assigned count=%d", parts->cnt);
-        if (cooperative) {
-            rd_kafka_error_t *ke = rd_kafka_incremental_assign(rk, parts);
-            if (ke) rd_kafka_error_destroy(ke);
-            cons->assigned += parts->cnt;
-        } else {
-            rd_kafka_assign(rk, parts);
-            cons->assigned = parts->cnt;
-        }
-        if (cons->paused)
-            rd_kafka_pause_partitions(rk, parts);
-        else
-            pause_held(cons);
-    } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        /* commands are handled one at a time in the poll loop, so nothing is in flight here:
-         * commit what was stored, then let the partitions go (not for lost partitions) */
-        bs_log(BS_LOG_INFO, "kafka", "partitions revoked count=%d lost=%d", parts->cnt,
-               rd_kafka_assignment_lost(rk));
-        if (!rd_kafka_assignment_lost(rk)) rd_kafka_commit(rk, NULL, 0);
-        if (cooperative) {
-            rd_kafka_error_t *ke = rd_kafka_incremental_unassign(rk, parts);
-            if (ke) rd_kafka_error_destroy(ke);
-            cons->assigned -= parts->cnt;
-        } else {
-            rd_kafka_assign(rk, NULL);
-            cons->assigned = 0;
-        }
-    } else {
-        bs_log(BS_LOG_ERROR, "kafka", "rebalance error: %s", rd_kafka_err2str(e));
-        rd_kafka_assign(rk, NULL);
-        cons->assigned = 0;
-    }
-}
-
-/* Makes the consumer handle; conf is consumed in every case. group: the handle joins a
- * consumer group, so rebalances come to rebalance_cb with the consumer as opaque. */
-static bs_consumer *consumer_from_conf(rd_kafka_conf_t *conf, bool group, bs_err *err)
-{
-    char errstr[512];
-    bs_consumer *cons = bs_xcalloc(1, sizeof *cons);
-    if (group) {
-        rd_kafka_conf_set_opaque(conf, cons);
-        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    }
-    cons->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (cons->rk == NULL) {
-        rd_kafka_conf_destroy(conf);
-        free(cons);
-        bs_err_fatal(err, BS_EKAFKA, "could not create the Kafka consumer: %s", errstr);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(cons->rk);
-    return cons;
-}
-
-static bs_stats_hook *stats_hook;
-static void *stats_ctx;
-
-void bs_kafka_set_stats_hook(bs_stats_hook *fn, void *ctx)
-{
-    stats_hook = fn;
-    stats_ctx = ctx;
-}
-
-/* librdkafka's statistics, handed to the hook from the consumer's poll (the worker's thread) */
-static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
-{
-    (void)rk;
-    (void)opaque;
-    if (stats_hook) stats_hook(json, len, stats_ctx);
-    return 0; /* librdkafka frees json */
-}
-
-bs_consumer *bs_consumer_new(const bs_kafka_props *props, const char *topic, bs_err *err)
-{
-    if (prop(props, "group.id") == NULL) {
-        bs_err_fatal(err, BS_EINVAL, "[kafka] group.id is required for the worker");
-        return NULL;
-    }
-    rd_kafka_conf_t *conf = make_conf(props, true, err);
-    if (conf == NULL) return NULL;
-    if (stats_hook) {
-        rd_kafka_conf_set_stats_cb(conf, stats_cb);
-        const char *iv = prop(props, "statistics.interval.ms");
-        char errstr[256];
-        if (iv == NULL || strcmp(iv, "0") == 0) /* lag needs statistics: every 5 s */
-            rd_kafka_conf_set(conf, "statistics.interval.ms", "5000", errstr, sizeof errstr);
-    }
-    bs_consumer *cons = consumer_from_conf(conf, true, err);
-    if (cons == NULL) return NULL;
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(cons->rk, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    if (e) {
-        bs_err_fatal(err, BS_EKAFKA, "could not subscribe to \"%s\": %s", topic,
-                     rd_kafka_err2str(e));
-        bs_consumer_close(cons);
-        return NULL;
-    }
-    return cons;
-}
-
-bs_consumer *bs_consumer_new_tail(const bs_kafka_props *props, const char *topic, bool beginning,
-                                  bs_err *err)
-{
-    bs_range range;
-    return bs_consumer_new_range(props, topic, -1, beginning ? 0 : INT64_MAX, -1, &range, err);
-}
-
-bs_consumer *bs_consumer_new_range(const bs_kafka_props *props, const char *topic,
-                                   int32_t partition, int64_t from_offset, int64_t from_ts_ms,
-                                   bs_range *range, bs_err *err)
-{
-    rd_kafka_conf_t *conf = make_conf(props, true, err);
-    if (conf == NULL) return NULL;
-    rd_kafka_conf_set(conf, "group.id", "bulkstate-cli", NULL, 0); /* never joins: assign */
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    bs_consumer *cons = consumer_from_conf(conf, false, err);
-    if (cons == NULL) return NULL;
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(cons->rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(cons->rk, 0, t, &md, 10000);
-    rd_kafka_topic_destroy(t);
-    if (e || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
-        bs_err_retriable(err, BS_EKAFKA, "topic \"%s\": %s", topic,
-                         e ? rd_kafka_err2str(e)
-                           : rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : 0));
-        if (md) rd_kafka_metadata_destroy(md);
-        bs_consumer_close(cons);
-        return NULL;
-    }
-    rd_kafka_topic_partition_list_t *parts =
-        rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-    range->n = 0;
-    for (int i = 0; i < md->topics[0].partition_cnt && range->n < BS_RANGE_MAX; i++) {
-        int32_t p = md->topics[0].partitions[i].id;
-        if (partition >= 0 && p != partition) continue;
-        int64_t lo = 0, hi = 0;
-        if (rd_kafka_query_watermark_offsets(cons->rk, topic, p, &lo, &hi, 10000)) {
-            bs_err_retriable(err, BS_EKAFKA, "could not read the offsets of \"%s\" [%d]", topic, p);
-            goto fail;
-        }
-        range->partition[range->n] = p;
-        range->end[range->n] = hi; /* the log as it is now: replay stops there */
-        range->n++;
-        int64_t start = from_offset < lo ? lo : from_offset > hi ? hi : from_offset;
-        rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
-            from_ts_ms >= 0 ? from_ts_ms : start;
-    }
-    if (range->n == 0) {
-        bs_err_set(err, BS_EINVAL, "topic \"%s\" has no partition %d", topic, partition);
-        goto fail;
-    }
-    if (from_ts_ms >= 0 && (e = rd_kafka_offsets_for_times(cons->rk, parts, 10000))) {
-        bs_err_retriable(err, BS_EKAFKA, "could not find the offsets for the timestamp: %s",
-                         rd_kafka_err2str(e));
-        goto fail;
-    }
-    for (int i = 0; i < parts->cnt; i++) {
-        if (parts->elems[i].offset < 0) /* no message at or after the timestamp */
-            parts->elems[i].offset = range->end[i];
-        range->start[i] = parts->elems[i].offset;
-    }
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_assign(cons->rk, parts);
-    cons->assigned = parts->cnt;
-    rd_kafka_topic_partition_list_destroy(parts);
-    return cons;
-fail:
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_partition_list_destroy(parts);
-    bs_consumer_close(cons);
-    return NULL;
-}
-
-bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err)
-{
-    rd_kafka_message_t *rm = rd_kafka_consumer_poll(cons->rk, timeout_ms);
-    if (rm == NULL) return NULL;
-    if (rm->err) {
-        if (rm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            bool fatal = rm->err == RD_KAFKA_RESP_ERR__FATAL;
-            bs_log(fatal ? BS_LOG_ERROR : BS_LOG_WARN, "kafka", "consumer error: %s",
-                   rd_kafka_message_errstr(rm));
-            if (fatal)
-                bs_err_fatal(err, BS_EKAFKA, "fatal consumer error: %s",
-                             rd_kafka_message_errstr(rm));
-        }
-        rd_kafka_message_destroy(rm);
-        return NULL;
-    }
-    bs_msg *m = bs_xcalloc(1, sizeof *m);
-    m->topic = bs_xstrdup(rd_kafka_topic_name(rm->rkt));
-    m->partition = rm->partition;
-    m->offset = rm->offset;
-    m->key = rm->key;
-    m->key_len = rm->key_len;
-    m->payload = rm->payload ? rm->payload : "";
-    m->len = rm->len;
-    m->rkmessage = rm;
-    rd_kafka_headers_t *hdrs = NULL;
-    if (rd_kafka_message_headers(rm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const void *v;
-        size_t n;
-        if (rd_kafka_header_get_last(hdrs, "content-type", &v, &n) == 0 && v && n >= 16 &&
-            strncmp(v, "application/json", 16) == 0)
-            m->json = true;
-        if (rd_kafka_header_get_last(hdrs, "command-id", &v, &n) == 0 && v && n > 0 && n <= 200 &&
-            memchr(v, '\0', n) == NULL) {
-            m->command_id = bs_xmalloc(n + 1);
-            memcpy(m->command_id, v, n);
-            m->command_id[n] = '\0';
-        }
-    }
-    return m;
-}
-
-void bs_msg_free(bs_msg *m)
-{
-    if (m == NULL) return;
-    rd_kafka_message_destroy(m->rkmessage);
-    free(m->topic);
-    free(m->command_id);
-    free(m);
-}
-
-int bs_consumer_store(bs_consumer *cons, const bs_msg *m, bs_err *err)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset + 1;
-    rd_kafka_resp_err_t e = rd_kafka_offsets_store(cons->rk, l);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[0].err) e = l->elems[0].err;
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e)
-        return bs_err_retriable(err, BS_EKAFKA, "could not store offset %lld of %s [%d]: %s",
-                                (long long)m->offset + 1, m->topic, m->partition,
-                                rd_kafka_err2str(e));
-    return 0;
-}
-
-void bs_consumer_rewind(bs_consumer *cons, const bs_msg *m)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset;
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(cons->rk, l, 5000);
-    if (e) {
-        bs_log(BS_LOG_WARN, "kafka", "could not rewind %s [%d] to %lld: %s", m->topic, m->partition,
-               (long long)m->offset, rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-bool bs_consumer_owns(bs_consumer *cons, const bs_msg *m)
-{
-    rd_kafka_topic_partition_list_t *a = NULL;
-    bool owns = false;
-    if (rd_kafka_assignment(cons->rk, &a) == 0 && a) {
-        owns = rd_kafka_topic_partition_list_find(a, m->topic, m->partition) != NULL;
-        rd_kafka_topic_partition_list_destroy(a);
-    }
-    return owns;
-}
-
-void bs_consumer_pause(bs_consumer *cons, bool pause)
-{
-    rd_kafka_topic_partition_list_t *a = NULL;
-    cons->paused = pause;
-    if (rd_kafka_assignment(cons->rk, &a) == 0 && a) {
-        if (pause)
-            rd_kafka_pause_partitions(cons->rk, a);
-        else
-            rd_kafka_resume_partitions(cons->rk, a);
-        rd_kafka_topic_partition_list_destroy(a);
-    }
-    if (!pause) pause_held(cons);
-}
-
-void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, bool hold)
-{
-    size_t i = 0;
-    while (i < cons->nheld &&
-           !(cons->held[i].partition == partition && strcmp(cons->held[i].topic, topic) == 0))
-        i++;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, partition);
-    if (hold) {
-        if (i == cons->nheld && cons->nheld < sizeof cons->held / sizeof cons->held[0]) {
-            snprintf(cons->held[i].topic, sizeof cons->held[i].topic, "%s", topic);
-            cons->held[i].partition = partition;
-            cons->nheld++;
-        }
-        rd_kafka_pause_partitions(cons->rk, l);
-    } else {
-        if (i < cons->nheld) cons->held[i] = cons->held[--cons->nheld];
-        if (!cons->paused) rd_kafka_resume_partitions(cons->rk, l);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-int bs_consumer_assigned(const bs_consumer *cons)
-{
-    return cons->assigned;
-}
-
-/* How long leaving the group may take at shutdown. rd_kafka_consumer_close() waits for the
- * group coordinator without bound: a worker told to stop while the coordinator is unreachable
- * must still exit (offsets it could not commit are redelivered and found applied). */
-#define CLOSE_TIMEOUT_MS 10000
-
-void bs_consumer_close(bs_consumer *cons)
-{
-    if (cons == NULL) return;
-    rd_kafka_resp_err_t e = rd_kafka_commit(cons->rk, NULL, 0);
-    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        bs_log(BS_LOG_WARN, "kafka", "final commit failed: %s", rd_kafka_err2str(e));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(cons->rk);
-    rd_kafka_error_t *err = rd_kafka_consumer_close_queue(cons->rk, q);
-    bool closed = false;
-    if (err != NULL) {
-        bs_log(BS_LOG_WARN, "kafka", "leaving the group failed: %s", rd_kafka_error_string(err));
-        rd_kafka_error_destroy(err);
-    } else {
-        /* served as events: a revocation goes to rebalance_cb (by librdkafka, or here when it
-         * comes out as an event); anything else (a fetched message, an error) is dropped.
-         * rd_kafka_queue_poll_callback() would assert on a message. */
-        const int64_t deadline = bs_mono_us() + (int64_t)CLOSE_TIMEOUT_MS * 1000;
-        while (!(closed = rd_kafka_consumer_closed(cons->rk)) && bs_mono_us() < deadline) {
-            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
-            if (ev == NULL) continue;
-            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) /* not served by the cb */
-                rebalance_cb(cons->rk, rd_kafka_event_error(ev),
-                             rd_kafka_event_topic_partition_list(ev), cons);
-            rd_kafka_event_destroy(ev);
-        }
-        if (!closed)
-            bs_log(BS_LOG_WARN, "kafka",
-                   "could not leave the consumer group within %d ms (coordinator unreachable?): "
-                   "closing anyway; the group reassigns the partitions after the session "
-                   "timeout",
-                   CLOSE_TIMEOUT_MS);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy_flags(cons->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    free(cons);
-}
-
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaque)
 {
     (void)rk;
@@ -474,7 +95,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaque)
 bs_producer *bs_producer_new(const bs_kafka_props *props, bs_err *err)
 {
     char errstr[512];
-    rd_kafka_conf_t *conf = make_conf(props, false, err);
+    rd_kafka_conf_t *conf = bs_kafka_conf(props, false, err);
     if (conf == NULL) return NULL;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     bs_producer *prod = bs_xcalloc(1, sizeof *prod);
@@ -564,7 +185,7 @@ int bs_kafka_create_topics(const bs_kafka_props *props, const char *const *names
                            int partitions, int replication_factor, bs_err *err)
 {
     char errstr[512];
-    rd_kafka_conf_t *conf = make_conf(props, false, err);
+    rd_kafka_conf_t *conf = bs_kafka_conf(props, false, err);
     if (conf == NULL) return -1;
     rd_kafka_conf_set(conf, "enable.idempotence", "false", NULL, 0); /* admin only */
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
