@@ -80,3 +80,48 @@ ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS batches integer NOT NULL 
 ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS acked_seq integer NOT NULL DEFAULT 0;
 ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS cancel_requested boolean NOT NULL DEFAULT false;
 ALTER TABLE bulkstate.command ADD COLUMN IF NOT EXISTS cancelled boolean NOT NULL DEFAULT false;
+
+-- Events for Prefect's event bus ([prefect] api_url): written in the transaction of the states
+-- they describe, posted to Prefect's events API by the worker's delivery thread, deleted once
+-- Prefect took them. seq is the delivery order; per run it is the commit order (a run's states
+-- are written under its row lock). Added after the first release.
+CREATE TABLE IF NOT EXISTS bulkstate.prefect_outbox (
+  seq bigserial PRIMARY KEY,
+  flow_run_id uuid NOT NULL,
+  event text NOT NULL,
+  created timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+-- Events Prefect refused (a 4xx answer other than auth or throttling), kept with its answer for
+-- the operator instead of blocking the ones after them.
+CREATE TABLE IF NOT EXISTS bulkstate.prefect_outbox_refused (
+  seq bigint PRIMARY KEY,
+  flow_run_id uuid NOT NULL,
+  event text NOT NULL,
+  created timestamptz NOT NULL,
+  refused timestamptz NOT NULL DEFAULT now(),
+  answer text
+);
+-- The delivery thread LISTENs: a commit that wrote events wakes it (one notification per
+-- transaction, PostgreSQL folds identical ones).
+CREATE OR REPLACE FUNCTION bulkstate.prefect_outbox_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('bulkstate_prefect_outbox', '');
+  RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER prefect_outbox_notify AFTER INSERT ON bulkstate.prefect_outbox
+  FOR EACH ROW EXECUTE FUNCTION bulkstate.prefect_outbox_notify();
+
+-- Deployment concurrency leases Prefect's server holds (in its memory) that a transition
+-- bulkstate wrote releases: released after the commit through Prefect's API (it decrements the
+-- slots and revokes the lease, so its engine stops renewing it); a lease Prefect no longer has
+-- frees one slot on fallback_limit_id, as Prefect's server does. Delivered by the same thread
+-- as the outbox.
+CREATE TABLE IF NOT EXISTS bulkstate.prefect_lease_release (
+  seq bigserial PRIMARY KEY,
+  lease_id uuid NOT NULL,
+  fallback_limit_id uuid,
+  created timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE OR REPLACE TRIGGER prefect_lease_release_notify AFTER INSERT
+  ON bulkstate.prefect_lease_release FOR EACH ROW EXECUTE FUNCTION bulkstate.prefect_outbox_notify();

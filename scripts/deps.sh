@@ -4,6 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git
       librdkafka-dev libavro-dev libjansson-dev libpq-dev libmicrohttpd-dev libsystemd-dev
+      libcurl4-openssl-dev
       postgresql-15 postgresql-client-15
       openjdk-17-jre-headless maven kcat python3 python3-venv curl clang-format
       clang-14 libclang-rt-14-dev)

@@ -17,7 +17,7 @@ cmake --build "$B" -j "$JOBS"
 echo "== unit and integration tests"
 (cd "$B" && ctest --output-on-failure --timeout 900)
 # the figures the suite measured, from the full test log
-grep -hE '^(filter-conformance:|orchestration-conformance:|expected: |fault-test |loaded 1,000,000|filter kind|[a-z_]+ +[0-9]+ +[0-9]+  )' \
+grep -hE '^(filter-conformance:|orchestration-conformance:|expected|prefect-live:|# cancellation|# automation|fault-test |loaded 1,000,000|filter kind|[a-z_]+ +[0-9]+ +[0-9]+  )' \
   "$B/Testing/Temporary/LastTest.log" || true
 
 echo "== unit tests under ASan + UBSan"

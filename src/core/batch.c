@@ -82,7 +82,8 @@ static void decide_one(bs_batch *b, size_t i, const bs_command *cmd, const bs_ba
                         .api_version = 0,
                         .now_us = now,
                         .slot_wait_s = env->slot_wait_s,
-                        .lease_ttl_s = env->lease_ttl_s};
+                        .lease_ttl_s = env->lease_ttl_s,
+                        .prefect_leases = env->prefect_leases};
     env->new_id(env->ctx, run, "replacement", now, true, &in.replacement_id);
     env->new_id(env->ctx, run, "pause-key", now, false, &in.random_pause_key);
     env->new_id(env->ctx, run, "lease", now, false, &in.new_lease_id);

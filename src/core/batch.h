@@ -52,6 +52,7 @@ typedef struct bs_batch_env {
                    bs_uuid *out);
     void *ctx;
     int64_t slot_wait_s, lease_ttl_s; /* Prefect's settings (0: its defaults) */
+    bool prefect_leases; /* leases Prefect's server holds are released through its API */
 } bs_batch_env;
 
 /* Allocates the arrays of a batch of n runs (ids set by the caller) in ar, zeroed. */

@@ -29,6 +29,7 @@ typedef struct bs_orch_input {
     bs_uuid task_state_id;    /* id for the parent task run's copy of the state (G11) */
     int64_t slot_wait_s;      /* Prefect's concurrency_slot_wait_seconds (0: its default, 30) */
     int64_t lease_ttl_s; /* Prefect's initial_deployment_lease_duration (0: its default, 300) */
+    bool prefect_leases; /* a lease Prefect's server holds is released through its API */
 } bs_orch_input;
 
 /* What a decision does to deployment concurrency slots and bulkstate's lease store; applied
@@ -41,6 +42,11 @@ typedef struct bs_slot_ops {
     bs_uuid release_limit;
     int64_t release_slots;
     bs_uuid revoke; /* a lease to delete from the store; "" when none */
+    /* a lease Prefect's server holds (not in bulkstate's store), released through its API
+     * after the commit: Prefect decrements its slots and revokes it; when Prefect no longer
+     * has it, one slot is freed on prefect_fallback_limit ("" when none). "" when none. */
+    bs_uuid prefect_lease;
+    bs_uuid prefect_fallback_limit;
 } bs_slot_ops;
 
 typedef struct bs_decision {

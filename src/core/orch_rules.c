@@ -245,7 +245,8 @@ static void release(octx *c, const bs_uuid *limit, int64_t n)
 }
 
 /* #17 (universal, both policies): leaving PENDING/RUNNING/CANCELLING frees the slot, through
- * the run's lease when the store has it, else by one on the deployment's limit. A release
+ * the run's lease when the store has it; a lease Prefect's server holds through its API when
+ * bulkstate talks to it (in.prefect_leases); else by one on the deployment's limit. A release
  * that finds no active limit row fails the transition, as Prefect's raises. */
 static void release_flow_concurrency_slots(octx *c)
 {
@@ -263,6 +264,10 @@ static void release_flow_concurrency_slots(octx *c)
             if (!r->lease_limit_active) goto lease_failed;
             release(c, &r->lease_limit_id, r->lease_slots);
             d->slots.revoke = *lease;
+        } else if (c->in->prefect_leases) {
+            if (fallback && !r->limit_active) goto lease_failed;
+            d->slots.prefect_lease = *lease;
+            if (fallback) d->slots.prefect_fallback_limit = r->concurrency_limit_id;
         } else if (fallback) {
             if (!r->limit_active) goto lease_failed;
             release(c, &r->concurrency_limit_id, 1);
@@ -488,6 +493,7 @@ const orch_rule BS_CORE_FLOW_POLICY[] = {
 const int BS_CORE_FLOW_POLICY_LEN = sizeof BS_CORE_FLOW_POLICY / sizeof BS_CORE_FLOW_POLICY[0];
 
 const orch_rule BS_MINIMAL_FLOW_POLICY[] = {
+    {"PreserveDeploymentConcurrencyLeaseId", M_ALL, M_ALL, true, preserve_lease_id, NULL, NULL},
     {"PreventResultDataLoss", FROM_TO(M_TERMINAL, M_TERMINAL), prevent_result_data_loss, NULL,
      NULL},
     {"BypassCancellingFlowRunsWithNoInfra",

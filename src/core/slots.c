@@ -35,6 +35,8 @@ void bs_slots_plan(bs_arena *ar, const bs_run *const *runs, const bs_slot_ops *c
     plan->revoke_id = bs_arena_alloc(ar, sizeof(char *) * cap);
     plan->update_id = bs_arena_alloc(ar, sizeof(char *) * vcap);
     plan->update_active = bs_arena_alloc(ar, sizeof(int64_t) * vcap);
+    plan->prefect_lease = bs_arena_alloc(ar, sizeof(char *) * cap);
+    plan->prefect_fallback_limit = bs_arena_alloc(ar, sizeof(char *) * cap);
     for (size_t i = 0; i < nv; i++) {
         views[i].now = views[i].start;
         views[i].touched = false;
@@ -49,6 +51,13 @@ void bs_slots_plan(bs_arena *ar, const bs_run *const *runs, const bs_slot_ops *c
             plan->create_ttl_s[k] = ops[i]->lease_ttl_s;
         }
         if (!bs_uuid_null(&ops[i]->revoke)) plan->revoke_id[plan->nrevoke++] = ops[i]->revoke.s;
+        if (!bs_uuid_null(&ops[i]->prefect_lease)) {
+            const size_t k = plan->nprefect++;
+            plan->prefect_lease[k] = ops[i]->prefect_lease.s;
+            plan->prefect_fallback_limit[k] = bs_uuid_null(&ops[i]->prefect_fallback_limit)
+                                                  ? NULL
+                                                  : ops[i]->prefect_fallback_limit.s;
+        }
     }
     for (size_t i = 0; i < nv; i++)
         if (views[i].touched) {

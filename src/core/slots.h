@@ -28,8 +28,8 @@ bs_limit_view *bs_limit_find(bs_limit_view *views, size_t nv, const bs_uuid *id)
 void bs_limit_apply(bs_limit_view *views, size_t nv, const bs_run *run, const bs_slot_ops *ops);
 
 /* What the written transitions do to slots and leases, ready for the store: leases created
- * (id, limit, run, ttl), leases revoked, and each touched limit's final count. Arrays live in
- * the arena. */
+ * (id, limit, run, ttl), leases revoked, each touched limit's final count, and the leases of
+ * Prefect's server to release through its API. Arrays live in the arena. */
 typedef struct bs_slot_plan {
     size_t ncreate;
     const char **create_id, **create_limit, **create_run;
@@ -39,6 +39,8 @@ typedef struct bs_slot_plan {
     size_t nupdate;
     const char **update_id;
     int64_t *update_active;
+    size_t nprefect; /* leases Prefect's server holds, released through its API after commit */
+    const char **prefect_lease, **prefect_fallback_limit; /* fallback NULL: none */
 } bs_slot_plan;
 
 /* Recomputes the views from their lock-time counts over the n written transitions (runs[i]

@@ -39,6 +39,19 @@ static const key KEYS[] = {
      "lock_timeout of the worker's session (0 = none)"},
     {"postgres", "statement_timeout_ms", T_INT, O(statement_timeout_ms), "30000", 0, 3600000,
      "statement_timeout of the worker's session (0 = none)"},
+    {"prefect", "api_url", T_STR, O(prefect_api_url), "", 0, 0,
+     "Prefect's server API (PREFECT_API_URL, e.g. http://127.0.0.1:4200/api): every written "
+     "state's event is delivered to its event bus (empty: off)"},
+    {"prefect", "auth_string", T_STR, O(prefect_auth_string), "", 0, 0,
+     "user:password for Prefect's basic auth (its PREFECT_SERVER_API_AUTH_STRING; empty: none)"},
+    {"prefect", "batch_events", T_INT, O(prefect_batch_events), "100", 1, 1000,
+     "events posted to Prefect in one request at most"},
+    {"prefect", "lag_alert_s", T_INT, O(prefect_lag_alert_s), "60", 1, 86400,
+     "/readyz reports Prefect's events as late when the oldest waits longer than this"},
+    {"prefect", "outbox_max", T_INT, O(prefect_outbox_max), "100000", 100, 100000000,
+     "undelivered events at which commands wait for Prefect to take them (the outbox bound)"},
+    {"prefect", "timeout_ms", T_INT, O(prefect_timeout_ms), "5000", 100, 60000,
+     "timeout of one request to Prefect's server"},
     {"worker", "batch_pause_ms", T_INT, O(batch_pause_ms), "0", 0, 60000,
      "pause between two batches of a large command (max_runs), to spare the database"},
     {"worker", "command_topic", T_STR, O(command_topic), "bulkstate.commands", 0, 0,
@@ -234,8 +247,9 @@ static int apply_env(bs_config *cfg, FILE *errs)
         const key *kd = find(name, us + 1);
         if (kd == NULL) {
             if (strcmp(name, "worker") == 0 || strcmp(name, "postgres") == 0 ||
-                strcmp(name, "orchestration") == 0) {
-                fprintf(errs, "environment: unknown key %s\n", *e);
+                strcmp(name, "orchestration") == 0 || strcmp(name, "prefect") == 0) {
+                /* the name only: a mistyped secret's value stays out of the journal */
+                fprintf(errs, "environment: unknown key %.*s\n", (int)(eq - *e), *e);
                 nerr++;
             }
             continue;
@@ -421,4 +435,11 @@ bs_codec_conf bs_config_codec_conf(const bs_config *cfg, size_t max_message_byte
                            .max_message_bytes = max_message_bytes,
                            .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
                                              cfg->confluent_completed_id}};
+}
+
+bs_prefect_conf bs_config_prefect_conf(const bs_config *cfg)
+{
+    return (bs_prefect_conf){.api_url = cfg->prefect_api_url,
+                             .auth_string = cfg->prefect_auth_string,
+                             .timeout_ms = cfg->prefect_timeout_ms};
 }

@@ -11,12 +11,15 @@
 
 #include "codec.h"
 #include "kafka.h"
+#include "prefect.h"
 #include "store.h"
 
 typedef struct bs_config {
     char *command_topic, *reply_topic, *dlq_topic, *events_topic;
     char *schema_dir, *output_framing, *log_level, *log_format, *metrics_listen;
     char *conninfo;
+    char *prefect_api_url, *prefect_auth_string;
+    int prefect_batch_events, prefect_lag_alert_s, prefect_outbox_max, prefect_timeout_ms;
     int poll_timeout_ms, flush_timeout_ms, max_message_bytes, max_attempts;
     int retry_backoff_initial_ms, retry_backoff_max_ms, lease_reap_interval_ms;
     int slot_wait_s, lease_ttl_s, batch_pause_ms;
@@ -46,6 +49,7 @@ int bs_config_reload(bs_config *live, const char *path, FILE *errs, FILE *log);
 bs_kafka_props bs_config_kafka_props(const bs_config *cfg);
 bs_store_conf bs_config_store_conf(const bs_config *cfg);
 bs_codec_conf bs_config_codec_conf(const bs_config *cfg, size_t max_message_bytes);
+bs_prefect_conf bs_config_prefect_conf(const bs_config *cfg);
 /* Prints the key reference (for --help and the README). */
 void bs_config_print_reference(FILE *out);
 

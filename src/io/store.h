@@ -106,6 +106,7 @@ typedef struct bs_record {
     const bs_progress *progress; /* totals, batches, last_id, cancelled */
     bool done;                   /* the command is finished: status 'done' */
     bool store_run_ids;          /* keep run_ids in the row (one-batch commands) */
+    bool outbox;                 /* the events also go to Prefect's outbox (prefect.api_url) */
     const bs_source *delivery;   /* its delivery count is cleared (NULL: none) */
 } bs_record;
 
@@ -162,6 +163,43 @@ int bs_store_event_context(bs_store *st, bs_arena *ar, const char *const *ids, s
  * d->policy_changed), and the parent task runs' copies (d->task_write), set-based: a handful
  * of statements whatever n is. */
 int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err);
+
+/* ---- Prefect's outbox (store_outbox.c) ---- */
+
+/* Undelivered events, oldest first (seq order). */
+typedef struct bs_outbox_rows {
+    size_t n;
+    int64_t *seq;
+    int64_t *created_us;
+    const char **flow_run_id, **event;
+} bs_outbox_rows;
+int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *out, bs_err *err);
+/* Deletes delivered events. */
+int bs_store_outbox_delete(bs_store *st, bs_arena *ar, const int64_t *seq, size_t n, bs_err *err);
+/* Moves an event Prefect refused to bulkstate.prefect_outbox_refused, with the answer. */
+int bs_store_outbox_refuse(bs_store *st, bs_arena *ar, int64_t seq, const char *answer,
+                           bs_err *err);
+/* Leases of Prefect's server to release (bulkstate.prefect_lease_release), oldest first. */
+typedef struct bs_lease_releases {
+    size_t n;
+    int64_t *seq;
+    const char **lease_id, **fallback_limit; /* fallback NULL: none */
+} bs_lease_releases;
+int bs_store_lease_releases_take(bs_store *st, bs_arena *ar, int limit, bs_lease_releases *out,
+                                 bs_err *err);
+/* A release done: its row goes; fallback (NULL: none): Prefect no longer had the lease, so one
+ * slot is freed on that limit (floored at 0), in the same transaction. */
+int bs_store_lease_release_done(bs_store *st, bs_arena *ar, int64_t seq, const char *fallback,
+                                bs_err *err);
+/* How many events and lease releases wait, and how old the oldest is (0 when none). */
+int bs_store_outbox_depth(bs_store *st, int64_t *depth, double *oldest_s, bs_err *err);
+/* This session's advisory lock of the outbox (one deliverer at a time, per database): *got
+ * says whether it is held. */
+int bs_store_outbox_lead(bs_store *st, bool *got, bs_err *err);
+/* LISTENs for commits that wrote events; bs_store_wait_notify waits for one (1), the timeout
+ * (0) or a lost connection (-1 with err). */
+int bs_store_outbox_listen(bs_store *st, bs_err *err);
+int bs_store_wait_notify(bs_store *st, int timeout_ms, bs_err *err);
 
 /* ---- slots (store_slots.c) ---- */
 

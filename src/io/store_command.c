@@ -144,7 +144,11 @@ static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
     return s;
 }
 
+/* The replies, and (when $7) the events again in Prefect's outbox, in seq order. */
 static const char SQL_RECORD_REPLIES[] =
+    "WITH outbox AS (INSERT INTO bulkstate.prefect_outbox (flow_run_id, event) "
+    "  SELECT u.fr, u.e FROM unnest($3::uuid[], $6::text[]) WITH ORDINALITY AS u(fr, e, o) "
+    "  WHERE $7::boolean AND u.e IS NOT NULL ORDER BY u.o) "
     "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
     "reply, event) SELECT $1, u.seq, u.fr, u.st, u.r, u.e FROM unnest($2::int[], "
     "$3::uuid[], $4::text[], $5::bytea[], $6::text[]) AS u(seq, fr, st, r, e)";
@@ -176,13 +180,14 @@ int bs_store_record(bs_store *st, bs_arena *ar, const char *command_id, const bs
             rep[i] = hex_bytea(ar, rec->replies[i], rec->lens[i]);
             ev[i] = rec->events ? rec->events[i] : NULL;
         }
-        const char *p[6] = {command_id,
+        const char *p[7] = {command_id,
                             bs_pg_array(ar, seq, n),
                             bs_pg_array(ar, rec->run_ids, n),
                             bs_pg_array(ar, stat, n),
                             bs_pg_array(ar, rep, n),
-                            bs_pg_array(ar, ev, n)};
-        if (bs_pg_exec_prepared_ok(st, SQL_RECORD_REPLIES, 6, p, "record the replies", err) < 0)
+                            bs_pg_array(ar, ev, n),
+                            rec->outbox && rec->events ? "t" : "f"};
+        if (bs_pg_exec_prepared_ok(st, SQL_RECORD_REPLIES, 7, p, "record the replies", err) < 0)
             return -1;
     }
     const bs_progress *g = rec->progress;

@@ -30,6 +30,12 @@ static const char SQL_INSERT_LEASES[] =
     "SELECT u.id, u.l, u.fr, 1, now() + u.ttl * interval '1 second' "
     "FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[]) AS u(id, l, fr, ttl)";
 
+/* leases Prefect's server holds: released through its API after the commit (outbox.c) */
+static const char SQL_QUEUE_PREFECT_RELEASES[] =
+    "INSERT INTO bulkstate.prefect_lease_release (lease_id, fallback_limit_id) "
+    "SELECT u.l, u.f FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS u(l, f, o) "
+    "ORDER BY u.o";
+
 static const char SQL_DELETE_LEASES[] =
     "DELETE FROM bulkstate.deployment_lease WHERE id = ANY($1::uuid[])";
 /* clang-format on */
@@ -80,7 +86,7 @@ int bs_store_write_slots(bs_store *st, bs_arena *ar, const bs_slot_plan *plan, b
         size_t n;
         int np;
         const char *p[4];
-    } stmt[3] = {
+    } stmt[4] = {
         {SQL_DELETE_LEASES,
          "revoke leases",
          plan->nrevoke,
@@ -100,8 +106,14 @@ int bs_store_write_slots(bs_store *st, bs_arena *ar, const bs_slot_plan *plan, b
          2,
          {bs_pg_array(ar, plan->update_id, plan->nupdate),
           bs_pg_array(ar, numbers(ar, plan->update_active, plan->nupdate), plan->nupdate)}},
+        {SQL_QUEUE_PREFECT_RELEASES,
+         "queue lease releases for Prefect",
+         plan->nprefect,
+         2,
+         {bs_pg_array(ar, plan->prefect_lease, plan->nprefect),
+          bs_pg_array(ar, plan->prefect_fallback_limit, plan->nprefect)}},
     };
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (stmt[i].n > 0 &&
             bs_pg_exec_ok(st, stmt[i].sql, stmt[i].np, stmt[i].p, stmt[i].what, err) < 0)
             return -1;

@@ -41,15 +41,17 @@ static int write_batch(bs_worker *w, bs_batch *b, bs_err *err)
 /* The slot and lease changes of the transitions that were written. */
 static int write_slots(bs_worker *w, bs_batch *b, bs_err *err)
 {
-    if (b->nlimits == 0) return 0;
     const bs_run **runs = bs_arena_alloc(w->ar, sizeof *runs * b->n);
     const bs_slot_ops **ops = bs_arena_alloc(w->ar, sizeof *ops * b->n);
     size_t k = 0;
+    bool prefect = false; /* a lease of Prefect's server to release (no limit locked, maybe) */
     for (size_t i = 0; i < b->n; i++)
         if (b->written[i]) {
             runs[k] = &b->runs[i];
             ops[k++] = &b->d[i].slots;
+            prefect |= !bs_uuid_null(&b->d[i].slots.prefect_lease);
         }
+    if (b->nlimits == 0 && !prefect) return 0; /* the common case: no slot, no statement */
     bs_slot_plan plan;
     bs_slots_plan(w->ar, runs, ops, k, b->limits, b->nlimits, &plan);
     return bs_store_write_slots(w->store, w->ar, &plan, err);
@@ -140,7 +142,9 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
     /* the replies are encoded now: they are recorded in the same transaction */
     bs_replies r;
     if (encode_replies(w, &b, a, &r, err) < 0) goto rollback;
-    if (w->cfg->events_topic[0] && n > 0 && build_events(w, &b, &r.events, err) < 0) goto rollback;
+    const bool to_prefect = w->cfg->prefect_api_url[0] != '\0'; /* a replay's too */
+    if ((w->cfg->events_topic[0] || to_prefect) && n > 0 && build_events(w, &b, &r.events, err) < 0)
+        goto rollback;
     bs_progress g = *a->progress; /* the caller's copy changes only once this commits */
     g.matched += (int)n;
     bs_batch_count(&b, g.counts);
@@ -156,6 +160,7 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
                            .progress = &g,
                            .done = a->finish,
                            .store_run_ids = !large,
+                           .outbox = to_prefect,
                            .delivery = a->src};
     if (bs_store_record(w->store, w->ar, a->cmd->command_id, &rec, err) < 0) goto rollback;
     bs_failpoint(large ? "batch_before_commit" : "before_commit");

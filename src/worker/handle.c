@@ -49,7 +49,8 @@ bs_batch_env bs_handle_env(bs_worker *w, const bs_mode *mode, const bs_command *
                           .new_id = env_id,
                           .ctx = c,
                           .slot_wait_s = w->cfg->slot_wait_s,
-                          .lease_ttl_s = w->cfg->lease_ttl_s};
+                          .lease_ttl_s = w->cfg->lease_ttl_s,
+                          .prefect_leases = w->cfg->prefect_api_url[0] != '\0'};
 }
 
 /* ---- outcomes ---- */

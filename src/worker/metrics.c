@@ -28,6 +28,7 @@ void bs_metrics_init(bs_metrics *m)
     hist_init(&m->batch, batch, sizeof batch / sizeof batch[0]);
     hist_init(&m->latency, secs, sizeof secs / sizeof secs[0]);
     hist_init(&m->txn, secs, sizeof secs / sizeof secs[0]);
+    hist_init(&m->prefect_delay, secs, sizeof secs / sizeof secs[0]);
 }
 
 void bs_metrics_destroy(bs_metrics *m)
@@ -157,6 +158,24 @@ static void hist(sbuf *b, const char *name, const char *help, const bs_hist *h)
         name, h->sum, name, h->total);
 }
 
+/* Why the worker is not ready, one line each, into b (the lock held); returns how many. */
+static int reasons(const bs_metrics *m, sbuf *b)
+{
+    int n = 0;
+    if (m->assigned <= 0) n++, add(b, "no partitions assigned\n");
+    if (!m->db_ok)
+        n++, add(b, "postgresql unreachable: %s\n",
+                 m->db_error[0] ? m->db_error : "not checked yet");
+    if (m->backoff) n++, add(b, "retrying after a transient failure: %s\n", m->backoff_error);
+    if (m->prefect_on && m->outbox_depth >= m->outbox_max)
+        n++, add(b, "prefect events: the outbox is full (%" PRId64 " undelivered), commands wait\n",
+                 m->outbox_depth);
+    if (m->prefect_on && m->outbox_oldest_s > m->outbox_lag_alert_s)
+        n++, add(b, "prefect events: the oldest undelivered is %.0f s old: %s\n",
+                 m->outbox_oldest_s, m->prefect_error[0] ? m->prefect_error : "no error seen");
+    return n;
+}
+
 char *bs_metrics_render(bs_metrics *m)
 {
     static const char *const STATUS[] = {"ACCEPT", "REJECT", "WAIT", "ABORT"};
@@ -216,8 +235,30 @@ char *bs_metrics_render(bs_metrics *m)
     add(&b, "bulkstate_inflight_commands %d\n", m->inflight);
     head(&b, "bulkstate_assigned_partitions", "gauge", "Partitions assigned to this worker.");
     add(&b, "bulkstate_assigned_partitions %d\n", m->assigned);
+    if (m->prefect_on) {
+        head(&b, "bulkstate_prefect_outbox_events", "gauge",
+             "State-change events committed and not yet accepted by Prefect's server.");
+        add(&b, "bulkstate_prefect_outbox_events %" PRId64 "\n", m->outbox_depth);
+        head(&b, "bulkstate_prefect_delivery_lag_seconds", "gauge",
+             "Age of the oldest event waiting for Prefect's server (0 when none waits).");
+        add(&b, "bulkstate_prefect_delivery_lag_seconds %.3f\n", m->outbox_oldest_s);
+        head(&b, "bulkstate_prefect_events_delivered_total", "counter",
+             "Events Prefect's server accepted.");
+        add(&b, "bulkstate_prefect_events_delivered_total %" PRIu64 "\n", m->prefect_delivered);
+        head(&b, "bulkstate_prefect_delivery_failures_total", "counter",
+             "Deliveries to Prefect's server that failed and are retried.");
+        add(&b, "bulkstate_prefect_delivery_failures_total %" PRIu64 "\n", m->prefect_failures);
+        head(&b, "bulkstate_prefect_events_refused_total", "counter",
+             "Events Prefect's server refused (set aside in bulkstate.prefect_outbox_refused).");
+        add(&b, "bulkstate_prefect_events_refused_total %" PRIu64 "\n", m->prefect_refused);
+        hist(&b, "bulkstate_prefect_event_delay_seconds",
+             "From the commit of a state to Prefect's acceptance of its event.", &m->prefect_delay);
+    }
     head(&b, "bulkstate_ready", "gauge", "1 when /readyz answers 200.");
-    add(&b, "bulkstate_ready %d\n", m->assigned > 0 && m->db_ok && !m->backoff);
+    sbuf r = {malloc(256), 0, 256};
+    if (r.p == NULL) abort();
+    add(&b, "bulkstate_ready %d\n", reasons(m, &r) == 0);
+    free(r.p);
     bs_metrics_unlock(m);
     return b.p;
 }
@@ -228,12 +269,8 @@ int bs_metrics_ready(bs_metrics *m, char **body)
     if (b.p == NULL) abort();
     b.p[0] = '\0';
     bs_metrics_lock(m);
-    if (m->assigned <= 0) add(&b, "no partitions assigned\n");
-    if (!m->db_ok)
-        add(&b, "postgresql unreachable: %s\n", m->db_error[0] ? m->db_error : "not checked yet");
-    if (m->backoff) add(&b, "retrying after a transient failure: %s\n", m->backoff_error);
+    int ready = reasons(m, &b) == 0;
     bs_metrics_unlock(m);
-    int ready = b.len == 0;
     if (ready) add(&b, "ready\n");
     *body = b.p;
     return ready;

@@ -42,6 +42,13 @@ typedef struct bs_metrics {
     int inflight, assigned;
     bool db_ok, backoff;
     char db_error[160], backoff_error[160];
+    /* delivery of events to Prefect's server ([prefect] api_url; off: prefect_on false) */
+    bool prefect_on;
+    int64_t outbox_depth, outbox_max; /* undelivered events; the command path waits at max */
+    double outbox_oldest_s, outbox_lag_alert_s;
+    uint64_t prefect_delivered, prefect_failures, prefect_refused;
+    bs_hist prefect_delay; /* seconds from the commit to Prefect's acceptance */
+    char prefect_error[160];
 } bs_metrics;
 
 void bs_metrics_init(bs_metrics *m);

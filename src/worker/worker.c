@@ -51,6 +51,9 @@ static bs_worker *worker_new(bs_config *cfg, bool replay, bs_err *err)
     bs_kafka_set_stats_hook(w->http ? bs_periodic_on_stats : NULL, w);
     /* a replay reads the log on its own, outside the consumer group */
     if (!replay && (w->cons = bs_consumer_new(&kp, cfg->command_topic, err)) == NULL) goto fail;
+    if (!replay && cfg->prefect_api_url[0] &&
+        (w->outbox = bs_outbox_start(cfg, &w->m, err)) == NULL)
+        goto fail;
     w->watchdog_us = bs_notify_watchdog_interval_us();
     bs_failpoint_setup();
     return w;
@@ -73,6 +76,7 @@ void bs_worker_free(bs_worker *w)
 {
     if (w == NULL) return;
     bs_large_release_all(w, NULL);
+    bs_outbox_stop(w->outbox);
     bs_consumer_close(w->cons);
     bs_producer_free(w->prod, w->cfg->flush_timeout_ms);
     bs_store_free(w->store);
@@ -212,6 +216,22 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
         if (reload_flag && *reload_flag) {
             *reload_flag = 0;
             bs_periodic_reload(w, config_path);
+        }
+        const bool hold = bs_outbox_full(w->outbox); /* Prefect is behind: commands wait */
+        if (hold != w->outbox_held) {
+            bs_log(hold ? BS_LOG_WARN : BS_LOG_INFO, "worker", "%s",
+                   hold ? "Prefect's outbox is full: commands wait for its events"
+                        : "Prefect's outbox has room again: commands resume");
+            bs_consumer_pause(w->cons, hold);
+            w->outbox_held = hold;
+        }
+        if (hold) { /* polled paused (the group keeps us), until the delivery catches up */
+            bs_msg *other = bs_consumer_poll(w->cons, 100, &perr);
+            if (other != NULL) bs_consumer_rewind(w->cons, other);
+            bs_msg_free(other);
+            bs_producer_poll(w->prod);
+            bs_periodic_notify(w);
+            continue;
         }
         /* large commands in progress: one batch each, then a short poll for other partitions */
         bs_large_run(w, stop);

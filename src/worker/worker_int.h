@@ -6,6 +6,7 @@
  *   reply.c     the one publisher: replies, events, completions, dead letters, acks;
  *   replay.c    bulkstate replay: a command log re-applied outside the group;
  *   periodic.c  between commands: lease reaper, systemd notify, SIGHUP reload;
+ *   outbox.c    the thread delivering committed events to Prefect's server;
  *   failpoint.c fault injection for the fault tests. */
 #ifndef BS_WORKER_INT_H
 #define BS_WORKER_INT_H
@@ -24,6 +25,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "ops.h"
+#include "outbox.h"
 #include "store.h"
 #include "worker.h"
 
@@ -45,6 +47,8 @@ struct bs_worker {
     int64_t next_reap_us; /* when the expired-lease reaper runs next */
     bs_metrics m;         /* read by the HTTP thread under its mutex */
     bs_http *http;
+    bs_outbox *outbox;                     /* NULL unless [prefect] api_url is set */
+    bool outbox_held;                      /* the consumer is paused until the outbox has room */
     bool ready_sent;                       /* systemd READY=1 */
     int64_t watchdog_us, next_watchdog_us; /* WATCHDOG=1 interval, 0 = no watchdog */
     uint64_t n_commands, n_transitions;    /* for STATUS= */

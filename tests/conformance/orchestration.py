@@ -177,9 +177,45 @@ def close(a, b, secs):
     return abs((parse_ts(a) - parse_ts(b)).total_seconds()) <= secs
 
 
-def compare_result(p, b, multi):
+# state_details keys whose values are fresh random ids on each side: compared by presence
+RANDOM_IDS = ("deployment_concurrency_lease_id", "pause_key", "run_input_keyset")
+# the field of Prefect's shared state_details object that only its response shows wrong (the
+# last run's): UpdateStateDetails sets it on every run before its state is written
+RESPONSE_ONLY = ("state_details.flow_run_id",)  # (details_diff leaves the known case out)
+# timestamps computed from each side's clock
+CLOCKED = ("scheduled_time", "pause_timeout", "cache_expiration")
+
+
+def details_diff(ps, bs, prev_leases, rid, others):
+    """Every state_details field of two result states, as difference descriptions. A lease id
+    must be there on both sides or neither, and carried from the run's previous state on both
+    sides or on neither. Prefect's response of a request of several runs shows as flow_run_id
+    the last run's (its shared object): that one is left out, and only when Prefect's value is
+    one of the request's other runs (others) and bulkstate's the run itself."""
+    out = []
+    pd, bd = ps.get("state_details") or {}, bs.get("state_details") or {}
+    for key in sorted(set(pd) | set(bd)):
+        a, b = pd.get(key), bd.get(key)
+        if key in CLOCKED:
+            if not close(a, b, 2):
+                out.append(f"{'scheduled_time' if key == 'scheduled_time' else 'state_details.' + key} {a} vs {b}")
+        elif key in RANDOM_IDS:
+            if (a is None) != (b is None):
+                out.append(f"state_details.{key} {a} vs {b}")
+            elif key == "deployment_concurrency_lease_id" and a is not None and \
+                    (a == prev_leases[0]) != (b == prev_leases[1]):
+                out.append(f"state_details.{key} carried {a == prev_leases[0]} vs {b == prev_leases[1]}")
+        elif key == "flow_run_id" and a in others and b == rid:
+            continue
+        elif a != b:
+            out.append(f"state_details.{key} {a!r} vs {b!r}")
+    return out
+
+
+def compare_result(p, b, sel, prev_leases=(None, None)):
     """Returns (unexplained, expected) lists of difference descriptions for one run."""
     un, ex = [], []
+    multi = len(sel) > 1
     if p["status"] != b["status"]:
         un.append(f"status {p['status']} vs {b['status']}")
     pd, bd = p["details"], b["details"]
@@ -195,9 +231,10 @@ def compare_result(p, b, multi):
     elif ps is not None:
         if (ps["type"], ps["name"]) != (bs["type"], bs["name"]):
             un.append(f"state {ps['type']}/{ps['name']} vs {bs['type']}/{bs['name']}")
-        pst, bst = ps["state_details"].get("scheduled_time"), bs["state_details"].get("scheduled_time")
-        if not close(pst, bst, 2):
-            (ex if multi else un).append(f"scheduled_time {pst} vs {bst}")
+        # Prefect shares one state_details object among the runs of a request: what a rule
+        # sets for one run leaks into the next (expected there, never for a single run)
+        others = {x for x in sel if x != b["flow_run_id"]}
+        (ex if multi else un).extend(details_diff(ps, bs, prev_leases, b["flow_run_id"], others))
     return un, ex
 
 
@@ -294,23 +331,41 @@ def main():
     FOLLOW_CAP = 25
     taint = {}  # run id -> {"why": FOLLOW or FOLLOW_HELD, "fields": set, "n": follow-ons}
     views = {}  # run id -> (Prefect's, bulkstate's) state of the run after its last result
+    leases = {}  # run id -> the deployment lease id of that state, each side
+
+    def lease_of(r):
+        return (r["state"].get("state_details") or {}).get("deployment_concurrency_lease_id")
     follow_by = {"states apart": 0, "same field": 0, "path": 0}
     capped = 0
+    shared_fields = {}  # the fields the shared object leaked, counted by result
     leaked_deps = set()  # limited deployments whose lease id leaked into another run
 
+    # a difference in the first field carries these with it
+    IMPLIED = {"status": {"details.type", "reason", "delay"}, "state": {"scheduled_time"}}
+
     def kinds(diffs):
-        return {d.split(" ", 1)[0] for d in diffs}
+        """The fields that differ, less those another differing field implies."""
+        k = {d.split(" ", 1)[0] for d in diffs}
+        return k - set().union(*(IMPLIED.get(x, set()) for x in k))
 
     def view(r):
+        """Where a result leaves its run: state type and name, whether it carries data (a
+        persisted result decides what the terminal-state rule allows) and a lease id (the
+        forced path carries it on), its task run id (leaked into Prefect's written state by
+        the shared object), its scheduled time."""
         st = r.get("state")
-        return None if st is None else (st["type"], st["name"],
-                                        st["state_details"].get("scheduled_time"))
+        if st is None:
+            return None
+        det = st.get("state_details") or {}
+        return (st["type"], st["name"], st.get("data") is not None,
+                det.get("deployment_concurrency_lease_id") is not None, det.get("task_run_id"),
+                det.get("scheduled_time"))
 
     def apart(rid):
         v = views.get(rid)
         if v is None or v[0] is None or v[1] is None:
             return v is not None and v[0] != v[1]
-        return v[0][:2] != v[1][:2] or not close(v[0][2], v[1][2], 2)
+        return v[0][:5] != v[1][:5] or not close(v[0][5], v[1][5], 2)
 
     def taint_run(rid, why, diffs):
         t = taint.setdefault(rid, {"why": why, "fields": set(), "n": 0})
@@ -379,7 +434,7 @@ def main():
                     breason = (b.get("details") or {}).get("reason") or ""
                     if "concurrency" in breason and not breason.startswith("bulkstate cannot"):
                         slot_denials += 1
-                    un, ex = compare_result(p, b, len(sel) > 1)
+                    un, ex = compare_result(p, b, sel, leases.get(rid, (None, None)))
                     if un and (b["details"].get("reason") or "").startswith(
                             "bulkstate cannot release tag concurrency leases"):
                         expected += 1
@@ -387,13 +442,16 @@ def main():
                         reasons_expected[HELD] = reasons_expected.get(HELD, 0) + 1
                         taint_run(rid, FOLLOW_HELD, un)
                         continue
-                    why = follows(rid, un + ex) if (un or ex) else None
+                    why = follows(rid, un) if un else None
                     if why is not None:
                         expected += 1
                         reasons_expected[why] = reasons_expected.get(why, 0) + 1
                         continue
-                    if ex and not un:
-                        taint_run(rid, FOLLOW, ex)
+                    # the shared object's leaks that reach the written state taint the run;
+                    # its flow_run_id and task_run_id are only the response's (the last run's)
+                    leaked = [d for d in ex if d.split(" ", 1)[0] not in RESPONSE_ONLY]
+                    if leaked and not un:
+                        taint_run(rid, FOLLOW, leaked)
                     reasons = f"{p['details'].get('reason')} {b['details'].get('reason')}"
                     if un and dep_of.get(rid) in leaked_deps and "concurrency limit reached" in reasons:
                         expected += 1
@@ -414,13 +472,21 @@ def main():
                         if shown < 15:
                             shown += 1
                             print(f"DIFFERENCE command {k} run {p['flow_run_id']} proposal "
-                                  f"{json.dumps(body['state'])} force={body['force']}: {'; '.join(un)}",
-                                  flush=True)
+                                  f"{json.dumps(body['state'])} force={body['force']}: {'; '.join(un)}"
+                                  f" (earlier divergence: {taint.get(rid)}; states before: "
+                                  f"{views.get(rid)})", flush=True)
                     elif ex:
                         expected += 1
                         reasons_expected[SHARED] = reasons_expected.get(SHARED, 0) + 1
+                        for f in kinds(ex):
+                            shared_fields[f] = shared_fields.get(f, 0) + 1
                 finally:
-                    views[rid] = (view(p), view(b))
+                    # a result without a state (an ABORT) says nothing of where the run is
+                    old = views.get(rid, (None, None))
+                    views[rid] = (view(p) or old[0], view(b) or old[1])
+                    old = leases.get(rid, (None, None))
+                    leases[rid] = tuple(lease_of(x) if x.get("state") else o
+                                        for x, o in zip((p, b), old))
     finally:
         sender.stdin.close()
         sender.wait(timeout=60)
@@ -480,6 +546,8 @@ def main():
         print(f"FINAL DIFFERENCE: concurrency slots differ: {differ}", flush=True)
     for r, n in reasons_expected.items():
         print(f"expected: {n} x {r}")
+    print("expected shared state_details, by field: " +
+          ", ".join(f"{k} {v}" for k, v in sorted(shared_fields.items())))
     print(f"expected follow-ons of an earlier divergence: {follow_by['states apart']} while the "
           f"two sides held different states, {follow_by['same field']} in the field that "
           f"diverged, {follow_by['path']} final counts or times of a run that went another way; "

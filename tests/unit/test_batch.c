@@ -28,7 +28,7 @@ static void counted_id(void *ctx, const char *run, const char *purpose, int64_t 
     snprintf(out->s, sizeof out->s, "00000000-0000-%c000-8000-%012d", v7 ? '7' : '4', ++ids_made);
 }
 
-static const bs_batch_env ENV = {fixed_now, counted_id, NULL, 0, 0};
+static const bs_batch_env ENV = {.now_us = fixed_now, .new_id = counted_id};
 
 static void run_in(bs_run *r, const char *id, int state)
 {
@@ -176,6 +176,42 @@ int main(void)
         CHECK_INT(plan.ncreate, 0);
         CHECK_INT(plan.nupdate, 0);
         CHECK_INT(views[0].now, 0);
+    }
+
+    /* a lease Prefect's server holds (not in bulkstate's store): with Prefect's API, released
+     * through it after the commit (no slot freed here), the deployment's limit as fallback */
+    {
+        const char *ids[1] = {"eeeeeeee-0000-4000-8000-000000000001"};
+        bs_batch b = {.ids = ids};
+        bs_batch_alloc(&b, ar, 1);
+        bs_limit_view views[1] = {{.start = 1, .now = 1}};
+        snprintf(views[0].id.s, sizeof views[0].id.s, "%s", LIM);
+        b.limits = views;
+        b.nlimits = 1;
+        run_in(&b.runs[0], ids[0], BS_RUNNING);
+        limited(&b.runs[0], 1);
+        snprintf(b.runs[0].current.details.deployment_concurrency_lease_id.s, 37, "%s",
+                 "ffffffff-0000-4000-8000-000000000001");
+        b.found[0] = true;
+        bs_command c = command(BS_COMPLETED);
+        for (int api = 0; api < 2; api++) {
+            bs_batch_env env = ENV;
+            env.prefect_leases = api;
+            bs_batch_decide(&b, &c, &env, ar);
+            CHECK_INT(b.status[0], BS_ACCEPT);
+            const bs_run *runs[1] = {&b.runs[0]};
+            const bs_slot_ops *ops[1] = {&b.d[0].slots};
+            bs_slot_plan plan;
+            bs_slots_plan(ar, runs, ops, 1, views, 1, &plan);
+            CHECK_INT(plan.nprefect, api ? 1 : 0);
+            CHECK_INT(plan.nupdate, api ? 0 : 1); /* without the API: one slot freed here */
+            if (api) {
+                CHECK_STR(plan.prefect_lease[0], "ffffffff-0000-4000-8000-000000000001");
+                CHECK_STR(plan.prefect_fallback_limit[0], LIM);
+            } else {
+                CHECK_INT(plan.update_active[0], 0);
+            }
+        }
     }
 
     /* releases are floored at 0, and a limit the batch did not lock is left alone */

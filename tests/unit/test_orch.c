@@ -272,11 +272,14 @@ int main(void)
     decide(&f);
     CHECK_STR(f.d.state.details.deployment_concurrency_lease_id.s,
               "88888888-8888-4888-8888-888888888888");
-    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, true); /* not with force */
+    /* with force too: Prefect's MinimalFlowPolicy starts with the same transform */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, true);
     snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
              "88888888-8888-4888-8888-888888888888");
     decide(&f);
-    CHECK(bs_uuid_null(&f.d.state.details.deployment_concurrency_lease_id));
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK_STR(f.d.state.details.deployment_concurrency_lease_id.s,
+              "88888888-8888-4888-8888-888888888888");
 
     /* a run with no state: RUNNING sets start, expected start and run_count */
     setup(&f, BS_NONE, NULL, BS_RUNNING, false);
@@ -567,19 +570,24 @@ int main(void)
     CHECK_INT(f.d.status, BS_ACCEPT);
     CHECK_STR(f.d.slots.revoke.s, LEASE);
     CHECK(!f.d.slots.release);
-    /* #7 step 1: PENDING -> RUNNING carries the PENDING state's lease id */
-    setup(&f, BS_PENDING, "Pending", BS_RUNNING, false);
-    snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
-             "88888888-8888-4888-8888-888888888888");
-    snprintf(f.proposal.details.deployment_concurrency_lease_id.s, 37, "%s",
-             "99999999-9999-4999-8999-999999999999");
-    decide(&f);
-    CHECK_STR(f.d.state.details.deployment_concurrency_lease_id.s,
-              "88888888-8888-4888-8888-888888888888");
+    /* PENDING (lease 8888...) -> RUNNING proposing lease 9999...: the core rules carry the
+     * PENDING state's lease id on (#7 step 1); the forced path keeps the proposal's own */
+    for (int force = 0; force < 2; force++) {
+        setup(&f, BS_PENDING, "Pending", BS_RUNNING, force);
+        snprintf(f.run.current.details.deployment_concurrency_lease_id.s, 37, "%s",
+                 "88888888-8888-4888-8888-888888888888");
+        snprintf(f.proposal.details.deployment_concurrency_lease_id.s, 37, "%s",
+                 "99999999-9999-4999-8999-999999999999");
+        decide(&f);
+        CHECK_STR(f.d.state.details.deployment_concurrency_lease_id.s,
+                  force ? "99999999-9999-4999-8999-999999999999"
+                        : "88888888-8888-4888-8888-888888888888");
+    }
 
     CHECK_INT(bs_orch_parse_api_version("0.8.4"), 8004);
     CHECK_INT(bs_orch_parse_api_version("0.8"), -1);
-    CHECK_STR(bs_orch_rule_names(true)[0], "PreventResultDataLoss");
+    CHECK_STR(bs_orch_rule_names(true)[0], "PreserveDeploymentConcurrencyLeaseId");
+    CHECK_STR(bs_orch_rule_names(true)[1], "PreventResultDataLoss");
     /* the names come from the table of transforms that runs (orch.c); Prefect's
      * GlobalFlowPolicy, in its order */
     static const char *const prefect_global[] = {
