@@ -102,15 +102,18 @@ CREATE TABLE IF NOT EXISTS bulkstate.prefect_outbox_refused (
   answer text
 );
 -- The delivery thread LISTENs: a commit that wrote events wakes it (one notification per
--- transaction, PostgreSQL folds identical ones).
+-- statement that inserted rows; PostgreSQL folds identical ones of a transaction).
 CREATE OR REPLACE FUNCTION bulkstate.prefect_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('bulkstate_prefect_outbox', '');
+  IF EXISTS (SELECT 1 FROM added) THEN
+    PERFORM pg_notify('bulkstate_prefect_outbox', '');
+  END IF;
   RETURN NULL;
 END $$;
 CREATE OR REPLACE TRIGGER prefect_outbox_notify AFTER INSERT ON bulkstate.prefect_outbox
-  FOR EACH ROW EXECUTE FUNCTION bulkstate.prefect_outbox_notify();
+  REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+  EXECUTE FUNCTION bulkstate.prefect_outbox_notify();
 
 -- Deployment concurrency leases Prefect's server holds (in its memory) that a transition
 -- bulkstate wrote releases: released after the commit through Prefect's API (it decrements the
@@ -124,4 +127,5 @@ CREATE TABLE IF NOT EXISTS bulkstate.prefect_lease_release (
   created timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE OR REPLACE TRIGGER prefect_lease_release_notify AFTER INSERT
-  ON bulkstate.prefect_lease_release FOR EACH ROW EXECUTE FUNCTION bulkstate.prefect_outbox_notify();
+  ON bulkstate.prefect_lease_release REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+  EXECUTE FUNCTION bulkstate.prefect_outbox_notify();

@@ -21,14 +21,17 @@ typedef enum {
 bool bs_settle_is_poison(int attempts, int max_attempts);
 
 /* After handling: err NULL (or BS_OK) is success. rejecting: the failure happened while the
- * message was being rejected (its error records could not be produced), where rejecting
- * again is no way out: a permanent failure there stops the process. */
-bs_settle bs_settle_decide(const bs_err *err, bool rejecting);
+ * message was being rejected (its error records could not be produced); it is tried again,
+ * and counted (bs_settle_counts_attempt), so after max_attempts the message is poison and
+ * rejected the plainest way (default reply topic, a dead letter cut to fit). poisoned: that
+ * plainest way failed too, permanently: only the operator can mend it (the dead-letter topic
+ * is missing, say), so the process stops. */
+bs_settle bs_settle_decide(const bs_err *err, bool rejecting, bool poisoned);
 
 /* Whether a retried failure counts as one more failed delivery toward max_attempts: a
- * statement that ran into statement_timeout will most likely do so again, an outage will
- * not. */
-bool bs_settle_counts_attempt(const bs_err *err);
+ * statement that ran into statement_timeout will most likely do so again, and so will a
+ * rejection that failed; an outage of the apply path will not. */
+bool bs_settle_counts_attempt(const bs_err *err, bool rejecting);
 
 /* The error code of the completion and dead-letter record of a message rejected after this
  * failure ("command_id_reused", "internal_error", ...). */

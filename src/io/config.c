@@ -48,6 +48,9 @@ static const key KEYS[] = {
      "events posted to Prefect in one request at most"},
     {"prefect", "lag_alert_s", T_INT, O(prefect_lag_alert_s), "60", 1, 86400,
      "/readyz reports Prefect's events as late when the oldest waits longer than this"},
+    {"prefect", "max_events_per_s", T_INT, O(prefect_max_events_per_s), "200", 1, 100000,
+     "events posted to Prefect per second at most: its in-memory event bus drops what its "
+     "services cannot take (10,000 waiting), though it answers 204"},
     {"prefect", "outbox_max", T_INT, O(prefect_outbox_max), "100000", 100, 100000000,
      "undelivered events at which commands wait for Prefect to take them (the outbox bound)"},
     {"prefect", "timeout_ms", T_INT, O(prefect_timeout_ms), "5000", 100, 60000,

@@ -20,6 +20,7 @@ typedef struct bs_config {
     char *conninfo;
     char *prefect_api_url, *prefect_auth_string;
     int prefect_batch_events, prefect_lag_alert_s, prefect_outbox_max, prefect_timeout_ms;
+    int prefect_max_events_per_s;
     int poll_timeout_ms, flush_timeout_ms, max_message_bytes, max_attempts;
     int retry_backoff_initial_ms, retry_backoff_max_ms, lease_reap_interval_ms;
     int slot_wait_s, lease_ttl_s, batch_pause_ms;

@@ -75,8 +75,21 @@ rd_kafka_conf_t *bs_kafka_conf(const bs_kafka_props *props, bool consumer, bs_er
         rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
         rd_kafka_conf_set(conf, "enable.auto.commit", "true", NULL, 0);
     }
+    /* no handle of bulkstate creates a topic: a command naming a reply topic that does not
+     * exist gets an error, on brokers that allow auto-creation too */
+    rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", NULL, 0);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     return conf;
+}
+
+/* Errors that producing the same record again cannot mend: too large, no such topic, not
+ * allowed. */
+static bool permanent(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+           e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+           e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+           e == RD_KAFKA_RESP_ERR_INVALID_RECORD || e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaque)
@@ -88,6 +101,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaque)
     dv->pending--;
     if (rm->err) {
         dv->failed++;
+        dv->permanent |= permanent(rm->err);
         snprintf(dv->error, sizeof dv->error, "%s", rd_kafka_err2str(rm->err));
     }
 }
@@ -130,6 +144,9 @@ int bs_producer_send(bs_producer *prod, const char *topic, const void *key, size
             continue;
         }
         rd_kafka_headers_destroy(h);
+        if (permanent(e))
+            return bs_err_set(err, BS_EKAFKA, "could not produce to \"%s\": %s", topic,
+                              rd_kafka_err2str(e));
         return bs_err_retriable(err, BS_EKAFKA, "could not produce to \"%s\": %s", topic,
                                 rd_kafka_err2str(e));
     }
@@ -148,10 +165,23 @@ int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err 
         return bs_err_retriable(err, BS_EKAFKA, "%d replies not acknowledged within %d ms",
                                 dv->pending, timeout_ms);
     }
+    if (dv->failed > 0 && dv->permanent)
+        return bs_err_set(err, BS_EKAFKA, "%d replies failed to deliver: %s", dv->failed,
+                          dv->error);
     if (dv->failed > 0)
         return bs_err_retriable(err, BS_EKAFKA, "%d replies failed to deliver: %s", dv->failed,
                                 dv->error);
     return 0;
+}
+
+size_t bs_producer_max_message_bytes(bs_producer *prod)
+{
+    char buf[32];
+    size_t n = sizeof buf;
+    if (rd_kafka_conf_get(rd_kafka_conf(prod->rk), "message.max.bytes", buf, &n) !=
+        RD_KAFKA_CONF_OK)
+        return 1000000; /* librdkafka's default */
+    return (size_t)strtoull(buf, NULL, 10);
 }
 
 void bs_producer_poll(bs_producer *prod)

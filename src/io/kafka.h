@@ -42,6 +42,7 @@ typedef struct bs_header {
 /* Delivery accounting for a group of produced messages. */
 typedef struct bs_delivery {
     int pending, failed;
+    bool permanent; /* a failure that producing again cannot mend (too large, no topic) */
     char error[256];
 } bs_delivery;
 
@@ -91,14 +92,17 @@ int bs_consumer_assigned(const bs_consumer *cons);
 void bs_consumer_close(bs_consumer *cons);
 
 bs_producer *bs_producer_new(const bs_kafka_props *props, bs_err *err);
-/* Queues one message; dv->pending counts it until its delivery report. */
+/* Queues one message; dv->pending counts it until its delivery report. A record too large or
+ * for a topic that does not exist fails at once, permanently. */
 int bs_producer_send(bs_producer *prod, const char *topic, const void *key, size_t key_len,
                      const void *value, size_t len, const bs_header *hdrs, size_t nhdrs,
                      bs_delivery *dv, bs_err *err);
-/* Serves delivery reports until dv has none pending or timeout; -1 (retriable) on timeout
- * or a failed delivery. */
+/* Serves delivery reports until dv has none pending or timeout; -1 on timeout or a failed
+ * delivery: retriable, or permanent when producing again cannot mend it (dv->permanent). */
 int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err *err);
 void bs_producer_poll(bs_producer *prod);
+/* The largest record the producer sends (its message.max.bytes), key and headers included. */
+size_t bs_producer_max_message_bytes(bs_producer *prod);
 /* Whether the broker knows topic (a metadata request; no auto-creation). */
 bool bs_producer_topic_exists(bs_producer *prod, const char *topic, int timeout_ms);
 /* Flushes (bounded) and destroys. NULL is a no-op. */

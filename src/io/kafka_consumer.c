@@ -355,10 +355,26 @@ int bs_consumer_assigned(const bs_consumer *cons)
 void bs_consumer_close(bs_consumer *cons)
 {
     if (cons == NULL) return;
-    rd_kafka_resp_err_t e = rd_kafka_commit(cons->rk, NULL, 0);
-    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        bs_log(BS_LOG_WARN, "kafka", "final commit failed: %s", rd_kafka_err2str(e));
+    /* the final commit, bounded: a synchronous rd_kafka_commit() waits for an unreachable
+     * coordinator without end */
     rd_kafka_queue_t *q = rd_kafka_queue_new(cons->rk);
+    rd_kafka_resp_err_t e = rd_kafka_commit_queue(cons->rk, NULL, q, NULL, NULL);
+    const int64_t commit_deadline = bs_mono_us() + (int64_t)CLOSE_TIMEOUT_MS * 1000 / 2;
+    bool committed = e != RD_KAFKA_RESP_ERR_NO_ERROR; /* an error at once: nothing to wait for */
+    while (!committed && bs_mono_us() < commit_deadline) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev == NULL) continue;
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+            e = rd_kafka_event_error(ev);
+            committed = true;
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    if (!committed)
+        bs_log(BS_LOG_WARN, "kafka", "final commit failed: no answer within %d ms",
+               CLOSE_TIMEOUT_MS / 2);
+    else if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        bs_log(BS_LOG_WARN, "kafka", "final commit failed: %s", rd_kafka_err2str(e));
     rd_kafka_error_t *err = rd_kafka_consumer_close_queue(cons->rk, q);
     bool closed = false;
     if (err != NULL) {

@@ -67,6 +67,12 @@ static int encode_replies(bs_worker *w, const bs_batch *b, const bs_apply *a, bs
     r->lens = bs_arena_alloc(w->ar, sizeof(size_t) * cap);
     r->run_ids = b->ids;
     r->events = NULL;
+    /* what the broker takes at most, less the reply's key and headers: a larger reply would
+     * fail after the commit, on every redelivery; it fails the command here instead */
+    const size_t max = bs_producer_max_message_bytes(w->prod),
+                 room = max > 2 * strlen(a->cmd->command_id) + 256
+                            ? max - 2 * strlen(a->cmd->command_id) - 256
+                            : 0;
     for (size_t i = 0; i < b->n; i++) {
         bs_result res;
         bs_batch_result(b, i, a->cmd->command_id, a->first_seq + (int)i, a->total, &res);
@@ -76,6 +82,15 @@ static int encode_replies(bs_worker *w, const bs_batch *b, const bs_apply *a, bs
         int rc = bs_codec_encode(w->codec, BS_SCHEMA_RESULT, j, w->framing, &buf, &len, err);
         json_decref(j);
         if (rc < 0) return -1;
+        if (len > room) {
+            free(buf);
+            bs_err_set(err, BS_EENCODE,
+                       "the result of flow run %s is %zu bytes, over the %zu a record may take "
+                       "(the producer's message.max.bytes %zu, less key and headers)",
+                       b->ids[i], len, room, max);
+            snprintf(err->type, sizeof err->type, "%s", "reply_too_large");
+            return -1;
+        }
         r->replies[i] = bs_arena_alloc(w->ar, len ? len : 1);
         memcpy(r->replies[i], buf, len);
         free(buf);

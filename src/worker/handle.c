@@ -175,7 +175,9 @@ static int decode(bs_worker *w, const bs_mode *mode, const bs_msg *m, bs_command
         const char *id = bs_command_id_peek(body, w->ar);
         json_t *rt = json_is_object(body) ? json_object_get(body, "reply_topic") : NULL;
         const char *topic = NULL;
-        if (json_is_string(rt) && strcmp(bi->why.field, "reply_topic") != 0)
+        /* the error goes to the command's own reply topic when that one exists */
+        if (json_is_string(rt) && strcmp(bi->why.field, "reply_topic") != 0 &&
+            bs_reply_topic_exists(w, json_string_value(rt)))
             topic = bs_arena_strdup(w->ar, json_string_value(rt));
         json_decref(body);
         return bad(bi, "invalid_command", id ? id : m->command_id, topic);
@@ -212,7 +214,8 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
     int rc = cmd.cancel_command_id ? cancel(w, mode, m, &cmd, o, err)
              : cmd.max_runs > 0    ? bs_large_start(w, mode, m, &cmd, identity, o, err)
                                    : run_one(w, mode, m, &cmd, identity, o, err);
-    if (rc < 0 && o->kind != BS_OUT_REJECTED && bs_settle_decide(err, false) == BS_SETTLE_REJECT) {
+    if (rc < 0 && o->kind != BS_OUT_REJECTED &&
+        bs_settle_decide(err, false, false) == BS_SETTLE_REJECT) {
         /* about this command (a reused id, a statement it makes fail): record it, move on */
         bs_err why = *err;
         memset(err, 0, sizeof *err);

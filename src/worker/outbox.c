@@ -24,6 +24,8 @@ struct bs_outbox {
     bs_prefect *pf;
     bs_metrics *m;
     int batch, max;
+    int rate;             /* events per second at most */
+    int64_t next_post_us; /* pacing: when the next batch may go (monotonic) */
 };
 
 /* Sleeps ms, in steps, ending early on stop. */
@@ -83,6 +85,18 @@ static void delivered(bs_outbox *ob, const bs_outbox_rows *r, size_t from, size_
     bs_metrics_unlock(ob->m);
 }
 
+/* Keeps deliveries at ob->rate events per second: after posting n events, the next post waits
+ * n / rate seconds from this one. Prefect's in-memory event bus holds 10,000 events per
+ * subscriber and drops the rest while still answering 204, so a backlog must be fed to it at
+ * the pace its services consume, not at once. */
+static void pace(bs_outbox *ob, size_t n)
+{
+    const int64_t now = bs_mono_us();
+    if (ob->next_post_us > now) nap(ob, (ob->next_post_us - now) / 1000);
+    const int64_t base = ob->next_post_us > now ? ob->next_post_us : now;
+    ob->next_post_us = base + (int64_t)n * 1000000 / ob->rate;
+}
+
 /* Posts rows [from, to) and deletes what Prefect took. A refused batch is posted again event
  * by event, so one bad event is set aside and the others still go. Returns 0, or -1 with err
  * (retriable: try the same rows again later). */
@@ -90,6 +104,7 @@ static int deliver(bs_outbox *ob, bs_store *st, bs_arena *ar, const bs_outbox_ro
                    size_t to, bs_err *err)
 {
     size_t len;
+    pace(ob, to - from);
     char *body = array_of(r, from, to, &len);
     int rc = bs_prefect_post_events(ob->pf, body, len, err);
     free(body);
@@ -216,6 +231,7 @@ bs_outbox *bs_outbox_start(const bs_config *cfg, bs_metrics *m, bs_err *err)
     ob->pf = pf;
     ob->m = m;
     ob->batch = cfg->prefect_batch_events;
+    ob->rate = cfg->prefect_max_events_per_s;
     ob->max = cfg->prefect_outbox_max;
     ob->conninfo = bs_xstrdup(cfg->conninfo);
     ob->sc = bs_config_store_conf(cfg);

@@ -72,6 +72,7 @@ int bs_reply_wait(bs_worker *w, bs_err *err)
     int rc = bs_producer_wait(w->prod, &w->dv, w->cfg->flush_timeout_ms, err);
     if (w->dv.pending == 0) {
         w->dv.failed = 0;
+        w->dv.permanent = false;
         w->dv.error[0] = '\0';
     }
     return rc;
@@ -106,25 +107,46 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
 {
     const bs_err *cerr = &o->error;
     const char *code = o->error_code, *etype = cerr->type[0] ? cerr->type : code;
-    char part[16], off[32];
+    char part[16], off[32], size[32];
     snprintf(part, sizeof part, "%" PRId32, m->partition);
     snprintf(off, sizeof off, "%" PRId64, m->offset);
-    bs_header h[7] = {{"bulkstate.original.topic", m->topic, strlen(m->topic)},
+    snprintf(size, sizeof size, "%zu", m->len);
+    bs_header h[9] = {{"bulkstate.original.topic", m->topic, strlen(m->topic)},
                       {"bulkstate.original.partition", part, strlen(part)},
                       {"bulkstate.original.offset", off, strlen(off)},
                       {"bulkstate.error.code", code, strlen(code)},
                       {"bulkstate.error.type", etype, strlen(etype)},
                       {"bulkstate.error.field", cerr->field, strlen(cerr->field)},
-                      {"bulkstate.error.message", cerr->msg, strlen(cerr->msg)}};
+                      {"bulkstate.error.message", cerr->msg, strlen(cerr->msg)},
+                      {"bulkstate.original.size", size, strlen(size)},
+                      {"bulkstate.truncated", "true", 4}};
+    /* the copy must fit the producer's largest record, headers and key included: what does
+     * not is cut, and the headers say so and how large the message was */
+    size_t room = bs_producer_max_message_bytes(w->prod), used = m->key_len + 1024, len = m->len;
+    for (size_t i = 0; i < 9; i++)
+        used += strlen(h[i].name) + h[i].len + 8;
+    room = room > used ? room - used : 0;
+    const bool cut = len > room;
+    if (cut) len = room;
     bs_log(BS_LOG_WARN, "worker",
            "command rejected command_id=%s partition=%" PRId32 " offset=%" PRId64
-           " code=%s type=%s field=%s error=\"%s\"",
+           " code=%s type=%s field=%s error=\"%s\"%s",
            o->command_id ? o->command_id : "-", m->partition, m->offset, code, etype,
-           cerr->field[0] ? cerr->field : "-", cerr->msg);
-    if (bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, m->len, h, 7,
-                         &w->dv, err) < 0 ||
-        bs_reply_complete(w, mode, o, err) < 0 || bs_reply_wait(w, err) < 0)
+           cerr->field[0] ? cerr->field : "-", cerr->msg, cut ? " dead_letter=truncated" : "");
+    if (bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, len, h,
+                         cut ? 9 : 7, &w->dv, err) < 0 ||
+        bs_reply_wait(w, err) < 0)
         return -1;
+    /* the dead letter holds the error: a completion that cannot be encoded is not a reason to
+     * keep the message (the operator finds it there) */
+    bs_err cerr2 = {0};
+    if (bs_reply_complete(w, mode, o, &cerr2) < 0) {
+        if (cerr2.code != BS_EENCODE) {
+            *err = cerr2;
+            return -1;
+        }
+        bs_log(BS_LOG_WARN, "worker", "error completion not sent: %s", cerr2.msg);
+    }
     bs_metrics_lock(&w->m);
     w->m.completed[2]++;
     w->m.dlq++;

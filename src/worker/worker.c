@@ -130,6 +130,8 @@ static void back_off(bs_worker *w, const bs_msg *m, int64_t delay, const bs_err 
     bs_consumer_pause(w->cons, true);
     const int64_t until = bs_mono_ms() + delay;
     while (!*stop && bs_mono_ms() < until) {
+        /* large commands in progress go on meanwhile: the message may wait for one to end */
+        bs_large_run(w, stop);
         bs_err perr = {0};
         bs_msg *other = bs_consumer_poll(w->cons, 100, &perr);
         if (other != NULL) /* paused: none expected; never skip one */
@@ -156,15 +158,17 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
         bs_err herr = {0};
         bs_outcome o = {0};
         int attempts = 0, rc = -1;
+        bool poisoned = false;
         if (!counted && bs_store_bump_attempt(w->store, &src, &attempts, &herr) == 0) {
             counted = true;
-            rc = bs_settle_is_poison(attempts, w->cfg->max_attempts)
-                     ? reject_poison(w, m, attempts, &o, &herr)
-                     : bs_handle(w, &WORKER_MODE, m, &o, &herr);
+            poisoned = bs_settle_is_poison(attempts, w->cfg->max_attempts);
+            rc = poisoned ? reject_poison(w, m, attempts, &o, &herr)
+                          : bs_handle(w, &WORKER_MODE, m, &o, &herr);
         } else if (counted) {
             rc = bs_handle(w, &WORKER_MODE, m, &o, &herr);
         }
-        switch (bs_settle_decide(rc == 0 ? NULL : &herr, o.kind == BS_OUT_REJECTED)) {
+        const bool rejecting = rc < 0 && o.kind == BS_OUT_REJECTED;
+        switch (bs_settle_decide(rc == 0 ? NULL : &herr, rejecting, poisoned)) {
         case BS_SETTLE_DONE: {
             if (o.kind == BS_OUT_RUNNING) return 1; /* settled when its last batch is */
             bs_metrics_lock(&w->m);
@@ -188,7 +192,7 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
         case BS_SETTLE_RETRY:
             break;
         }
-        if (bs_settle_counts_attempt(&herr)) counted = false;
+        if (bs_settle_counts_attempt(&herr, rejecting)) counted = false;
         back_off(w, m, jitter(backoff), &herr, stop);
         if (*stop || !bs_consumer_owns(w->cons, m)) {
             /* not settled: redelivered to whoever owns the partition. A clean stop or a

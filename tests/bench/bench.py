@@ -154,10 +154,10 @@ def progress(db, prefix):
     return int(a), int(b)
 
 
-def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=()):
+def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=None):
     """Starts the workers on a produced backlog, waits for n commands; returns elapsed s,
     transitions, RSS samples {mark: MB} of the first worker, CPU s of workers and PostgreSQL."""
-    procs = [subprocess.Popen([BIN, "worker"], env=env_for(db, topic, group),
+    procs = [subprocess.Popen([BIN, "worker"], env=dict(env_for(db, topic, group), **(extra_env or {})),
                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(OUT, f"{group}.{i}.log"), "w"))
              for i in range(workers)]
     rss = {"start": None}
@@ -361,6 +361,80 @@ def scenario_latency(args, res):
           f"p50 {q(0.5)} ms, p95 {q(0.95)} ms, p99 {q(0.99)} ms, max {lat[-1]} ms")
 
 
+def scenario_delivery(args, res):
+    """Events delivered to Prefect's server ([prefect] api_url, its services on): the command
+    path's throughput without and with delivery, on the same population in the same run, and
+    the delay from each state's time to Prefect's receipt of its event at half load (from
+    Prefect's own events table: received - occurred)."""
+    api = os.environ.get("BS_LIVE_API_URL")
+    if not api:
+        print("\ndelivery: skipped (no Prefect server with its services: prefect.sh start-live)")
+        return
+    n = args.delivery_commands
+    out = {}
+    for label, extra in (("without", {}), ("with", {"BULKSTATE_PREFECT_API_URL": api})):
+        cmds = make_commands("bench", n, 5, f"dv{label}")
+        topic = f"bench.dv{label}"
+        topics("bench", topic, 3)
+        produce(topic, cmds)
+        elapsed, matched, _, wcpu, pcpu = run_workers("bench", topic, f"bench-dv{label}",
+                                                      f"dv{label}", n, 1, extra_env=extra)
+        out[label] = matched / elapsed
+        print(f"\ndelivery {label}: {n} commands, {matched} transitions in {elapsed:.1f} s: "
+              f"{matched / elapsed:.1f} transitions/s (CPU: worker {wcpu:.0f} s, PostgreSQL "
+              f"{pcpu:.0f} s)")
+    # half load, open loop, with delivery; then Prefect's own record of when it received them
+    rate = res["commands_per_s"] * 0.5
+    m = int(rate * args.latency_seconds)
+    cmds = make_commands("bench", m, 6, "dvlat")
+    topics("bench", "bench.dvlat", 3)
+    env = dict(env_for("bench", "bench.dvlat", "bench-dvlat"), BULKSTATE_PREFECT_API_URL=api)
+    t_start = psql("postgres", "SELECT now()")
+    w = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(OUT, "dvlat.log"), "w"))
+    kc = subprocess.Popen(["kcat", "-P", "-b", BROKER, "-t", "bench.dvlat", "-K", "\t", "-H",
+                           "content-type=application/json", "-X", "linger.ms=0"],
+                          stdin=subprocess.PIPE, text=True)
+    t0 = time.time()
+    for k, c in enumerate(cmds):
+        delay = t0 + k / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        kc.stdin.write(c["command_id"] + "\t" + json.dumps(c) + "\n")
+        kc.stdin.flush()
+    kc.stdin.close()
+    kc.wait()
+    deadline = time.time() + 600
+    while progress("bench", "dvlat")[0] < m and time.time() < deadline:
+        time.sleep(0.2)
+    while int(psql("bench", "SELECT count(*) FROM bulkstate.prefect_outbox")) > 0 and \
+            time.time() < deadline:  # bounded: the outbox drains, or 10 minutes pass
+        time.sleep(0.2)
+    time.sleep(10)  # Prefect's persister writes what it received in batches, every few seconds
+    w.terminate()
+    w.wait(timeout=60)
+    live = os.environ["BS_LIVE_DB"]
+    row = psql(live, "SELECT count(*), "
+                     "percentile_cont(0.5) WITHIN GROUP (ORDER BY d), "
+                     "percentile_cont(0.99) WITHIN GROUP (ORDER BY d), max(d) FROM ("
+                     "SELECT extract(epoch FROM received - occurred) * 1000 AS d FROM events "
+                     f"WHERE occurred >= '{t_start}' AND event LIKE 'prefect.flow-run.%') e")
+    cnt, p50, p99, mx = row.split("|")
+    written = int(psql("bench", "SELECT count(*) FROM bulkstate.command_result "
+                                "WHERE command_id LIKE 'dvlat-%' AND event IS NOT NULL"))
+    res.update(delivery_transitions_per_s_without=round(out["without"], 1),
+               delivery_transitions_per_s_with=round(out["with"], 1),
+               delivery_cost=round(1 - out["with"] / out["without"], 3),
+               delivery_events=int(cnt), delivery_events_written=written,
+               delivery_p50_ms=round(float(p50 or 0), 1), delivery_p99_ms=round(float(p99 or 0), 1),
+               delivery_max_ms=round(float(mx or 0), 1))
+    print(f"delivery at {rate:.1f} commands/s (50% load): {cnt} events in Prefect's history of "
+          f"{written} written; state to Prefect's receipt p50 {res['delivery_p50_ms']} ms, p99 "
+          f"{res['delivery_p99_ms']} ms, max {res['delivery_max_ms']} ms")
+    print(f"delivery cost to the command path: {100 * res['delivery_cost']:.1f} % "
+          f"({out['without']:.1f} -> {out['with']:.1f} transitions/s)")
+
+
 def scenario_scale(args, res):
     print("\nscale (same backlog each time):")
     print(f"  {'workers':>7} {'partitions':>10} {'transitions/s':>14} {'worker CPU s':>12} "
@@ -397,6 +471,7 @@ def main():
     ap.add_argument("--prefect-commands", type=int, default=200)
     ap.add_argument("--latency-seconds", type=int, default=60)
     ap.add_argument("--scale-commands", type=int, default=3000)
+    ap.add_argument("--delivery-commands", type=int, default=3000)
     ap.add_argument("--skip", default="", help="comma-separated scenarios to skip")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
@@ -417,6 +492,8 @@ def main():
         scenario_latency(args, res)
     if "scale" not in skip:
         scenario_scale(args, res)
+    if "delivery" not in skip:
+        scenario_delivery(args, res)
     if res.get("floor_transitions_per_s"):
         res["ratio_to_floor"] = round(res["transitions_per_s"] / res["floor_transitions_per_s"], 3)
     if res.get("prefect_transitions_per_s"):
@@ -434,7 +511,9 @@ def main():
                ("RSS growth 100k -> 1M (MB)",
                 round(res["rss_mb_1m"] - res["rss_mb_100k"], 1)
                 if res.get("rss_mb_1m") and res.get("rss_mb_100k") else None, "< 5"),
-               ("2 workers / 1 (6 partitions)", res.get("two_worker_speedup"), ">= 1.6")]
+               ("2 workers / 1 (6 partitions)", res.get("two_worker_speedup"), ">= 1.6"),
+               ("delivery to Prefect: cost", res.get("delivery_cost"), "<= 0.05"),
+               ("  state to Prefect p99 ms", res.get("delivery_p99_ms"), "<= 1000")]
     for name, val, target in targets:
         print(f"  {name:<30} {str(val):>10}   target {target}")
     print(f"results: {os.path.join(OUT, 'results.json')}")

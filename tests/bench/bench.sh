@@ -11,7 +11,10 @@ cmake --build "$BS_BUILD_DIR" >/dev/null
 "$SRC/scripts/services.sh" start
 prefect_up=0
 if "$SRC/scripts/prefect.sh" start; then prefect_up=1; fi
+# the neighbour with its services on, for the delivery scenario (events go to its bus)
+if [ $prefect_up -eq 1 ] && "$SRC/scripts/prefect.sh" start-live; then prefect_up=2; fi
 cleanup() {
+  [ $prefect_up -lt 2 ] || "$SRC/scripts/prefect.sh" stop-live >/dev/null 2>&1 || true
   [ $prefect_up -eq 0 ] || "$SRC/scripts/prefect.sh" stop >/dev/null 2>&1 || true
   "$SRC/scripts/services.sh" stop >/dev/null 2>&1 || true
 }
@@ -19,4 +22,8 @@ trap cleanup EXIT
 RUN=$BS_BUILD_DIR/services
 source "$RUN/pg.env"; source "$RUN/kafka.env"
 [ -f "$RUN/prefect.env" ] && source "$RUN/prefect.env"
+if [ -f "$RUN/prefect-live.env" ]; then
+  BS_LIVE_API_URL=$(source "$RUN/prefect-live.env" && echo "$PREFECT_API_URL")
+  export BS_LIVE_API_URL BS_LIVE_DB=prefect_live
+fi
 python3 "$SRC/tests/bench/bench.py" "$@"
