@@ -298,6 +298,22 @@ def scenario_prefect(args, res):
     res["prefect_transitions_per_s"] = round(best, 1)
 
 
+def open_loop(topic, cmds, rate):
+    """Produces cmds at rate per second, on schedule whatever the worker does (an open loop)."""
+    kc = subprocess.Popen(["kcat", "-P", "-b", BROKER, "-t", topic, "-K", "\t", "-H",
+                           "content-type=application/json", "-X", "linger.ms=0"],
+                          stdin=subprocess.PIPE, text=True)
+    t0 = time.time()
+    for k, c in enumerate(cmds):
+        delay = t0 + k / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        kc.stdin.write(c["command_id"] + "\t" + json.dumps(c) + "\n")
+        kc.stdin.flush()
+    kc.stdin.close()
+    kc.wait()
+
+
 def scenario_latency(args, res):
     rate = res["commands_per_s"] * 0.5
     n = int(rate * args.latency_seconds)
@@ -323,18 +339,7 @@ def scenario_latency(args, res):
         if time.time() > deadline or w.poll() is not None:
             raise SystemExit(f"the latency worker never became ready: see {OUT}/lat.log")
         time.sleep(0.1)
-    kc = subprocess.Popen(["kcat", "-P", "-b", BROKER, "-t", "bench.lat", "-K", "\t", "-H",
-                           "content-type=application/json", "-X", "linger.ms=0"],
-                          stdin=subprocess.PIPE, text=True)
-    t0 = time.time()
-    for k, c in enumerate(cmds):  # open loop: on schedule, whatever the worker does
-        delay = t0 + k / rate - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        kc.stdin.write(c["command_id"] + "\t" + json.dumps(c) + "\n")
-        kc.stdin.flush()
-    kc.stdin.close()
-    kc.wait()
+    open_loop("bench.lat", cmds, rate)
     deadline = time.time() + 600
     while progress("bench", "lat")[0] < n and time.time() < deadline:
         time.sleep(0.2)
@@ -392,28 +397,24 @@ def scenario_delivery(args, res):
     t_start = psql("postgres", "SELECT now()")
     w = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(OUT, "dvlat.log"), "w"))
-    kc = subprocess.Popen(["kcat", "-P", "-b", BROKER, "-t", "bench.dvlat", "-K", "\t", "-H",
-                           "content-type=application/json", "-X", "linger.ms=0"],
-                          stdin=subprocess.PIPE, text=True)
-    t0 = time.time()
-    for k, c in enumerate(cmds):
-        delay = t0 + k / rate - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        kc.stdin.write(c["command_id"] + "\t" + json.dumps(c) + "\n")
-        kc.stdin.flush()
-    kc.stdin.close()
-    kc.wait()
+    open_loop("bench.dvlat", cmds, rate)
     deadline = time.time() + 600
     while progress("bench", "dvlat")[0] < m and time.time() < deadline:
         time.sleep(0.2)
     while int(psql("bench", "SELECT count(*) FROM bulkstate.prefect_outbox")) > 0 and \
             time.time() < deadline:  # bounded: the outbox drains, or 10 minutes pass
         time.sleep(0.2)
-    time.sleep(10)  # Prefect's persister writes what it received in batches, every few seconds
     w.terminate()
     w.wait(timeout=60)
     live = os.environ["BS_LIVE_DB"]
+    # Prefect's persister writes what it received in batches: wait until its count stops
+    # growing for 3 s (bounded: 60 s)
+    seen, still, end = -1, 0, time.time() + 60
+    while still < 3 and time.time() < end:
+        n = int(psql(live, f"SELECT count(*) FROM events WHERE occurred >= '{t_start}'"))
+        still = still + 1 if n == seen else 0
+        seen = n
+        time.sleep(1)
     row = psql(live, "SELECT count(*), "
                      "percentile_cont(0.5) WITHIN GROUP (ORDER BY d), "
                      "percentile_cont(0.99) WITHIN GROUP (ORDER BY d), max(d) FROM ("
