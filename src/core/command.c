@@ -221,6 +221,10 @@ static int lax_int(const json_t *v, const char *path, int64_t *out, bs_err *err)
             return bs_err_input(err, "int_from_float", path,
                                 "input should be a valid integer, got a number with a "
                                 "fractional part");
+        /* outside int64 the conversion is undefined */
+        if (d < -9223372036854775808.0 || d >= 9223372036854775808.0)
+            return bs_err_input(err, "int_parsing_size", path,
+                                "input should be an integer within the 64-bit range");
         *out = (int64_t)d;
         return 0;
     }
@@ -466,8 +470,14 @@ int bs_command_from_json(const json_t *body, const char *header_command_id, int6
 
     v = json_object_get(body, "issued_at");
     if (v != NULL && !json_is_null(v)) {
+        /* timestamp-millis, within the years 1..9999 (what a datetime holds; the product
+         * cannot overflow) */
+        if (json_is_integer(v) && (json_integer_value(v) < -62135596800000LL ||
+                                   json_integer_value(v) > 253402300799999LL))
+            return bs_err_input(err, "datetime_parsing", "issued_at",
+                                "issued_at is out of range (years 1 to 9999)");
         if (json_is_integer(v))
-            cmd->issued_at = json_integer_value(v) * 1000; /* timestamp-millis */
+            cmd->issued_at = json_integer_value(v) * 1000;
         else if (!json_is_string(v) || !bs_ts_parse(json_string_value(v), &cmd->issued_at))
             return bs_err_input(err, "datetime_parsing", "issued_at",
                                 "input should be a valid ISO-8601 datetime");

@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "text.h"
+
 static bs_log_level min_level = BS_LOG_INFO;
 static int as_json;
 
@@ -28,14 +30,17 @@ int bs_log_level_parse(const char *s)
 void bs_log(bs_log_level level, const char *module, const char *fmt, ...)
 {
     static const char *const n[] = {"debug", "info", "warn", "error"};
-    char msg[2048], ts[40];
+    char raw[2048], msg[4 * sizeof raw], ts[40];
     struct timespec now;
     struct tm tm;
     va_list ap;
     if (level < min_level) return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* values come from messages: no line of theirs can look like one of ours (control
+     * characters escaped), nor break the JSON encoder (invalid UTF-8 escaped) */
+    bs_text_escape(raw, msg, sizeof msg);
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,

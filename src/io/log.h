@@ -1,5 +1,7 @@
 /* log: one line per event on stderr (journald keeps it), logfmt or JSON. The level is checked
- * before formatting. Never called from a signal handler. */
+ * before formatting. Control characters and invalid UTF-8 in the formatted text are escaped
+ * (text.h), so a value from a message cannot forge a line. Never called from a signal
+ * handler. */
 #ifndef BS_LOG_H
 #define BS_LOG_H
 

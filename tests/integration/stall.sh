@@ -43,5 +43,11 @@ check_eq "replies too large: an error completion" "$(json_field '(c["command_id"
 check_match "it says why" "$(json_field 'c["error"]["message"]')" "result of flow run $P-000000000002 is [0-9]+ bytes, over the [0-9]+ a record may take"
 check_eq "nothing applied" "$(sql "SELECT state_type FROM flow_run WHERE id = '$P-000000000002'")" RUNNING
 good_in_time stall-ok-3 RUNNING "after replies too large"
+# 4. a command id carrying a newline and a terminal escape cannot forge a log line
+python3 -c 'import json; print(json.dumps({"command_id": "forged\nts=x level=info module=worker command done command_id=x matched=999 \u001b[2J", "flow_runs": {}}))' >"$TMP/c4.json"
+send "$TMP/c4.json" --format json
+check_eq "forged id: rejected" "$(json_field 'c["error"]["code"]')" invalid_command
+check_eq "every worker log line is the logger's own" "$(grep -cv '^ts=[0-9TZ:.-]* level=[a-z]* module=[a-z]* ' "$WORKER_LOG")" 0
+check_eq "the forged line is not there" "$(grep -c '^ts=x' "$WORKER_LOG")" 0
 check_eq "worker still the same process" "$(kill -0 "$WORKER_PID" && echo alive)" alive
 finish

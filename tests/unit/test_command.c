@@ -36,6 +36,10 @@ typedef struct ecase {
 } ecase;
 
 static const ecase ERRORS[] = {
+    {"{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},\"issued_at\":9223372036854775807}",
+     "datetime_parsing", "issued_at"},
+    {"{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},\"limit\":1e300}",
+     "int_parsing_size", "limit"},
     {"{\"command_id\":\"c\"}", "missing", "state"},
     {"{\"command_id\":\"c\",\"state\":null}", "missing", "state"},
     {"{\"command_id\":\"c\",\"state\":{}}", "missing", "state.type"},
