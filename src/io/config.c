@@ -191,7 +191,8 @@ static int parse_file(bs_config *cfg, const char *path, FILE *errs)
             *e = '\0';
             snprintf(section, sizeof section, "%s", trim(s + 1));
             if (strcmp(section, "worker") && strcmp(section, "postgres") &&
-                strcmp(section, "orchestration") && strcmp(section, "kafka")) {
+                strcmp(section, "orchestration") && strcmp(section, "prefect") &&
+                strcmp(section, "kafka")) {
                 fprintf(errs, "%s: unknown section [%s]\n", where, section);
                 nerr++;
             }

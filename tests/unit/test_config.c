@@ -40,6 +40,17 @@ int main(void)
     CHECK(strstr(errs, "enable.auto.commit must stay false") != NULL);
     bs_config_free(cfg);
 
+    /* the [prefect] section, as docs/prefect.md shows it */
+    memset(errs, 0, sizeof errs);
+    CHECK_INT(load_text("[prefect]\napi_url = http://127.0.0.1:4200/api\nmax_events_per_s = 50\n"
+                        "[kafka]\nbootstrap.servers = x:1\n",
+                        errs, sizeof errs, &cfg),
+              0);
+    CHECK_STR(cfg->prefect_api_url, "http://127.0.0.1:4200/api");
+    CHECK_INT(cfg->prefect_max_events_per_s, 50);
+    CHECK_INT(cfg->prefect_outbox_max, 100000);
+    bs_config_free(cfg);
+
     setenv("BULKSTATE_POSTGRES_CONNINFO", "dbname=x", 1);
     setenv("BULKSTATE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1234", 1);
     memset(errs, 0, sizeof errs);
