@@ -106,9 +106,11 @@ typedef struct sbuf {
     size_t len, cap;
 } sbuf;
 
+/* printf onto b; b NULL: nothing (a caller that only counts) */
 static void add(sbuf *b, const char *fmt, ...)
 {
     va_list ap;
+    if (b == NULL) return;
     for (;;) {
         va_start(ap, fmt);
         int k = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
@@ -158,7 +160,8 @@ static void hist(sbuf *b, const char *name, const char *help, const bs_hist *h)
         name, h->sum, name, h->total);
 }
 
-/* Why the worker is not ready, one line each, into b (the lock held); returns how many. */
+/* Why the worker is not ready, one line each, into b (NULL: only counted; the lock held);
+ * returns how many. */
 static int reasons(const bs_metrics *m, sbuf *b)
 {
     int n = 0;
@@ -255,10 +258,7 @@ char *bs_metrics_render(bs_metrics *m)
              "From the commit of a state to Prefect's acceptance of its event.", &m->prefect_delay);
     }
     head(&b, "bulkstate_ready", "gauge", "1 when /readyz answers 200.");
-    sbuf r = {malloc(256), 0, 256};
-    if (r.p == NULL) abort();
-    add(&b, "bulkstate_ready %d\n", reasons(m, &r) == 0);
-    free(r.p);
+    add(&b, "bulkstate_ready %d\n", reasons(m, NULL) == 0);
     bs_metrics_unlock(m);
     return b.p;
 }
