@@ -81,8 +81,8 @@ int bs_select_main(const bs_config *cfg, int argc, char **argv)
             bs_err_input(&err, "less_than_equal", "limit", "limit should be 1..%d",
                          MAX_SELECT_LIMIT);
             out = error_json(&err);
-        } else if (bs_filter_from_json(json_object_get(req, "flow_runs"), "flow_runs", ar, &f,
-                                       &err) < 0) {
+        } else if (bs_filter_from_json(json_object_get(req, "flow_runs"), "flow_runs", &cfg->caps,
+                                       ar, &f, &err) < 0) {
             out = error_json(&err);
         } else {
             bs_sql sql;

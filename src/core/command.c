@@ -328,7 +328,8 @@ const char *bs_command_id_peek(const json_t *body, bs_arena *ar)
     return bs_arena_strdup(ar, json_string_value(v));
 }
 
-static int parse_state(const json_t *st, int64_t now_us, bs_arena *ar, bs_command *cmd, bs_err *err)
+static int parse_state(const json_t *st, int64_t now_us, const bs_caps *caps, bs_arena *ar,
+                       bs_command *cmd, bs_err *err)
 {
     const char *key;
     json_t *v;
@@ -363,6 +364,11 @@ static int parse_state(const json_t *st, int64_t now_us, bs_arena *ar, bs_comman
             snprintf(path, sizeof path, "state.%s", strs[i]);
             return bs_err_input(err, "string_type", path, "input should be a valid string");
         }
+        if (i == 0 && json_string_length(v) > (size_t)caps->string_bytes)
+            return bs_err_input(err, "string_too_long", "state.name",
+                                "string has %zu bytes, more than the limit of %d "
+                                "(limits.max_string_bytes)",
+                                json_string_length(v), caps->string_bytes);
         if (i == 0)
             cmd->state_name = bs_arena_strdup(ar, json_string_value(v));
         else
@@ -384,9 +390,10 @@ static int parse_state(const json_t *st, int64_t now_us, bs_arena *ar, bs_comman
 }
 
 int bs_command_from_json(const json_t *body, const char *header_command_id, int64_t now_us,
-                         bs_arena *ar, bs_command *cmd, bs_err *err)
+                         const bs_caps *caps, bs_arena *ar, bs_command *cmd, bs_err *err)
 {
     const json_t *v;
+    if (caps == NULL) caps = &bs_caps_default;
     memset(cmd, 0, sizeof *cmd);
     cmd->limit = BS_BULK_LIMIT;
     cmd->issued_at = BS_TS_NULL;
@@ -425,10 +432,10 @@ int bs_command_from_json(const json_t *body, const char *header_command_id, int6
         return 0; /* a cancel command: nothing else is read */
     }
 
-    if (bs_filter_from_json(json_object_get(body, "flow_runs"), "flow_runs", ar, &cmd->filter,
+    if (bs_filter_from_json(json_object_get(body, "flow_runs"), "flow_runs", caps, ar, &cmd->filter,
                             err) < 0)
         return -1;
-    if (parse_state(json_object_get(body, "state"), now_us, ar, cmd, err) < 0) return -1;
+    if (parse_state(json_object_get(body, "state"), now_us, caps, ar, cmd, err) < 0) return -1;
 
     v = json_object_get(body, "force");
     if (v != NULL && !json_is_null(v) && lax_bool(v, "force", &cmd->force, err) < 0) return -1;
@@ -453,9 +460,10 @@ int bs_command_from_json(const json_t *body, const char *header_command_id, int6
         if (n < 1)
             return bs_err_input(err, "greater_than_equal", "max_runs",
                                 "input should be greater than or equal to 1");
-        if (n > BS_MAX_RUNS)
+        if (n > caps->max_runs)
             return bs_err_input(err, "less_than_equal", "max_runs",
-                                "input should be less than or equal to %d", BS_MAX_RUNS);
+                                "input should be less than or equal to %d (limits.max_runs)",
+                                caps->max_runs);
         cmd->max_runs = (int)n;
     }
 

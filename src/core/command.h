@@ -10,17 +10,18 @@
 
 #include "arena.h"
 #include "err.h"
+#include "filter.h"
 #include "model.h"
 
 #define BS_MAX_COMMAND_ID 200
 #define BS_BULK_LIMIT     50
-#define BS_MAX_RUNS       1000000
 
 /* Validates body into cmd. header_command_id (may be NULL) is used when the body has none.
  * now_us fills state_details.scheduled_time of a SCHEDULED state that has none (one value for
- * the whole command, as Prefect does). Strings live in ar. */
+ * the whole command, as Prefect does). caps bounds the sizes it may ask for (NULL: the
+ * defaults). Strings live in ar. */
 int bs_command_from_json(const json_t *body, const char *header_command_id, int64_t now_us,
-                         bs_arena *ar, bs_command *cmd, bs_err *err);
+                         const bs_caps *caps, bs_arena *ar, bs_command *cmd, bs_err *err);
 
 /* The body as the command's identity (its SHA-256 tells a redelivery from a reused id): nulls
  * dropped, force and limit made explicit, issued_at left out, keys sorted, compact JSON. In

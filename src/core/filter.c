@@ -61,6 +61,8 @@ static const struct {
     {"type_", K_TYPE},
 };
 
+const bs_caps bs_caps_default = BS_CAPS_DEFAULT_INIT;
+
 const char *bs_filter_field_name(bs_field f)
 {
     return f < BS_F_COUNT ? FIELDS[f].json : "?";
@@ -78,8 +80,20 @@ static int parse_op(const json_t *v, const char *path, bs_op *out, bs_err *err)
     return 0;
 }
 
-static int parse_item(const json_t *v, int kind, const char *path, bs_arena *ar, const char **out,
-                      bs_err *err)
+/* A string of a filter: no NUL, at most max bytes (the limit named by key). */
+static int check_string(const json_t *v, const char *path, int max, const char *key, bs_err *err)
+{
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return bs_err_input(err, "string_nul", path, "strings must not contain NUL characters");
+    if (json_string_length(v) > (size_t)max)
+        return bs_err_input(err, "string_too_long", path,
+                            "string has %zu bytes, more than the limit of %d (limits.%s)",
+                            json_string_length(v), max, key);
+    return 0;
+}
+
+static int parse_item(const json_t *v, int kind, const char *path, const bs_caps *caps,
+                      bs_arena *ar, const char **out, bs_err *err)
 {
     if (kind == V_UUID) {
         bs_uuid u;
@@ -93,8 +107,7 @@ static int parse_item(const json_t *v, int kind, const char *path, bs_arena *ar,
     }
     if (!json_is_string(v))
         return bs_err_input(err, "string_type", path, "input should be a valid string");
-    if (strlen(json_string_value(v)) != json_string_length(v))
-        return bs_err_input(err, "string_nul", path, "strings must not contain NUL characters");
+    if (check_string(v, path, caps->string_bytes, "max_string_bytes", err) < 0) return -1;
     if (kind == V_STATE_TYPE && bs_state_type_parse(json_string_value(v)) < 0)
         return bs_err_input(err, "enum", path,
                             "input should be 'SCHEDULED', 'PENDING', 'RUNNING', 'COMPLETED', "
@@ -103,19 +116,23 @@ static int parse_item(const json_t *v, int kind, const char *path, bs_arena *ar,
     return 0;
 }
 
-static int parse_list(const json_t *v, int kind, const char *path, bs_arena *ar, bs_list *out,
-                      bs_err *err)
+static int parse_list(const json_t *v, int kind, const char *path, const bs_caps *caps,
+                      bs_arena *ar, bs_list *out, bs_err *err)
 {
     char ipath[sizeof err->field];
     if (json_is_null(v)) return 0;
     if (!json_is_array(v))
         return bs_err_input(err, "list_type", path, "input should be a valid list");
+    if (json_array_size(v) > (size_t)caps->list_items)
+        return bs_err_input(err, "too_long", path,
+                            "list has %zu items, more than the limit of %d (limits.max_list_items)",
+                            json_array_size(v), caps->list_items);
     out->set = true;
     out->n = json_array_size(v);
     out->v = bs_arena_alloc(ar, sizeof(char *) * (out->n ? out->n : 1));
     for (size_t i = 0; i < out->n; i++) {
         snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
-        if (parse_item(json_array_get(v, i), kind, ipath, ar, &out->v[i], err) < 0) return -1;
+        if (parse_item(json_array_get(v, i), kind, ipath, caps, ar, &out->v[i], err) < 0) return -1;
     }
     return 0;
 }
@@ -140,8 +157,8 @@ static int parse_ts(const json_t *v, const char *path, bs_optts *out, bs_err *er
     return 0;
 }
 
-static int parse_sub(const json_t *j, const fdesc *d, const char *path, bs_arena *ar,
-                     bs_subfilter *out, bs_err *err)
+static int parse_sub(const json_t *j, const fdesc *d, const char *path, const bs_caps *caps,
+                     bs_arena *ar, bs_subfilter *out, bs_err *err)
 {
     const char *key;
     json_t *v;
@@ -168,27 +185,26 @@ static int parse_sub(const json_t *j, const fdesc *d, const char *path, bs_arena
             rc = parse_op(v, kpath, &out->op, err);
             break;
         case K_ANY:
-            rc = parse_list(v, d->item, kpath, ar, &out->any, err);
+            rc = parse_list(v, d->item, kpath, caps, ar, &out->any, err);
             break;
         case K_NOT_ANY:
-            rc = parse_list(v, d->item, kpath, ar, &out->not_any, err);
+            rc = parse_list(v, d->item, kpath, caps, ar, &out->not_any, err);
             break;
         case K_ALL:
-            rc = parse_list(v, d->item, kpath, ar, &out->all, err);
+            rc = parse_list(v, d->item, kpath, caps, ar, &out->all, err);
             break;
         case K_ID:
-            rc = parse_list(v, V_UUID, kpath, ar, &out->id, err);
+            rc = parse_list(v, V_UUID, kpath, caps, ar, &out->id, err);
             break;
         case K_TYPE:
-            rc = parse_list(v, V_STR, kpath, ar, &out->type, err);
+            rc = parse_list(v, V_STR, kpath, caps, ar, &out->type, err);
             break;
         case K_LIKE:
             if (json_is_null(v)) break;
             if (!json_is_string(v))
                 return bs_err_input(err, "string_type", kpath, "input should be a valid string");
-            if (strlen(json_string_value(v)) != json_string_length(v))
-                return bs_err_input(err, "string_nul", kpath,
-                                    "strings must not contain NUL characters");
+            if (check_string(v, kpath, caps->pattern_bytes, "max_pattern_bytes", err) < 0)
+                return -1;
             out->like = bs_arena_strdup(ar, json_string_value(v));
             break;
         case K_IS_NULL:
@@ -206,9 +222,10 @@ static int parse_sub(const json_t *j, const fdesc *d, const char *path, bs_arena
     return 0;
 }
 
-int bs_filter_from_json(const json_t *j, const char *path, bs_arena *ar, bs_filter *out,
-                        bs_err *err)
+int bs_filter_from_json(const json_t *j, const char *path, const bs_caps *caps, bs_arena *ar,
+                        bs_filter *out, bs_err *err)
 {
+    if (caps == NULL) caps = &bs_caps_default;
     const char *key;
     json_t *v;
     char kpath[sizeof err->field];
@@ -230,16 +247,16 @@ int bs_filter_from_json(const json_t *j, const char *path, bs_arena *ar, bs_filt
             if (strcmp(key, FIELDS[i].json) == 0) f = i;
         if (f < 0)
             return bs_err_input(err, "extra_forbidden", kpath, "extra inputs are not permitted");
-        if (parse_sub(v, &FIELDS[f], kpath, ar, &out->f[f], err) < 0) return -1;
+        if (parse_sub(v, &FIELDS[f], kpath, caps, ar, &out->f[f], err) < 0) return -1;
         if (f == BS_F_STATE && out->f[f].present) {
             char cpath[sizeof err->field];
             snprintf(cpath, sizeof cpath, "%s.type", kpath);
-            if (parse_sub(json_object_get(v, "type"), &STATE_TYPE, cpath, ar, &out->state_type,
-                          err) < 0)
+            if (parse_sub(json_object_get(v, "type"), &STATE_TYPE, cpath, caps, ar,
+                          &out->state_type, err) < 0)
                 return -1;
             snprintf(cpath, sizeof cpath, "%s.name", kpath);
-            if (parse_sub(json_object_get(v, "name"), &STATE_NAME, cpath, ar, &out->state_name,
-                          err) < 0)
+            if (parse_sub(json_object_get(v, "name"), &STATE_NAME, cpath, caps, ar,
+                          &out->state_name, err) < 0)
                 return -1;
         }
     }

@@ -15,6 +15,22 @@
 
 typedef enum { BS_OP_AND = 0, BS_OP_OR } bs_op;
 
+/* Sizes one command may ask for (config [limits]); larger ones are rejected as invalid
+ * before they reach PostgreSQL. Prefect itself caps none of them: the defaults sit far above
+ * real use (run names, tags and keys of tens of characters, id lists of thousands). */
+typedef struct bs_caps {
+    int list_items;    /* items of one any_/not_any_/all_/id_/type_ list */
+    int string_bytes;  /* one string of a filter, and state.name */
+    int pattern_bytes; /* one like_ pattern (matched against every candidate row) */
+    int max_runs;      /* a large command's max_runs */
+} bs_caps;
+
+#define BS_CAPS_DEFAULT_INIT                                                                       \
+    {                                                                                              \
+        10000, 4096, 256, 1000000                                                                  \
+    }
+extern const bs_caps bs_caps_default;
+
 typedef struct bs_list {
     bool set; /* false: absent or null */
     size_t n;
@@ -71,8 +87,8 @@ const char *bs_filter_field_name(bs_field f);
 
 /* Validates j (may be NULL or JSON null: no filter) as a FlowRunFilter and fills out; strings
  * are copied into ar. path names j in error messages ("flow_runs"). Errors name the field
- * (e.g. "flow_runs.id.any_[0]") and carry Prefect's error type. */
-int bs_filter_from_json(const json_t *j, const char *path, bs_arena *ar, bs_filter *out,
-                        bs_err *err);
+ * (e.g. "flow_runs.id.any_[0]") and carry Prefect's error type. caps NULL: the defaults. */
+int bs_filter_from_json(const json_t *j, const char *path, const bs_caps *caps, bs_arena *ar,
+                        bs_filter *out, bs_err *err);
 
 #endif

@@ -4,6 +4,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <regex.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,14 @@ typedef struct key {
 
 /* alphabetical within each section */
 static const key KEYS[] = {
+    {"limits", "max_list_items", T_INT, O(caps.list_items), "10000", 1, 1000000,
+     "items of one any_/not_any_/all_ list of a filter at most"},
+    {"limits", "max_pattern_bytes", T_INT, O(caps.pattern_bytes), "256", 1, 65536,
+     "bytes of a like_ pattern at most (matched against every candidate run)"},
+    {"limits", "max_runs", T_INT, O(caps.max_runs), "1000000", 1, 100000000,
+     "a large command's max_runs at most"},
+    {"limits", "max_string_bytes", T_INT, O(caps.string_bytes), "4096", 16, 1048576,
+     "bytes of one string of a filter, and of state.name, at most"},
     {"orchestration", "concurrency_slot_wait_seconds", T_INT, O(slot_wait_s), "30", 1, 86400,
      "how far out a run denied a deployment concurrency slot is rescheduled (Prefect's "
      "server.deployments.concurrency_slot_wait_seconds)"},
@@ -81,14 +91,18 @@ static const key KEYS[] = {
     {"worker", "max_attempts", T_INT, O(max_attempts), "5", 1, 1000,
      "deliveries of one message that may end without a result (crash, kill, timeout) before "
      "it is dead-lettered"},
-    {"worker", "max_message_bytes", T_INT, O(max_message_bytes), "1048576", 1024, 16777216,
-     "larger command messages are dead-lettered without decoding"},
+    {"worker", "max_message_bytes", T_INT, O(max_message_bytes), "983040", 1024, 16777216,
+     "larger command messages are dead-lettered without decoding; [kafka] message.max.bytes "
+     "must leave 16384 bytes above it for a dead-letter copy's key and headers"},
     {"worker", "output_framing", T_STR, O(output_framing), "single-object", 0, 0,
      "single-object, confluent or json"},
     {"worker", "poll_timeout_ms", T_INT, O(poll_timeout_ms), "200", 10, 5000,
      "consumer poll timeout"},
     {"worker", "reply_topic", T_STR, O(reply_topic), "bulkstate.replies", 0, 0,
      "default topic for results and completions (a command may name its own)"},
+    {"worker", "reply_topic_pattern", T_STR, O(reply_topic_pattern), ".*", 0, 0,
+     "POSIX extended regular expression a command's own reply_topic must match whole; the "
+     "command, dead-letter and events topics and names starting with __ are refused always"},
     {"worker", "retry_backoff_initial_ms", T_INT, O(retry_backoff_initial_ms), "200", 10, 60000,
      "first delay before retrying a command after a transient failure"},
     {"worker", "retry_backoff_max_ms", T_INT, O(retry_backoff_max_ms), "30000", 100, 600000,
@@ -121,6 +135,16 @@ static int set_value(bs_config *cfg, const key *k, const char *val, const char *
     return 0;
 }
 
+static const char *const SECTIONS[] = {"kafka",    "limits",  "orchestration",
+                                       "postgres", "prefect", "worker"};
+
+static bool known_section(const char *name)
+{
+    for (size_t i = 0; i < sizeof SECTIONS / sizeof SECTIONS[0]; i++)
+        if (strcmp(SECTIONS[i], name) == 0) return true;
+    return false;
+}
+
 static const key *find(const char *section, const char *name)
 {
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
@@ -129,18 +153,22 @@ static const key *find(const char *section, const char *name)
     return NULL;
 }
 
-void bs_config_set_kafka(bs_config *cfg, const char *k, const char *val)
+void bs_config_set_kafka(bs_config *cfg, const char *k, const char *val, const char *where)
 {
     for (size_t i = 0; i < cfg->nkafka; i++)
         if (strcmp(cfg->kafka_keys[i], k) == 0) {
             free(cfg->kafka_vals[i]);
+            free(cfg->kafka_where[i]);
             cfg->kafka_vals[i] = bs_xstrdup(val);
+            cfg->kafka_where[i] = bs_xstrdup(where ? where : "config");
             return;
         }
     cfg->kafka_keys = bs_xrealloc(cfg->kafka_keys, (cfg->nkafka + 1) * sizeof(char *));
     cfg->kafka_vals = bs_xrealloc(cfg->kafka_vals, (cfg->nkafka + 1) * sizeof(char *));
+    cfg->kafka_where = bs_xrealloc(cfg->kafka_where, (cfg->nkafka + 1) * sizeof(char *));
     cfg->kafka_keys[cfg->nkafka] = bs_xstrdup(k);
     cfg->kafka_vals[cfg->nkafka] = bs_xstrdup(val);
+    cfg->kafka_where[cfg->nkafka] = bs_xstrdup(where ? where : "config");
     cfg->nkafka++;
 }
 
@@ -173,14 +201,10 @@ static int parse_file(bs_config *cfg, const char *path, FILE *errs)
     while (fgets(line, sizeof line, f)) {
         lineno++;
         snprintf(where, sizeof where, "%s:%d", path, lineno);
-        /* comments: ';' or '#' at the start, or after whitespace */
-        for (char *p = line; *p; p++)
-            if ((*p == ';' || *p == '#') && (p == line || isspace((unsigned char)p[-1]))) {
-                *p = '\0';
-                break;
-            }
+        /* a comment is a whole line starting with ';' or '#': values may hold both (a
+         * password "ab #1" stays whole) */
         char *s = trim(line);
-        if (*s == '\0') continue;
+        if (*s == '\0' || *s == ';' || *s == '#') continue;
         if (*s == '[') {
             char *e = strchr(s, ']');
             if (e == NULL || e[1] != '\0') {
@@ -190,9 +214,7 @@ static int parse_file(bs_config *cfg, const char *path, FILE *errs)
             }
             *e = '\0';
             snprintf(section, sizeof section, "%s", trim(s + 1));
-            if (strcmp(section, "worker") && strcmp(section, "postgres") &&
-                strcmp(section, "orchestration") && strcmp(section, "prefect") &&
-                strcmp(section, "kafka")) {
+            if (!known_section(section)) {
                 fprintf(errs, "%s: unknown section [%s]\n", where, section);
                 nerr++;
             }
@@ -210,7 +232,7 @@ static int parse_file(bs_config *cfg, const char *path, FILE *errs)
             fprintf(errs, "%s: key \"%s\" outside a section\n", where, k);
             nerr++;
         } else if (strcmp(section, "kafka") == 0) {
-            bs_config_set_kafka(cfg, k, v);
+            bs_config_set_kafka(cfg, k, v, where);
         } else {
             const key *kd = find(section, k);
             if (kd == NULL) {
@@ -242,7 +264,7 @@ static int apply_env(bs_config *cfg, FILE *errs)
             char *k = name + 6;
             for (char *p = k; *p; p++)
                 if (*p == '_') *p = '.';
-            bs_config_set_kafka(cfg, k, val);
+            bs_config_set_kafka(cfg, k, val, "environment");
             continue;
         }
         char *us = strchr(name, '_');
@@ -250,8 +272,7 @@ static int apply_env(bs_config *cfg, FILE *errs)
         *us = '\0';
         const key *kd = find(name, us + 1);
         if (kd == NULL) {
-            if (strcmp(name, "worker") == 0 || strcmp(name, "postgres") == 0 ||
-                strcmp(name, "orchestration") == 0 || strcmp(name, "prefect") == 0) {
+            if (known_section(name)) {
                 /* the name only: a mistyped secret's value stays out of the journal */
                 fprintf(errs, "environment: unknown key %.*s\n", (int)(eq - *e), *e);
                 nerr++;
@@ -290,6 +311,34 @@ static int validate(const bs_config *cfg, const char *where, FILE *errs)
     }
     if (cfg->retry_backoff_initial_ms > cfg->retry_backoff_max_ms) {
         fprintf(errs, "%s: worker.retry_backoff_initial_ms is above retry_backoff_max_ms\n", where);
+        nerr++;
+    }
+    regex_t re;
+    char rerr[256];
+    if (bs_topic_pattern_compile(cfg->reply_topic_pattern, &re, rerr, sizeof rerr) < 0) {
+        fprintf(errs, "%s: worker.reply_topic_pattern: \"%s\" is not a regular expression: %s\n",
+                where, cfg->reply_topic_pattern, rerr);
+        nerr++;
+    } else {
+        regfree(&re);
+    }
+    /* every [kafka] key through librdkafka itself, where it was set */
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        char why[512];
+        if (bs_kafka_check_prop(cfg->kafka_keys[i], cfg->kafka_vals[i], why, sizeof why) < 0) {
+            fprintf(errs, "%s: [kafka] %s\n", cfg->kafka_where[i], why);
+            nerr++;
+        }
+    }
+    long producer_max =
+        bs_kafka_conf_long("message.max.bytes", bs_config_get_kafka(cfg, "message.max.bytes"));
+    if (producer_max > 0 && (long)cfg->max_message_bytes + BS_DLQ_HEADROOM > producer_max) {
+        fprintf(errs,
+                "%s: worker.max_message_bytes (%d) needs [kafka] message.max.bytes of at least "
+                "%ld (it is %ld): a dead-letter copy carries the whole message plus its key and "
+                "headers\n",
+                where, cfg->max_message_bytes, (long)cfg->max_message_bytes + BS_DLQ_HEADROOM,
+                producer_max);
         nerr++;
     }
     static const char *const owned[] = {"enable.auto.offset.store", "enable.auto.commit"};
@@ -337,9 +386,11 @@ void bs_config_free(bs_config *cfg)
     for (size_t i = 0; i < cfg->nkafka; i++) {
         free(cfg->kafka_keys[i]);
         free(cfg->kafka_vals[i]);
+        free(cfg->kafka_where[i]);
     }
     free(cfg->kafka_keys);
     free(cfg->kafka_vals);
+    free(cfg->kafka_where);
     free(cfg);
 }
 
@@ -354,6 +405,10 @@ void bs_config_print_reference(FILE *out)
 
 /* Keys a SIGHUP applies to the running worker; the others need a restart. */
 static const char *const RELOADABLE[] = {
+    "limits.max_list_items",
+    "limits.max_pattern_bytes",
+    "limits.max_runs",
+    "limits.max_string_bytes",
     "worker.log_level",
     "worker.log_format",
     "worker.max_attempts",

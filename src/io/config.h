@@ -10,12 +10,13 @@
 #include <stdio.h>
 
 #include "codec.h"
+#include "filter.h"
 #include "kafka.h"
 #include "prefect.h"
 #include "store.h"
 
 typedef struct bs_config {
-    char *command_topic, *reply_topic, *dlq_topic, *events_topic;
+    char *command_topic, *reply_topic, *dlq_topic, *events_topic, *reply_topic_pattern;
     char *schema_dir, *output_framing, *log_level, *log_format, *metrics_listen;
     char *conninfo;
     char *prefect_api_url, *prefect_auth_string;
@@ -26,8 +27,9 @@ typedef struct bs_config {
     int slot_wait_s, lease_ttl_s, batch_pause_ms;
     int statement_timeout_ms, lock_timeout_ms;
     int confluent_command_id, confluent_result_id, confluent_completed_id;
+    bs_caps caps; /* [limits] */
     size_t nkafka;
-    char **kafka_keys, **kafka_vals;
+    char **kafka_keys, **kafka_vals, **kafka_where; /* where: "file:line" or "environment" */
 } bs_config;
 
 /* Loads path (NULL: defaults only) then the environment. Errors are printed to errs (NULL:
@@ -37,8 +39,8 @@ int bs_config_load(const char *path, FILE *errs, bs_config **out);
 void bs_config_free(bs_config *cfg); /* NULL is a no-op */
 /* The commands that talk to Kafka need bootstrap.servers: 1 (and a message) when missing. */
 int bs_config_require_kafka(const bs_config *cfg, FILE *errs);
-/* Sets or replaces a [kafka] key. */
-void bs_config_set_kafka(bs_config *cfg, const char *key, const char *val);
+/* Sets or replaces a [kafka] key; where ("file:line", NULL: "config") names it in errors. */
+void bs_config_set_kafka(bs_config *cfg, const char *key, const char *val, const char *where);
 const char *bs_config_get_kafka(const bs_config *cfg, const char *key);
 /* SIGHUP: loads path and the environment again. Errors: the live config is untouched, the
  * errors go to errs, and -N (their count) is returned. Otherwise the reloadable keys that

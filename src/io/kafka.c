@@ -174,6 +174,46 @@ int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err 
     return 0;
 }
 
+int bs_kafka_check_prop(const char *key, const char *val, char *why, size_t n)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[400];
+    rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, key, val, errstr, sizeof errstr);
+    rd_kafka_conf_destroy(conf);
+    if (r == RD_KAFKA_CONF_OK) return 0;
+    snprintf(why, n, "%s: %s", key, errstr);
+    return -1;
+}
+
+long bs_kafka_conf_long(const char *key, const char *val)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char buf[64];
+    size_t n = sizeof buf;
+    long v = -1;
+    if ((val == NULL || rd_kafka_conf_set(conf, key, val, NULL, 0) == RD_KAFKA_CONF_OK) &&
+        rd_kafka_conf_get(conf, key, buf, &n) == RD_KAFKA_CONF_OK)
+        v = strtol(buf, NULL, 10);
+    rd_kafka_conf_destroy(conf);
+    return v;
+}
+
+int bs_topic_pattern_compile(const char *pattern, regex_t *re, char *why, size_t n)
+{
+    char *anchored = bs_xmalloc(strlen(pattern) + 5);
+    sprintf(anchored, "^(%s)$", pattern);
+    int rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB);
+    free(anchored);
+    if (rc == 0) return 0;
+    regerror(rc, re, why, n);
+    return -1;
+}
+
+bool bs_topic_pattern_match(const regex_t *re, const char *topic)
+{
+    return regexec(re, topic, 0, NULL, 0) == 0;
+}
+
 size_t bs_producer_max_message_bytes(bs_producer *prod)
 {
     char buf[32];
@@ -212,7 +252,8 @@ void bs_producer_free(bs_producer *prod, int flush_timeout_ms)
 }
 
 int bs_kafka_create_topics(const bs_kafka_props *props, const char *const *names, size_t n,
-                           int partitions, int replication_factor, bs_err *err)
+                           int partitions, int replication_factor, const char *const *configs,
+                           size_t nconfigs, bs_err *err)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = bs_kafka_conf(props, false, err);
@@ -231,6 +272,21 @@ int bs_kafka_create_topics(const bs_kafka_props *props, const char *const *names
         if (nt[i] == NULL) {
             rc = bs_err_set(err, BS_EKAFKA, "topic \"%s\": %s", names[i], errstr);
             goto out;
+        }
+        for (size_t c = 0; c < nconfigs; c++) {
+            char kv[256];
+            char *eq;
+            snprintf(kv, sizeof kv, "%s", configs[c]);
+            if ((eq = strchr(kv, '=')) == NULL || eq == kv) {
+                rc = bs_err_set(err, BS_EINVAL, "topic config \"%s\" is not KEY=VALUE",
+                                configs[c]);
+                goto out;
+            }
+            *eq = '\0';
+            if (rd_kafka_NewTopic_set_config(nt[i], kv, eq + 1) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                rc = bs_err_set(err, BS_EINVAL, "topic config \"%s\" refused", configs[c]);
+                goto out;
+            }
         }
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);

@@ -4,6 +4,7 @@
 #ifndef BS_KAFKA_H
 #define BS_KAFKA_H
 
+#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -108,8 +109,22 @@ bool bs_producer_topic_exists(bs_producer *prod, const char *topic, int timeout_
 /* Flushes (bounded) and destroys. NULL is a no-op. */
 void bs_producer_free(bs_producer *prod, int flush_timeout_ms);
 
-/* Creates the topics (an existing topic is fine). */
+/* Room a dead-letter copy needs above the message itself (its key and headers). */
+#define BS_DLQ_HEADROOM 16384
+
+/* Whether librdkafka takes key = val: 0, or -1 with its reason ("key: ...") in why. */
+int bs_kafka_check_prop(const char *key, const char *val, char *why, size_t n);
+/* An integer property's value: val when not NULL, else librdkafka's default; -1 if unreadable. */
+long bs_kafka_conf_long(const char *key, const char *val);
+/* Compiles a topic pattern (POSIX extended, matched against the whole name): 0, or -1 with the
+ * reason in why. */
+int bs_topic_pattern_compile(const char *pattern, regex_t *re, char *why, size_t n);
+bool bs_topic_pattern_match(const regex_t *re, const char *topic);
+
+/* Creates the topics (an existing topic is fine, and keeps its configs), each with the topic
+ * configs given as "key=value". */
 int bs_kafka_create_topics(const bs_kafka_props *props, const char *const *names, size_t n,
-                           int partitions, int replication_factor, bs_err *err);
+                           int partitions, int replication_factor, const char *const *configs,
+                           size_t nconfigs, bs_err *err);
 
 #endif

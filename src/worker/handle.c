@@ -171,13 +171,15 @@ static int decode(bs_worker *w, const bs_mode *mode, const bs_msg *m, bs_command
     if (bs_codec_decode(w->codec, BS_SCHEMA_COMMAND, m->payload, m->len, m->json, &body, &bi->why) <
         0)
         return bad(bi, "bad_message", m->command_id, NULL);
-    if (bs_command_from_json(body, m->command_id, bs_now_us(), w->ar, cmd, &bi->why) < 0) {
+    if (bs_command_from_json(body, m->command_id, bs_now_us(), &w->cfg->caps, w->ar, cmd,
+                             &bi->why) < 0) {
         const char *id = bs_command_id_peek(body, w->ar);
         json_t *rt = json_is_object(body) ? json_object_get(body, "reply_topic") : NULL;
         const char *topic = NULL;
-        /* the error goes to the command's own reply topic when that one exists */
+        bs_err ignored;
+        /* the error goes to the command's own reply topic when that one may be used */
         if (json_is_string(rt) && strcmp(bi->why.field, "reply_topic") != 0 &&
-            bs_reply_topic_exists(w, json_string_value(rt)))
+            bs_reply_topic_check(w, json_string_value(rt), &ignored) == 0)
             topic = bs_arena_strdup(w->ar, json_string_value(rt));
         json_decref(body);
         return bad(bi, "invalid_command", id ? id : m->command_id, topic);
@@ -185,7 +187,8 @@ static int decode(bs_worker *w, const bs_mode *mode, const bs_msg *m, bs_command
     /* deterministic replay: defaults that depend on the clock (a SCHEDULED state's time) come
      * from issued_at too */
     if (mode->deterministic && cmd->issued_at != BS_TS_NULL &&
-        bs_command_from_json(body, m->command_id, cmd->issued_at, w->ar, cmd, &bi->why) < 0) {
+        bs_command_from_json(body, m->command_id, cmd->issued_at, &w->cfg->caps, w->ar, cmd,
+                             &bi->why) < 0) {
         json_decref(body);
         return bad(bi, "invalid_command", cmd->command_id, NULL);
     }
@@ -205,26 +208,25 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
         return reject(w, mode, m, o, bi.command_id, bi.reply_topic, bi.code, &bi.why, err);
     o->command_id = cmd.command_id;
     o->reply_topic = cmd.reply_topic ? cmd.reply_topic : w->cfg->reply_topic;
-    if (cmd.reply_topic != NULL && !bs_reply_topic_exists(w, cmd.reply_topic)) {
-        bs_err why;
-        bs_err_input(&why, "topic_not_found", "reply_topic", "reply topic \"%s\" does not exist",
-                     cmd.reply_topic);
+    bs_err why;
+    if (cmd.reply_topic != NULL && bs_reply_topic_check(w, cmd.reply_topic, &why) < 0)
         return reject(w, mode, m, o, cmd.command_id, NULL, "invalid_command", &why, err);
-    }
+    /* a cancel and a large command complete on their own */
+    const bool completes_itself = cmd.cancel_command_id || cmd.max_runs > 0;
     int rc = cmd.cancel_command_id ? cancel(w, mode, m, &cmd, o, err)
              : cmd.max_runs > 0    ? bs_large_start(w, mode, m, &cmd, identity, o, err)
                                    : run_one(w, mode, m, &cmd, identity, o, err);
+    if (rc == 0 && !completes_itself) rc = bs_reply_complete(w, mode, o, err);
     if (rc < 0 && o->kind != BS_OUT_REJECTED &&
         bs_settle_decide(err, false, false) == BS_SETTLE_REJECT) {
-        /* about this command (a reused id, a statement it makes fail): record it, move on */
-        bs_err why = *err;
+        /* about this command (a reused id, a statement it makes fail, replies the broker
+         * refuses for good, even after the commit): record it, move on */
+        why = *err;
         memset(err, 0, sizeof *err);
         return reject(w, mode, m, o, cmd.command_id, o->reply_topic, bs_settle_reject_code(&why),
                       &why, err);
     }
-    /* a cancel and a large command complete on their own */
-    if (rc < 0 || cmd.cancel_command_id || cmd.max_runs > 0) return rc;
-    if (bs_reply_complete(w, mode, o, err) < 0) return -1;
+    if (rc < 0 || completes_itself) return rc;
     bs_metrics_lock(&w->m);
     w->m.completed[o->kind == BS_OUT_ALREADY ? 1 : 0]++;
     bs_metrics_unlock(&w->m);

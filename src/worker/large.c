@@ -12,6 +12,7 @@
 #include "filter_sql.h"
 #include "ids.h"
 #include "log.h"
+#include "settle.h"
 #include "worker_int.h"
 
 struct large_cmd {
@@ -21,6 +22,7 @@ struct large_cmd {
     const char *reply_topic;
     bs_progress g;
     int64_t next_try_ms, backoff_ms;
+    int failures; /* batches failed in a row */
 };
 
 static void large_free(bs_worker *w, size_t i, bool release)
@@ -126,8 +128,9 @@ int bs_large_start(bs_worker *w, const bs_mode *mode, bs_msg *m, const bs_comman
     /* the command outlives the worker's per-message arena: validated again into its own */
     json_t *body = json_loads(identity, 0, NULL);
     bs_err cerr = {0};
-    int rc =
-        body ? bs_command_from_json(body, m->command_id, bs_now_us(), e->ar, &e->cmd, &cerr) : -1;
+    int rc = body ? bs_command_from_json(body, m->command_id, bs_now_us(), &w->cfg->caps, e->ar,
+                                         &e->cmd, &cerr)
+                  : -1;
     json_decref(body);
     if (rc < 0) { /* validated once already: cannot happen */
         bs_err_set(err, BS_EINTERNAL, "large command: %s", cerr.msg);
@@ -189,6 +192,30 @@ fail:
     return -1;
 }
 
+/* A batch failed for good (replies the broker refuses, a statement the command makes fail),
+ * or max_attempts times in a row: the command ends here with an error completion and a dead
+ * letter (its batches so far stay applied and recorded), and its partition moves on. */
+static bool give_up(bs_worker *w, large_cmd *e, const bs_err *why)
+{
+    static const bs_mode worker_mode = {.publish = true, .dead_letter = true};
+    bs_outcome o = outcome_of(e, BS_OUT_REJECTED);
+    o.error_code = bs_settle_reject_code(why);
+    o.error = *why;
+    bs_err err = {0};
+    bs_log(BS_LOG_WARN, "worker", "large command given up command_id=%s batches=%d error=\"%s\"",
+           e->cmd.command_id, e->g.batches, why->msg);
+    if (bs_reply_reject(w, &worker_mode, e->m, &o, &err) < 0) {
+        /* not even the dead letter: the command stays held (its partition must not move past
+         * it) and is tried again after the backoff */
+        bs_log(BS_LOG_ERROR, "worker", "large command not settled command_id=%s error=\"%s\"",
+               e->cmd.command_id, err.msg);
+        return false;
+    }
+    bs_err serr = {0};
+    if (bs_consumer_store(w->cons, e->m, &serr) < 0) bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+    return true;
+}
+
 void bs_large_run(bs_worker *w, volatile sig_atomic_t *stop)
 {
     static const bs_mode worker_mode = {.publish = true, .dead_letter = true};
@@ -220,6 +247,11 @@ void bs_large_run(bs_worker *w, volatile sig_atomic_t *stop)
             large_free(w, i, true);
             continue;
         }
+        if (rc < 0 && (!err.retriable || ++e->failures >= w->cfg->max_attempts) &&
+            give_up(w, e, &err)) {
+            large_free(w, i, true);
+            continue;
+        }
         if (rc < 0) {
             e->backoff_ms = e->backoff_ms ? e->backoff_ms * 2 : w->cfg->retry_backoff_initial_ms;
             if (e->backoff_ms > w->cfg->retry_backoff_max_ms)
@@ -229,6 +261,7 @@ void bs_large_run(bs_worker *w, volatile sig_atomic_t *stop)
                    (long long)e->backoff_ms, err.msg);
             e->next_try_ms = bs_mono_ms() + e->backoff_ms;
         } else {
+            e->failures = 0;
             e->backoff_ms = 0;
             e->next_try_ms = bs_mono_ms() + w->cfg->batch_pause_ms;
         }

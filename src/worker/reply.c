@@ -133,10 +133,19 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
            " code=%s type=%s field=%s error=\"%s\"%s",
            o->command_id ? o->command_id : "-", m->partition, m->offset, code, etype,
            cerr->field[0] ? cerr->field : "-", cerr->msg, cut ? " dead_letter=truncated" : "");
-    if (bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, len, h,
-                         cut ? 9 : 7, &w->dv, err) < 0 ||
-        bs_reply_wait(w, err) < 0)
-        return -1;
+    int rc = bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, len, h,
+                              cut ? 9 : 7, &w->dv, err);
+    if (rc == 0) rc = bs_reply_wait(w, err);
+    if (rc < 0 && !err->retriable && len > 0) {
+        /* refused for good (the topic's own max.message.bytes is below the producer's): the
+         * headers alone, which still name the original's topic, partition, offset and size */
+        bs_log(BS_LOG_WARN, "worker", "dead letter refused, sent without its value: %s", err->msg);
+        memset(err, 0, sizeof *err);
+        rc = bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, "", 0, h, 9, &w->dv,
+                              err);
+        if (rc == 0) rc = bs_reply_wait(w, err);
+    }
+    if (rc < 0) return -1;
     /* the dead letter holds the error: a completion that cannot be encoded is not a reason to
      * keep the message (the operator finds it there) */
     bs_err cerr2 = {0};
@@ -155,12 +164,23 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
     return 0;
 }
 
-bool bs_reply_topic_exists(bs_worker *w, const char *topic)
+int bs_reply_topic_check(bs_worker *w, const char *topic, bs_err *why)
 {
+    const bs_config *c = w->cfg;
+    /* bulkstate's own inputs and Kafka's internal topics: never, whatever the pattern */
+    if (strcmp(topic, c->command_topic) == 0 || strcmp(topic, c->dlq_topic) == 0 ||
+        (c->events_topic[0] && strcmp(topic, c->events_topic) == 0) ||
+        strncmp(topic, "__", 2) == 0 || !bs_topic_pattern_match(&w->reply_re, topic))
+        return bs_err_input(why, "topic_forbidden", "reply_topic",
+                            "reply topic \"%s\" is not allowed (worker.reply_topic_pattern, and "
+                            "never the command, dead-letter, events or internal topics)",
+                            topic);
     for (size_t i = 0; i < w->n_known_topics; i++)
-        if (strcmp(w->known_topics[i], topic) == 0) return true;
-    if (!bs_producer_topic_exists(w->prod, topic, 10000)) return false;
+        if (strcmp(w->known_topics[i], topic) == 0) return 0;
+    if (!bs_producer_topic_exists(w->prod, topic, 10000))
+        return bs_err_input(why, "topic_not_found", "reply_topic",
+                            "reply topic \"%s\" does not exist", topic);
     if (w->n_known_topics < sizeof w->known_topics / sizeof w->known_topics[0])
         w->known_topics[w->n_known_topics++] = bs_xstrdup(topic);
-    return true;
+    return 0;
 }

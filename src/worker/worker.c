@@ -28,6 +28,12 @@ static bs_worker *worker_new(bs_config *cfg, bool replay, bs_err *err)
         (w->http = bs_http_start(cfg->metrics_listen, &w->m, err)) == NULL)
         goto fail;
     w->ar = bs_arena_new();
+    char why[256];
+    if (bs_topic_pattern_compile(cfg->reply_topic_pattern, &w->reply_re, why, sizeof why) < 0) {
+        bs_err_fatal(err, BS_EINVAL, "worker.reply_topic_pattern: %s", why);
+        goto fail;
+    }
+    w->reply_re_set = true;
     w->framing = (bs_framing)bs_framing_parse(cfg->output_framing);
     /* avro-c may allocate what a crafted length asks for: cap each allocation */
     bs_codec_cap_allocations((size_t)cfg->max_message_bytes * 4 + (1u << 20));
@@ -86,6 +92,7 @@ void bs_worker_free(bs_worker *w)
     bs_metrics_destroy(&w->m);
     for (size_t i = 0; i < w->n_known_topics; i++)
         free(w->known_topics[i]);
+    if (w->reply_re_set) regfree(&w->reply_re);
     free(w);
 }
 

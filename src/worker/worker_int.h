@@ -41,7 +41,9 @@ struct bs_worker {
     bs_producer *prod;
     bs_arena *ar; /* per message: reset after each one */
     bs_framing framing;
-    bs_delivery dv;         /* lives as long as the worker: late delivery reports land here */
+    bs_delivery dv;   /* lives as long as the worker: late delivery reports land here */
+    regex_t reply_re; /* worker.reply_topic_pattern */
+    bool reply_re_set;
     char *known_topics[64]; /* reply topics seen to exist */
     size_t n_known_topics;
     int64_t next_reap_us; /* when the expired-lease reaper runs next */
@@ -125,8 +127,10 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
                     bs_err *err);
 /* Waits for every produced record's acknowledgement (bounded by flush_timeout_ms). */
 int bs_reply_wait(bs_worker *w, bs_err *err);
-/* A command's reply topic must exist (checked once per topic). */
-bool bs_reply_topic_exists(bs_worker *w, const char *topic);
+/* A command's own reply topic must match worker.reply_topic_pattern, not be one of bulkstate's
+ * inputs, and exist (asked once per topic): 0, or -1 with why (topic_forbidden,
+ * topic_not_found). */
+int bs_reply_topic_check(bs_worker *w, const char *topic, bs_err *why);
 
 /* large.c */
 /* A large command arrives or comes back after a crash. 0 with o->kind RUNNING (m is kept),

@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool json = data[0] == 'J';
     if (bs_codec_decode(codec, BS_SCHEMA_COMMAND, data + 1, size - 1, json, &body, &err) == 0) {
         bs_command cmd;
-        if (bs_command_from_json(body, NULL, 1700000000000000LL, ar, &cmd, &err) == 0) {
+        if (bs_command_from_json(body, NULL, 1700000000000000LL, NULL, ar, &cmd, &err) == 0) {
             bs_sql sql;
             bs_filter_select_sql(&cmd.filter, cmd.limit, ar, &sql);
         }

@@ -80,6 +80,7 @@ print(eval(sys.argv[1]))' "$1"
 }
 
 finish() {
+  [ -n "${KEEP_LOG:-}" ] && cp "$WORKER_LOG" "$KEEP_LOG"
   stop_worker
   rm -rf "$TMP"
   echo "$PASSED passed, $FAILED failed"

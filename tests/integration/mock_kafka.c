@@ -117,11 +117,11 @@ int main(void)
 
     bs_config *cfg = NULL;
     if (bs_config_load(NULL, stderr, &cfg) != 0) return 1;
-    bs_config_set_kafka(cfg, "bootstrap.servers", boot);
-    bs_config_set_kafka(cfg, "group.id", "mk-group");
-    bs_config_set_kafka(cfg, "session.timeout.ms", "6000");
-    bs_config_set_kafka(cfg, "heartbeat.interval.ms", "500");
-    bs_config_set_kafka(cfg, "auto.commit.interval.ms", "200");
+    bs_config_set_kafka(cfg, "bootstrap.servers", boot, NULL);
+    bs_config_set_kafka(cfg, "group.id", "mk-group", NULL);
+    bs_config_set_kafka(cfg, "session.timeout.ms", "6000", NULL);
+    bs_config_set_kafka(cfg, "heartbeat.interval.ms", "500", NULL);
+    bs_config_set_kafka(cfg, "auto.commit.interval.ms", "200", NULL);
     free(cfg->command_topic);
     cfg->command_topic = strdup("mk.commands");
     free(cfg->reply_topic);

@@ -50,8 +50,8 @@ int main(void)
         /* decoded, it validates to the same command as the JSON body */
         bs_arena *ar = bs_arena_new();
         bs_command a, b;
-        CHECK_INT(bs_command_from_json(body, NULL, 0, ar, &a, &err), 0);
-        CHECK_INT(bs_command_from_json(back, NULL, 0, ar, &b, &err), 0);
+        CHECK_INT(bs_command_from_json(body, NULL, 0, NULL, ar, &a, &err), 0);
+        CHECK_INT(bs_command_from_json(back, NULL, 0, NULL, ar, &b, &err), 0);
         CHECK_STR(b.command_id, "cmd-1");
         CHECK_STR(b.state_data, a.state_data);
         CHECK_STR(b.details.flow_run_id.s, a.details.flow_run_id.s);

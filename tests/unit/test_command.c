@@ -9,11 +9,12 @@
 #include "timeutil.h"
 
 static const int64_t NOW = 1700000000000000LL; /* 2023-11-14T22:13:20Z */
+#define BS_TEST_UUID "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 
 static int validate(const char *text, bs_arena *ar, bs_command *cmd, bs_err *err)
 {
     json_t *j = json_loads(text, 0, NULL);
-    int rc = bs_command_from_json(j, NULL, NOW, ar, cmd, err);
+    int rc = bs_command_from_json(j, NULL, NOW, NULL, ar, cmd, err);
     json_decref(j);
     return rc;
 }
@@ -24,7 +25,7 @@ static const char *identity(const char *text, bs_arena *ar)
     json_t *j = json_loads(text, 0, NULL);
     bs_command cmd;
     bs_err err = {0};
-    const char *id = bs_command_from_json(j, NULL, NOW, ar, &cmd, &err) == 0
+    const char *id = bs_command_from_json(j, NULL, NOW, NULL, ar, &cmd, &err) == 0
                          ? bs_command_identity(ar, j, &cmd)
                          : NULL;
     json_decref(j);
@@ -81,13 +82,13 @@ int main(void)
     json_t *seed = fp ? json_loadf(fp, 0, NULL) : NULL;
     if (fp) fclose(fp);
     CHECK(seed != NULL);
-    CHECK_INT(bs_command_from_json(seed, "seed-1", NOW, ar, &cmd, &err), -1);
+    CHECK_INT(bs_command_from_json(seed, "seed-1", NOW, NULL, ar, &cmd, &err), -1);
     CHECK_STR(err.type, "missing");
     CHECK_STR(err.field, "state.type");
 
     /* With a type it is valid: every filter field of the seed compiles. */
     json_object_set_new(json_object_get(seed, "state"), "type", json_string("CANCELLED"));
-    CHECK_INT(bs_command_from_json(seed, "seed-1", NOW, ar, &cmd, &err), 0);
+    CHECK_INT(bs_command_from_json(seed, "seed-1", NOW, NULL, ar, &cmd, &err), 0);
     CHECK_STR(cmd.command_id, "seed-1");
     CHECK_STR(cmd.state_name, "<string>");
     CHECK_STR(cmd.state_data, "\"<unknown>\"");
@@ -173,6 +174,57 @@ int main(void)
                           "\"flow_runs\":{\"tags\":{\"all_\":[\"x\"]}},\"limit\":5}",
                           ar),
                  a) != 0);
+
+    /* caps: each size a message controls is bounded, at the limit accepted, above it rejected
+     * naming the field and the config key */
+    const bs_caps caps = {.list_items = 3, .string_bytes = 20, .pattern_bytes = 4, .max_runs = 9};
+    static const struct {
+        const char *body, *field, *key;
+        bool ok;
+    } CAPS[] = {
+        {"\"flow_runs\":{\"tags\":{\"any_\":[\"a\",\"b\",\"c\"]}}", "", "", true},
+        {"\"flow_runs\":{\"tags\":{\"any_\":[\"a\",\"b\",\"c\",\"d\"]}}", "flow_runs.tags.any_",
+         "limits.max_list_items", false},
+        {"\"flow_runs\":{\"id\":{\"not_any_\":[\"" BS_TEST_UUID "\",\"" BS_TEST_UUID
+         "\",\"" BS_TEST_UUID "\",\"" BS_TEST_UUID "\"]}}",
+         "flow_runs.id.not_any_", "limits.max_list_items", false},
+        {"\"flow_runs\":{\"name\":{\"like_\":\"abcd\"}}", "", "", true},
+        {"\"flow_runs\":{\"name\":{\"like_\":\"abcde\"}}", "flow_runs.name.like_",
+         "limits.max_pattern_bytes", false},
+        {"\"flow_runs\":{\"name\":{\"any_\":[\"abcdefghijklmnopqrst\"]}}", "", "", true},
+        {"\"flow_runs\":{\"name\":{\"any_\":[\"abcdefghijklmnopqrstu\"]}}",
+         "flow_runs.name.any_[0]", "limits.max_string_bytes", false},
+        {"\"flow_runs\":{\"state\":{\"name\":{\"not_any_\":[\"abcdefghijklmnopqrstu\"]}}}",
+         "flow_runs.state.name.not_any_[0]", "limits.max_string_bytes", false},
+        {"\"flow_runs\":{\"created_by\":{\"type_\":[\"abcdefghijklmnopqrstu\"]}}",
+         "flow_runs.created_by.type_[0]", "limits.max_string_bytes", false},
+        {"\"max_runs\":9", "", "", true},
+        {"\"max_runs\":10", "max_runs", "limits.max_runs", false},
+    };
+    for (size_t i = 0; i < sizeof CAPS / sizeof CAPS[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\"},%s}",
+                 CAPS[i].body);
+        json_t *j = json_loads(text, 0, NULL);
+        CHECK(j != NULL);
+        memset(&err, 0, sizeof err);
+        int rc = bs_command_from_json(j, NULL, NOW, &caps, ar, &cmd, &err);
+        json_decref(j);
+        CHECK_INT(rc, CAPS[i].ok ? 0 : -1);
+        if (CAPS[i].ok) continue;
+        CHECK_STR(err.field, CAPS[i].field);
+        CHECK(strstr(err.msg, CAPS[i].key) != NULL);
+    }
+    memset(&err, 0, sizeof err);
+    CHECK_INT(validate("{\"command_id\":\"c\",\"state\":{\"type\":\"CANCELLED\",\"name\":\""
+                       "abcdefghijklmnopqrstu\"}}",
+                       ar, &cmd, &err),
+              0); /* the defaults: 21 bytes are fine */
+    json_t *named = json_pack("{s:s,s:{s:s,s:s}}", "command_id", "c", "state", "type", "CANCELLED",
+                              "name", "abcdefghijklmnopqrstu");
+    CHECK_INT(bs_command_from_json(named, NULL, NOW, &caps, ar, &cmd, &err), -1);
+    CHECK_STR(err.field, "state.name");
+    json_decref(named);
 
     bs_arena_free(ar);
     return t_done();

@@ -54,10 +54,53 @@ int main(void)
     setenv("BULKSTATE_POSTGRES_CONNINFO", "dbname=x", 1);
     setenv("BULKSTATE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1234", 1);
     memset(errs, 0, sizeof errs);
-    CHECK_INT(load_text("[worker]\nreply_topic = r ; comment\n", errs, sizeof errs, &cfg), 0);
+    CHECK_INT(
+        load_text("; a comment\n  # another\n[worker]\nreply_topic = r\n", errs, sizeof errs, &cfg),
+        0);
     CHECK_STR(cfg->conninfo, "dbname=x");
     CHECK_STR(cfg->reply_topic, "r");
     CHECK_STR(bs_config_get_kafka(cfg, "bootstrap.servers"), "127.0.0.1:1234");
     bs_config_free(cfg);
+    unsetenv("BULKSTATE_POSTGRES_CONNINFO");
+
+    /* values keep their '#' and ';' (comments are whole lines) */
+    memset(errs, 0, sizeof errs);
+    CHECK_INT(load_text("[kafka]\nsasl.password = ab #1 ;x\n[postgres]\nconninfo = dbname=a#b\n",
+                        errs, sizeof errs, &cfg),
+              0);
+    CHECK_STR(bs_config_get_kafka(cfg, "sasl.password"), "ab #1 ;x");
+    CHECK_STR(cfg->conninfo, "dbname=a#b");
+    bs_config_free(cfg);
+
+    /* [kafka] keys go through librdkafka, named by file:line; the producer's message.max.bytes
+     * must hold a dead-letter copy of the largest command; the reply-topic pattern compiles;
+     * [limits] */
+    memset(errs, 0, sizeof errs);
+    CHECK_INT(load_text("[kafka]\nbootstrap.servers = x:1\nsocket.timeout.mss = 5\n"
+                        "linger.ms = soon\n[worker]\nmax_message_bytes = 2000000\n"
+                        "reply_topic_pattern = (a\n[limits]\nmax_list_items = 0\n",
+                        errs, sizeof errs, &cfg),
+              5);
+    CHECK(strstr(errs, ":3: [kafka] socket.timeout.mss: No such configuration property") != NULL);
+    CHECK(strstr(errs, ":4: [kafka] linger.ms: ") != NULL);
+    CHECK(strstr(errs, "worker.max_message_bytes (2000000) needs [kafka] message.max.bytes of at "
+                       "least 2016384 (it is 1000000)") != NULL);
+    CHECK(strstr(errs, "worker.reply_topic_pattern: \"(a\" is not a regular expression") != NULL);
+    CHECK(strstr(errs, ":9: limits.max_list_items: 0 is out of range 1..1000000") != NULL);
+    bs_config_free(cfg);
+    memset(errs, 0, sizeof errs);
+    CHECK_INT(load_text("[kafka]\nmessage.max.bytes = 2016384\n[worker]\nmax_message_bytes = "
+                        "2000000\n[limits]\nmax_pattern_bytes = 64\n",
+                        errs, sizeof errs, &cfg),
+              0);
+    CHECK_INT(cfg->caps.pattern_bytes, 64);
+    CHECK_INT(cfg->caps.list_items, 10000);
+    bs_config_free(cfg);
+    setenv("BULKSTATE_KAFKA_LINGER_MS", "never", 1);
+    memset(errs, 0, sizeof errs);
+    CHECK_INT(load_text("[worker]\n", errs, sizeof errs, &cfg), 1);
+    CHECK(strstr(errs, "environment: [kafka] linger.ms: ") != NULL);
+    bs_config_free(cfg);
+    unsetenv("BULKSTATE_KAFKA_LINGER_MS");
     return t_done();
 }

@@ -122,7 +122,7 @@ static void select_of(bs_arena *ar, const char *json, int limit, bs_sql *sql)
     json_t *j = json_loads(json, JSON_DECODE_ANY, NULL);
     bs_filter f;
     bs_err err = {0};
-    CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), 0);
+    CHECK_INT(bs_filter_from_json(j, "flow_runs", NULL, ar, &f, &err), 0);
     bs_filter_select_sql(&f, limit, ar, sql);
     json_decref(j);
 }
@@ -138,7 +138,7 @@ int main(void)
         bs_sql sql;
         char params[2048];
         CHECK(j != NULL);
-        int rc = bs_filter_from_json(j, "flow_runs", ar, &f, &err);
+        int rc = bs_filter_from_json(j, "flow_runs", NULL, ar, &f, &err);
         CHECK_INT(rc, 0);
         if (rc < 0) fprintf(stderr, "case %zu: %s: %s\n", i, err.field, err.msg);
         bs_filter_sql(&f, 1, ar, &sql);
@@ -151,7 +151,7 @@ int main(void)
         json_t *j = json_loads(ERRORS[i].json, JSON_DECODE_ANY, NULL);
         bs_filter f;
         bs_err err = {0};
-        CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), -1);
+        CHECK_INT(bs_filter_from_json(j, "flow_runs", NULL, ar, &f, &err), -1);
         CHECK_INT(err.code, BS_EINVAL);
         CHECK_STR(err.type, ERRORS[i].type);
         CHECK_STR(err.field, ERRORS[i].field);
@@ -180,7 +180,7 @@ int main(void)
         bs_filter f;
         bs_err err = {0};
         bs_sql sql;
-        CHECK_INT(bs_filter_from_json(j, "flow_runs", ar, &f, &err), 0);
+        CHECK_INT(bs_filter_from_json(j, "flow_runs", NULL, ar, &f, &err), 0);
         bs_filter_sql(&f, 1, ar, &sql);
         CHECK_INT(sql.nparams, 1);
         CHECK_STR(sql.text, "flow_run.id = ANY($1::uuid[])");
