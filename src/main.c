@@ -331,10 +331,10 @@ int main(int argc, char **argv)
             const bs_kafka_props kp = bs_config_kafka_props(cfg);
             /* topic configs after the count: KEY=VALUE, for the topics created now */
             const int first_conf = optind + 2;
-            rc = bs_kafka_create_topics(&kp, names, nnames, parts > 0 ? parts : 3,
-                                        rf ? atoi(rf) : 1,
-                                        (const char *const *)argv + (first_conf < argc ? first_conf : argc),
-                                        first_conf < argc ? (size_t)(argc - first_conf) : 0, &err);
+            rc = bs_kafka_create_topics(
+                &kp, names, nnames, parts > 0 ? parts : 3, rf ? atoi(rf) : 1,
+                (const char *const *)argv + (first_conf < argc ? first_conf : argc),
+                first_conf < argc ? (size_t)(argc - first_conf) : 0, &err);
             if (rc < 0)
                 fprintf(stderr, "bulkstate topics: %s\n", err.msg);
             else

@@ -278,8 +278,7 @@ int bs_kafka_create_topics(const bs_kafka_props *props, const char *const *names
             char *eq;
             snprintf(kv, sizeof kv, "%s", configs[c]);
             if ((eq = strchr(kv, '=')) == NULL || eq == kv) {
-                rc = bs_err_set(err, BS_EINVAL, "topic config \"%s\" is not KEY=VALUE",
-                                configs[c]);
+                rc = bs_err_set(err, BS_EINVAL, "topic config \"%s\" is not KEY=VALUE", configs[c]);
                 goto out;
             }
             *eq = '\0';
