@@ -4,13 +4,16 @@
 # version) and are cached in $BS_CACHE_DIR, so a second start needs no network.
 #   scripts/kafka.sh start | stop | env
 # `start` writes $BS_RUN_DIR/kafka.env (BULKSTATE_KAFKA_BOOTSTRAP_SERVERS).
+# BS_KAFKA_INSTANCE names a second broker (its own directory, port and env file), and
+# BS_KAFKA_AUTO_CREATE=true lets it create topics on first use (a test of that case).
 source "$(dirname "$0")/lib.sh"
 
 VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$BS_SOURCE_DIR/scripts/kafka/pom.xml")
 JARS=$BS_CACHE_DIR/kafka-$VERSION/libs
-DIR=$BS_RUN_DIR/kafka
+INSTANCE=${BS_KAFKA_INSTANCE:-kafka}
+DIR=$BS_RUN_DIR/$INSTANCE
 LOGF=$DIR/broker.log
-ENVF=$BS_RUN_DIR/kafka.env
+ENVF=$BS_RUN_DIR/$INSTANCE.env
 
 fetch_jars() {
   if [ -f "$JARS/.complete" ]; then return 0; fi
@@ -77,7 +80,7 @@ offsets.topic.num.partitions=3
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
+auto.create.topics.enable=${BS_KAFKA_AUTO_CREATE:-false}
 EOP
   java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
       -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 || { tail -20 "$DIR/format.log" >&2; die "could not format the KRaft log"; }
