@@ -66,3 +66,11 @@ json_t *bs_completion_to_json(const bs_completion *c)
     json_object_set_new(o, "completed_at", json_integer(c->completed_at_us / 1000));
     return o;
 }
+
+size_t bs_dead_letter_keep(size_t max, size_t key_len, size_t hdr_bytes, size_t len)
+{
+    /* the record's own framing: a varint and attributes per header, the batch header */
+    const size_t used = key_len + hdr_bytes + 1024;
+    const size_t room = max > used ? max - used : 0;
+    return len < room ? len : room;
+}

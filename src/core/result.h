@@ -32,6 +32,11 @@ typedef struct bs_completion {
     int64_t completed_at_us;
 } bs_completion;
 
+/* How many bytes of a message of len bytes its dead-letter copy keeps, when the producer takes
+ * records of at most max bytes and the copy carries key_len bytes of key and headers of
+ * hdr_bytes (names and values). Less than len: the copy is cut (and says so). */
+size_t bs_dead_letter_keep(size_t max, size_t key_len, size_t hdr_bytes, size_t len);
+
 /* New references. */
 json_t *bs_result_to_json(const bs_result *r);
 json_t *bs_completion_to_json(const bs_completion *c);

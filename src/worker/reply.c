@@ -122,12 +122,12 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
                       {"bulkstate.truncated", "true", 4}};
     /* the copy must fit the producer's largest record, headers and key included: what does
      * not is cut, and the headers say so and how large the message was */
-    size_t room = bs_producer_max_message_bytes(w->prod), used = m->key_len + 1024, len = m->len;
+    size_t hdr_bytes = 0;
     for (size_t i = 0; i < 9; i++)
-        used += strlen(h[i].name) + h[i].len + 8;
-    room = room > used ? room - used : 0;
-    const bool cut = len > room;
-    if (cut) len = room;
+        hdr_bytes += strlen(h[i].name) + h[i].len + 8;
+    size_t len =
+        bs_dead_letter_keep(bs_producer_max_message_bytes(w->prod), m->key_len, hdr_bytes, m->len);
+    const bool cut = len < m->len;
     bs_log(BS_LOG_WARN, "worker",
            "command rejected command_id=%s partition=%" PRId32 " offset=%" PRId64
            " code=%s type=%s field=%s error=\"%s\"%s",

@@ -1,7 +1,8 @@
 /* libFuzzer harness: a command message's bytes through the worker's decoder (framing sniffing,
  * single-object / Confluent Avro via avro-c with capped allocations), then, when it decodes,
- * through validation and the filter compiler, as the worker does. Never crashes, leaks or
- * allocates without bound; every failure is an error code. */
+ * through validation and the filter compiler, as the worker does, and the replies it would
+ * produce, valid or rejected (replies.h). Never crashes, leaks or allocates without bound;
+ * every failure is an error code. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,9 @@
 #include "codec.h"
 #include "command.h"
 #include "filter_sql.h"
+#include "replies.h"
 
-#define MAX_MESSAGE 65536
+#define MAX_MESSAGE 983040 /* worker.max_message_bytes, its default */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -22,6 +24,7 @@ static bs_arena *ar;
 static void cleanup(void)
 {
     bs_codec_free(codec);
+    fuzz_replies_free();
     bs_arena_free(ar);
 }
 
@@ -36,6 +39,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     bs_codec_cap_allocations((size_t)MAX_MESSAGE * 4 + (1u << 20));
     codec = bs_codec_new(&conf, &err);
     if (codec == NULL) abort();
+    fuzz_replies_init();
     ar = bs_arena_new();
     atexit(cleanup); /* the codec's Avro values live for the whole run: free them at exit */
     return 0;
@@ -53,10 +57,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (bs_command_from_json(body, NULL, 1700000000000000LL, NULL, ar, &cmd, &err) == 0) {
             bs_sql sql;
             bs_filter_select_sql(&cmd.filter, cmd.limit, ar, &sql);
+            fuzz_replies(codec, &cmd, cmd.command_id, NULL, size);
+        } else {
+            fuzz_replies(codec, NULL, bs_command_id_peek(body, ar), &err, size);
         }
         json_decref(body);
     } else if (err.code == 0) {
         abort(); /* a failure must say why */
+    } else {
+        fuzz_replies(codec, NULL, NULL, &err, size); /* bad framing: the error completion */
     }
     bs_arena_reset(ar);
     return 0;

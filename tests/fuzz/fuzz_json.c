@@ -1,7 +1,8 @@
 /* libFuzzer harness: a JSON request body (the seed endpoint's body, as `bulkstate send` and
  * JSON-framed commands carry it) through parsing, validation (every filter field, the state,
  * its details, force, limit), the command's identity and the filter-to-SQL compiler, whose
- * statements must name exactly the parameters they carry. */
+ * statements must name exactly the parameters they carry; then the replies the worker would
+ * produce for it, valid or rejected (replies.h), up to the real size limit. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +10,42 @@
 #include <jansson.h>
 
 #include "arena.h"
+#include "codec.h"
 #include "command.h"
 #include "filter_sql.h"
+#include "replies.h"
+
+#define MAX_MESSAGE 983040 /* worker.max_message_bytes, its default */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static bs_arena *ar;
+static bs_codec *codec;
+
+static void cleanup(void)
+{
+    bs_codec_free(codec);
+    fuzz_replies_free();
+    bs_arena_free(ar);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    bs_codec_conf conf = {.schema_dir = BS_SOURCE_DIR "/schemas",
+                          .max_message_bytes = MAX_MESSAGE,
+                          .confluent_ids = {7, 8, 9}};
+    bs_err err = {0};
+    bs_codec_cap_allocations((size_t)MAX_MESSAGE * 4 + (1u << 20));
+    codec = bs_codec_new(&conf, &err);
+    if (codec == NULL) abort();
+    fuzz_replies_init();
+    ar = bs_arena_new();
+    atexit(cleanup);
+    return 0;
+}
 
 /* Every $n placeholder of sql names one of its parameters, and the highest is the last one
  * (the limit, or the ids of a recheck). */
@@ -33,7 +64,7 @@ static void check_params(const bs_sql *sql)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (ar == NULL) ar = bs_arena_new();
+    if (size > MAX_MESSAGE) return 0; /* the worker rejects it before parsing */
     json_t *body = json_loadb((const char *)data, size, JSON_DECODE_ANY, NULL);
     if (body != NULL) {
         bs_err err = {0};
@@ -47,10 +78,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_t *id = json_loads(bs_command_identity(ar, body, &cmd), 0, NULL);
             if (!json_is_object(id)) abort(); /* the identity is the body, normalised */
             json_decref(id);
+            fuzz_replies(codec, &cmd, cmd.command_id, NULL, size);
         } else if (err.code == 0 || err.msg[0] == '\0') {
             abort(); /* a rejection names its problem */
+        } else {
+            fuzz_replies(codec, NULL, bs_command_id_peek(body, ar), &err, size);
         }
-        (void)bs_command_id_peek(body, ar);
         json_decref(body);
     }
     bs_arena_reset(ar);
