@@ -126,6 +126,12 @@ CREATE TABLE IF NOT EXISTS bulkstate.prefect_lease_release (
   fallback_limit_id uuid,
   created timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- a subflow's parent task run leaving RUNNING/CANCELLING: the leases its tag limits hold in
+-- Prefect's server (task_run_id set, lease_id NULL) are released by Prefect's
+-- POST /concurrency_limits/decrement, with the task run's tags
+ALTER TABLE bulkstate.prefect_lease_release ALTER COLUMN lease_id DROP NOT NULL;
+ALTER TABLE bulkstate.prefect_lease_release ADD COLUMN IF NOT EXISTS task_run_id uuid;
+ALTER TABLE bulkstate.prefect_lease_release ADD COLUMN IF NOT EXISTS tags jsonb;
 CREATE OR REPLACE TRIGGER prefect_lease_release_notify AFTER INSERT
   ON bulkstate.prefect_lease_release REFERENCING NEW TABLE AS added FOR EACH STATEMENT
   EXECUTE FUNCTION bulkstate.prefect_outbox_notify();

@@ -174,9 +174,10 @@ static const char *parent_task_refusal(const bs_orch_input *in, bs_decision *d)
                  r->id.s, r->parent_task_run_id.s);
         return d->reason_buf;
     }
-    if (t != NULL && t->found && t->tag_v2_limits != NULL && d->state.type != BS_RUNNING &&
-        d->state.type != BS_CANCELLING) {
-        /* ReleaseTaskConcurrencySlots would release the task run's leases on these limits */
+    if (!in->prefect_leases && t != NULL && t->found && t->tag_v2_limits != NULL &&
+        d->state.type != BS_RUNNING && d->state.type != BS_CANCELLING) {
+        /* ReleaseTaskConcurrencySlots would release the task run's leases on these limits,
+         * which only Prefect's server can do (with [prefect] api_url set, it is asked to) */
         snprintf(d->reason_buf, sizeof d->reason_buf,
                  "bulkstate cannot release tag concurrency leases held in Prefect's server "
                  "memory: parent task run %s of flow run %s has tag limits with slots in use: "
@@ -221,6 +222,7 @@ static void g_parent_task(octx *c)
     if (ts->type == BS_RUNNING) d->task.run_count += 1;
     /* ReleaseTaskConcurrencySlots (after): leaving RUNNING/CANCELLING frees its tag slots */
     d->task_release_v1 = ts->type != BS_RUNNING && ts->type != BS_CANCELLING && t->has_tags;
+    d->task_release_v2 = d->task_release_v1 && t->tag_v2_limits != NULL && c->in->prefect_leases;
     d->task_write = true;
 }
 
@@ -286,7 +288,8 @@ void bs_orch_decide(const bs_orch_input *in, bs_decision *d)
     if (d->error) { /* Prefect's bulk endpoint answers a raised error with ABORT, rolled back */
         d->status = BS_ABORT;
         d->reason = d->error;
-        d->write = d->policy_changed = d->task_write = d->task_release_v1 = false;
+        d->write = d->policy_changed = d->task_write = d->task_release_v1 = d->task_release_v2 =
+            false;
         d->state.type = BS_NONE;
         d->run = *in->run;
         memset(&d->slots, 0, sizeof d->slots);

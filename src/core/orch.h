@@ -64,6 +64,9 @@ typedef struct bs_decision {
     bs_state task_state;
     bs_task_run task;
     bool task_release_v1; /* remove the task run from its tags' concurrency_limit.active_slots */
+    /* its tag limits' leases, held in Prefect's server memory: released through Prefect's API
+     * after the commit (prefect_leases only) */
+    bool task_release_v2;
     /* rule scratch */
     char reason_buf[256];
     char name_buf[96];

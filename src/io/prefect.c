@@ -201,3 +201,23 @@ int bs_prefect_release_lease(bs_prefect *pf, const char *lease_id, bool *gone, b
     *gone = false;
     return 0;
 }
+
+int bs_prefect_release_task_slots(bs_prefect *pf, const char *task_run_id, const char *tags_json,
+                                  bs_err *err)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s/concurrency_limits/decrement", pf->base);
+    json_t *tags = json_loads(tags_json ? tags_json : "[]", 0, NULL);
+    if (!json_is_array(tags)) {
+        json_decref(tags);
+        tags = json_array();
+    }
+    json_t *body = json_pack("{s:o,s:s}", "names", tags, "task_run_id", task_run_id);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    long status = post(pf, url, text, strlen(text), err);
+    free(text);
+    if (status < 0) return -1;
+    if (status < 200 || status >= 300) return unexpected(pf, status, url, err);
+    return 0;
+}

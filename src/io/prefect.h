@@ -34,4 +34,11 @@ int bs_prefect_post_events(bs_prefect *pf, const char *json_array, size_t len, b
  * was released. -1 with err (retriable) when Prefect could not be asked. */
 int bs_prefect_release_lease(bs_prefect *pf, const char *lease_id, bool *gone, bs_err *err);
 
+/* Releases what a task run holds on its tags' concurrency limits in Prefect's server (its
+ * POST /concurrency_limits/decrement: the task run's leases are found by holder, their slots
+ * decremented, the leases revoked), as ReleaseTaskConcurrencySlots does. tags_json: the task
+ * run's tags, a JSON array. -1 with err (retriable) when Prefect could not be asked. */
+int bs_prefect_release_task_slots(bs_prefect *pf, const char *task_run_id, const char *tags_json,
+                                  bs_err *err);
+
 #endif

@@ -183,7 +183,9 @@ int bs_store_outbox_refuse(bs_store *st, bs_arena *ar, int64_t seq, const char *
 typedef struct bs_lease_releases {
     size_t n;
     int64_t *seq;
-    const char **lease_id, **fallback_limit; /* fallback NULL: none */
+    const char **lease_id, **fallback_limit; /* a deployment lease (NULL: a task run's); fallback
+                                                NULL: none */
+    const char **task_run_id, **tags;        /* a task run's tag-limit leases: its tags, JSON */
 } bs_lease_releases;
 int bs_store_lease_releases_take(bs_store *st, bs_arena *ar, int limit, bs_lease_releases *out,
                                  bs_err *err);

@@ -118,7 +118,8 @@ int bs_store_lease_releases_take(bs_store *st, bs_arena *ar, int limit, bs_lease
     snprintf(lim, sizeof lim, "%d", limit);
     const char *p[1] = {lim};
     PGresult *res = bs_pg_exec(st,
-                               "SELECT seq, lease_id::text, fallback_limit_id::text FROM "
+                               "SELECT seq, lease_id::text, fallback_limit_id::text, "
+                               "task_run_id::text, tags::text FROM "
                                "bulkstate.prefect_lease_release ORDER BY seq LIMIT $1::int",
                                1, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -128,10 +129,14 @@ int bs_store_lease_releases_take(bs_store *st, bs_arena *ar, int limit, bs_lease
     out->seq = bs_arena_alloc(ar, sizeof(int64_t) * cap);
     out->lease_id = bs_arena_alloc(ar, sizeof(char *) * cap);
     out->fallback_limit = bs_arena_alloc(ar, sizeof(char *) * cap);
+    out->task_run_id = bs_arena_alloc(ar, sizeof(char *) * cap);
+    out->tags = bs_arena_alloc(ar, sizeof(char *) * cap);
     for (size_t i = 0; i < n; i++) {
         out->seq[i] = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
-        out->lease_id[i] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 1));
+        out->lease_id[i] = bs_pg_col_str(res, (int)i, 1, ar);
         out->fallback_limit[i] = bs_pg_col_str(res, (int)i, 2, ar);
+        out->task_run_id[i] = bs_pg_col_str(res, (int)i, 3, ar);
+        out->tags[i] = bs_pg_col_str(res, (int)i, 4, ar);
     }
     PQclear(res);
     return 0;

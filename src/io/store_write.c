@@ -79,16 +79,22 @@ static const char SQL_RELEASE_TAG_SLOTS[] =
     "  '[]'::jsonb) "
     "WHERE c.tag IN (SELECT jsonb_array_elements_text(t.tags) FROM task_run t "
     "                WHERE t.id = ANY($1::uuid[]) AND jsonb_typeof(t.tags) = 'array')";
+/* ... and the leases its tag limits hold in Prefect's server: released through Prefect's API
+ * after the commit (outbox.c), with the task run's tags */
+static const char SQL_QUEUE_TASK_RELEASES[] =
+    "INSERT INTO bulkstate.prefect_lease_release (task_run_id, tags) "
+    "SELECT t.id, t.tags FROM task_run t WHERE t.id = ANY($1::uuid[]) ORDER BY t.id";
 /* clang-format on */
 
 /* The parent task runs' copies of the written states (G11). */
 static int write_tasks(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err)
 {
-    size_t nt = 0, na = 0, nr = 0;
+    size_t nt = 0, na = 0, nr = 0, nv2 = 0;
     for (size_t i = 0; i < n; i++)
         if (w[i].d && w[i].d->task_write) nt++;
     if (nt == 0) return 0;
-    const char **a[4], **s[8], **u[11], **rel = bs_arena_alloc(ar, sizeof(char *) * nt);
+    const char **a[4], **s[8], **u[11], **rel = bs_arena_alloc(ar, sizeof(char *) * nt),
+                                        **rel2 = bs_arena_alloc(ar, sizeof(char *) * nt);
     for (int i = 0; i < 4; i++)
         a[i] = bs_arena_alloc(ar, sizeof(char *) * nt);
     for (int i = 0; i < 8; i++)
@@ -134,6 +140,7 @@ static int write_tasks(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, 
         u[10][k] = bs_arena_printf(ar, "%" PRId64, t->run_count);
         k++;
         if (d->task_release_v1) rel[nr++] = t->id.s;
+        if (d->task_release_v2) rel2[nv2++] = t->id.s;
     }
     const char *p[11];
     if (na > 0) {
@@ -154,6 +161,12 @@ static int write_tasks(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, 
         p[0] = bs_pg_array(ar, rel, nr);
         if (bs_pg_exec_ok(st, SQL_RELEASE_TAG_SLOTS, 1, p, "release tag concurrency slots", err) <
             0)
+            return -1;
+    }
+    if (nv2 > 0) {
+        p[0] = bs_pg_array(ar, rel2, nv2);
+        if (bs_pg_exec_ok(st, SQL_QUEUE_TASK_RELEASES, 1, p, "queue tag lease releases for Prefect",
+                          err) < 0)
             return -1;
     }
     return 0;

@@ -135,6 +135,12 @@ static int release_leases(bs_outbox *ob, bs_store *st, bs_arena *ar, size_t *n, 
     *n = r.n;
     for (size_t i = 0; i < r.n; i++) {
         bool gone = false;
+        if (r.lease_id[i] == NULL) { /* a task run's tag-limit leases */
+            if (bs_prefect_release_task_slots(ob->pf, r.task_run_id[i], r.tags[i], err) < 0 ||
+                bs_store_lease_release_done(st, ar, r.seq[i], NULL, err) < 0)
+                return -1;
+            continue;
+        }
         if (bs_prefect_release_lease(ob->pf, r.lease_id[i], &gone, err) < 0) return -1;
         if (gone)
             bs_log(BS_LOG_INFO, "outbox",

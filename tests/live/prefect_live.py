@@ -7,7 +7,10 @@ its services on, on the same database as the worker:
 3. the event history holds, for each state bulkstate wrote, the event Prefect's endpoint emits
    for the same transition, compared field by field (ids, names and times aside);
 4. Prefect stopped for a while: commands keep completing, and when it returns their events are
-   delivered, in order, none lost or doubled.
+   delivered, in order, none lost or doubled;
+5. a deployment concurrency lease Prefect's server holds is released through its API;
+6. so are the tag-limit leases of a subflow's parent task run, when bulkstate cancels the
+   subflow.
 Prints one line `prefect-live: ...` with the figures and exits 1 on any failed check."""
 import argparse
 import datetime
@@ -311,12 +314,53 @@ def main():
         check("released within 5 s of the command's completion", t_free <= 5, t_free)
         api.call("POST", "/flow_runs/bulk_set_state", {"flow_runs": {"id": {"any_": [f]}},
                                                         "state": {"type": "CANCELLING"}})
+        # 6. a subflow whose parent task run holds a slot of a tag limit (a lease in Prefect's
+        # server memory): bulkstate cancels the subflow, the task run gets the copy of the
+        # state, and Prefect is asked to release the task run's tag leases, as its own
+        # ReleaseTaskConcurrencySlots does
+        tag = f"live-tag-{uuid.uuid4().hex[:8]}"
+        api.call("POST", "/concurrency_limits/", {"tag": tag, "concurrency_limit": 5})
+        flow_id = api.run(e)["flow_id"]
+        parent = api.call("POST", "/flow_runs/", {"flow_id": flow_id, "name": "live-parent"})["id"]
+        api.call("POST", f"/flow_runs/{parent}/set_state", {"state": {"type": "RUNNING"},
+                                                            "force": True})
+        task = api.call("POST", "/task_runs/", {"flow_run_id": parent, "task_key": "live-sub",
+                                                "dynamic_key": "0", "name": "live-task",
+                                                "tags": [tag]})["id"]
+        for t in ("PENDING", "RUNNING"):  # Prefect's task policy takes the tag slot
+            api.call("POST", f"/task_runs/{task}/set_state", {"state": {"type": t}})
+        holders = lambda: api.call("GET", f"/concurrency_limits/tag/{tag}")["active_slots"]
+        tag_slots = lambda: int(psql(f"SELECT active_slots FROM concurrency_limit_v2 "
+                                     f"WHERE name = 'tag:{tag}'")[0])
+        check("the task run holds its tag's slot under Prefect's lease",
+              holders() == [task] and tag_slots() == 1, (holders(), tag_slots()))
+        sub = api.call("POST", "/flow_runs/", {"flow_id": flow_id, "name": "live-subflow",
+                                               "parent_task_run_id": task})["id"]
+        api.call("POST", f"/flow_runs/{sub}/set_state", {"state": {"type": "RUNNING"},
+                                                         "force": True})
+        rc, res_s, _ = bs.send({"command_id": f"live-subflow-{uuid.uuid4()}",
+                                "flow_runs": {"id": {"any_": [sub]}},
+                                "state": {"type": "CANCELLED"}, "force": True})
+        t0 = time.monotonic()
+        check("bulkstate cancels the subflow (no refusal)",
+              rc == 0 and res_s and res_s[0]["status"] == "ACCEPT", res_s)
+        check("its parent task run gets the state",
+              api.call("GET", f"/task_runs/{task}")["state_type"] == "CANCELLED",
+              api.call("GET", f"/task_runs/{task}")["state_type"])
+        released = wait("the tag slot released", lambda: holders() == [] and tag_slots() == 0,
+                        30, 0.1)
+        t_tag = time.monotonic() - t0
+        check("Prefect released the task run's tag lease and slot", released is not None,
+              (holders(), tag_slots()))
+        print(f"# tag lease of the parent task run released {t_tag:.1f} s after the command "
+              f"completed", flush=True)
         print(f"prefect-live: kill_s prefect={fmt(pa[0])} bulkstate={fmt(pb[0])} "
               f"cancelled_s prefect={fmt(pa[1])} bulkstate={fmt(pb[1])} automation_fired "
               f"prefect={counts[a]} bulkstate={counts[b]} bulkstate_own={counts[c]} "
               f"down_events={len(want)} lost={len(set(want) - set(got))} "
               f"doubled={len(got) - len(set(got))} lease_released_s={t_free:.1f} "
-              f"lease_renewal_after={renew} failed={len(FAILED)}", flush=True)
+              f"lease_renewal_after={renew} tag_lease_released_s={t_tag:.1f} "
+              f"failed={len(FAILED)}", flush=True)
         return 1 if FAILED else 0
     finally:
         runner.terminate()

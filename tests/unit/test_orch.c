@@ -380,6 +380,27 @@ int main(void)
                           "server memory: parent task run 99999999-9999-4999-8999-999999999999 "
                           "of flow run 11111111-1111-4111-8111-111111111111 has tag limits "
                           "with slots in use: tag:db,tag:gpu");
+    /* ... unless bulkstate talks to Prefect's server ([prefect] api_url): then it is applied,
+     * and Prefect is asked to release them after the commit */
+    setup(&f, BS_RUNNING, "Running", BS_COMPLETED, true);
+    with_parent(&f, &task, BS_RUNNING);
+    task.tag_v2_limits = "tag:db,tag:gpu";
+    task.has_tags = true;
+    f.in.prefect_leases = true;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK(f.d.write && f.d.task_write);
+    CHECK(f.d.task_release_v1 && f.d.task_release_v2);
+    /* entering CANCELLING keeps the slots: nothing to release */
+    setup(&f, BS_RUNNING, "Running", BS_CANCELLING, true);
+    with_parent(&f, &task, BS_RUNNING);
+    task.tag_v2_limits = "tag:db,tag:gpu";
+    task.has_tags = true;
+    f.in.prefect_leases = true;
+    decide(&f);
+    CHECK_INT(f.d.status, BS_ACCEPT);
+    CHECK(f.d.task_write && !f.d.task_release_v2);
+    task.has_tags = false;
     setup(&f, BS_PENDING, "Pending", BS_RUNNING, true);
     snprintf(f.run.parent_task_run_id.s, 37, "%s", "99999999-9999-4999-8999-999999999999");
     f.run.parent_task = &task;
