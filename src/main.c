@@ -12,6 +12,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "orch.h"
+#include "redrive.h"
 #include "select.h"
 #include "send.h"
 #include "status.h"
@@ -55,6 +56,7 @@ static void usage(FILE *out)
             "  replay         re-apply a command log: skip what was applied, --dry-run,\n"
             "                 --clock issued_at for deterministic results (replay --help)\n"
             "  check-config   validate the configuration; exit 78 on any error\n"
+            "  redrive        copy dead letters back to their topic, as received (redrive --help)\n"
             "  topics [N]     create the command, reply, dead-letter (and events) topics (N "
             "partitions,\n"
             "                 default 3; replication factor $BULKSTATE_REPLICATION, default 1)\n"
@@ -62,6 +64,9 @@ static void usage(FILE *out)
             "options:\n"
             "  -c, --config FILE   ini file (default: $BULKSTATE_CONFIG, else built-in defaults\n"
             "                      and BULKSTATE_* environment variables)\n"
+            "  -X, --kafka KEY=VALUE\n"
+            "                      a librdkafka property (as kcat's -X), over the file and the\n"
+            "                      environment; for every command; may be repeated\n"
             "  -V, --version\n"
             "  -h, --help\n\n"
             "configuration keys:\n");
@@ -226,15 +231,21 @@ static int cmd_migrate(const bs_config *cfg, int argc, char **argv)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"kafka", required_argument, NULL, 'X'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *path = getenv("BULKSTATE_CONFIG");
+    char **x = calloc((size_t)argc, sizeof *x); /* -X key=value: at most one per argument */
+    size_t nx = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+c:Vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+c:X:Vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             path = optarg;
+            break;
+        case 'X':
+            x[nx++] = optarg;
             break;
         case 'V':
             printf("bulkstate %s\n", BS_VERSION);
@@ -265,8 +276,9 @@ int main(int argc, char **argv)
         printf("\n");
         return 0;
     }
-    static const char *const COMMANDS[] = {"worker", "migrate", "topics", "tail",        "status",
-                                           "select", "send",    "replay", "check-config"};
+    static const char *const COMMANDS[] = {"worker",       "migrate", "topics", "tail",
+                                           "status",       "select",  "send",   "replay",
+                                           "check-config", "redrive"};
     bool known = false, wants_help = false;
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         known |= strcmp(cmd, COMMANDS[i]) == 0;
@@ -287,8 +299,9 @@ int main(int argc, char **argv)
         {"migrate", "usage: bulkstate [-c FILE] migrate [--recommended-indexes]\n\n"
                     "Creates Prefect's tables when absent and bulkstate's schema (idempotent).\n"
                     "Exit status: 0 done, 1 failed, 64 usage, 69 PostgreSQL unavailable.\n"},
-        {"topics", "usage: bulkstate [-c FILE] topics [PARTITIONS]\n\n"
-                   "Creates the command, reply, dead-letter and (when set) events topics.\n"
+        {"topics", "usage: bulkstate [-c FILE] topics [PARTITIONS [KEY=VALUE...]]\n\n"
+                   "Creates the command, reply, dead-letter and (when set) events topics,\n"
+                   "with the topic configs given (for the topics created now).\n"
                    "Exit status: 0 ready, 69 Kafka unavailable.\n"},
         {"check-config", "usage: bulkstate [-c FILE] check-config\n\n"
                          "Validates every key of the file and the environment; errors as\n"
@@ -301,7 +314,7 @@ int main(int argc, char **argv)
         }
     bs_config *cfg = NULL;
     /* a subcommand's --help works whatever the configuration says */
-    int nerr = bs_config_load(path, wants_help ? NULL : stderr, &cfg);
+    int nerr = bs_config_load_x(path, x, nx, wants_help ? NULL : stderr, &cfg);
     if (wants_help) nerr = 0;
     if (!wants_help && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "select") != 0 &&
         strcmp(cmd, "status") != 0)
@@ -345,6 +358,8 @@ int main(int argc, char **argv)
             rc = bs_tail_main(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "status") == 0)
             rc = bs_status_main(cfg, argc - optind, argv + optind);
+        else if (strcmp(cmd, "redrive") == 0)
+            rc = bs_redrive_main(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "select") == 0)
             rc = bs_select_main(cfg, argc - optind, argv + optind);
         else if (strcmp(cmd, "send") == 0)
@@ -358,5 +373,6 @@ int main(int argc, char **argv)
         }
     }
     bs_config_free(cfg);
+    free(x);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* text: see text.h. Pure. */
 #include "text.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,5 +59,27 @@ char *bs_text_escape(const char *s, char *out, size_t n)
         o += k;
     }
     out[o] = '\0';
+    return out;
+}
+
+static bool all_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return true;
+}
+
+char *bs_trace_id(const char *tp, char out[33])
+{
+    /* version 00 has exactly 55 characters; later versions may append "-..." after them */
+    if (tp == NULL || strlen(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' ||
+        (tp[55] != '\0' && tp[55] != '-') || !all_hex(tp, 2) || !all_hex(tp + 3, 32) ||
+        !all_hex(tp + 36, 16) || !all_hex(tp + 53, 2) || strncmp(tp, "ff", 2) == 0 ||
+        strspn(tp + 3, "0") >= 32 || (strncmp(tp, "00", 2) == 0 && tp[55] != '\0')) {
+        snprintf(out, 33, "-");
+        return out;
+    }
+    memcpy(out, tp + 3, 32);
+    out[32] = '\0';
     return out;
 }

@@ -11,4 +11,8 @@
  * suffice. Returns out. */
 char *bs_text_escape(const char *s, char *out, size_t n);
 
+/* The trace id of a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>"), into out (33 bytes), or
+ * "-" when tp is NULL or not of that form. Returns out. */
+char *bs_trace_id(const char *tp, char out[33]);
+
 #endif

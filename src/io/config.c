@@ -357,6 +357,11 @@ static int validate(const bs_config *cfg, const char *where, FILE *errs)
 
 int bs_config_load(const char *path, FILE *errs, bs_config **out)
 {
+    return bs_config_load_x(path, NULL, 0, errs, out);
+}
+
+int bs_config_load_x(const char *path, char *const *x, size_t nx, FILE *errs, bs_config **out)
+{
     FILE *sink = NULL;
     if (errs == NULL && (errs = sink = fopen("/dev/null", "w")) == NULL) errs = stderr;
     bs_config *cfg = bs_xcalloc(1, sizeof *cfg);
@@ -365,6 +370,19 @@ int bs_config_load(const char *path, FILE *errs, bs_config **out)
         set_value(cfg, &KEYS[i], KEYS[i].def, "default", errs);
     if (path != NULL) nerr += parse_file(cfg, path, errs);
     nerr += apply_env(cfg, errs);
+    cfg->x = x;
+    cfg->nx = nx;
+    for (size_t i = 0; i < nx; i++) {
+        char k[256];
+        const char *eq = strchr(x[i], '=');
+        if (eq == NULL || eq == x[i] || (size_t)(eq - x[i]) >= sizeof k) {
+            fprintf(errs ? errs : stderr, "-X %s: expected key=value\n", x[i]);
+            nerr++;
+            continue;
+        }
+        snprintf(k, sizeof k, "%.*s", (int)(eq - x[i]), x[i]);
+        bs_config_set_kafka(cfg, k, eq + 1, "-X");
+    }
     nerr += validate(cfg, path ? path : "config", errs);
     if (sink) fclose(sink);
     *out = cfg;
@@ -434,7 +452,7 @@ static void value_text(const bs_config *cfg, const key *k, char *buf, size_t n)
 int bs_config_reload(bs_config *live, const char *path, FILE *errs, FILE *log)
 {
     bs_config *next = NULL;
-    int nerr = bs_config_load(path, errs, &next);
+    int nerr = bs_config_load_x(path, live->x, live->nx, errs, &next);
     nerr += bs_config_require_kafka(next, errs);
     if (nerr > 0) {
         bs_config_free(next);

@@ -30,12 +30,18 @@ typedef struct bs_config {
     bs_caps caps; /* [limits] */
     size_t nkafka;
     char **kafka_keys, **kafka_vals, **kafka_where; /* where: "file:line" or "environment" */
+    char *const *x;                                 /* -X key=value, from the command line */
+    size_t nx;
 } bs_config;
 
 /* Loads path (NULL: defaults only) then the environment. Errors are printed to errs (NULL:
  * not printed), each as "file:line: message"; returns their count (0 = valid). *out is filled
  * even on errors. */
 int bs_config_load(const char *path, FILE *errs, bs_config **out);
+/* The same, with librdkafka properties given on the command line ("key=value", as kcat's -X),
+ * applied after the file and the environment (a SIGHUP reload applies them again). x stays
+ * the caller's and must outlive the configuration. */
+int bs_config_load_x(const char *path, char *const *x, size_t nx, FILE *errs, bs_config **out);
 void bs_config_free(bs_config *cfg); /* NULL is a no-op */
 /* The commands that talk to Kafka need bootstrap.servers: 1 (and a message) when missing. */
 int bs_config_require_kafka(const bs_config *cfg, FILE *errs);

@@ -127,6 +127,13 @@ int bs_producer_send(bs_producer *prod, const char *topic, const void *key, size
                      const void *value, size_t len, const bs_header *hdrs, size_t nhdrs,
                      bs_delivery *dv, bs_err *err)
 {
+    return bs_producer_send_at(prod, topic, key, key_len, value, len, hdrs, nhdrs, 0, dv, err);
+}
+
+int bs_producer_send_at(bs_producer *prod, const char *topic, const void *key, size_t key_len,
+                        const void *value, size_t len, const bs_header *hdrs, size_t nhdrs,
+                        int64_t timestamp_ms, bs_delivery *dv, bs_err *err)
+{
     rd_kafka_headers_t *h = rd_kafka_headers_new(nhdrs);
     for (size_t i = 0; i < nhdrs; i++)
         rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
@@ -134,7 +141,8 @@ int bs_producer_send(bs_producer *prod, const char *topic, const void *key, size
         rd_kafka_resp_err_t e = rd_kafka_producev(
             prod->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
             RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(dv), RD_KAFKA_V_END);
+            RD_KAFKA_V_TIMESTAMP(timestamp_ms > 0 ? timestamp_ms : 0), RD_KAFKA_V_HEADERS(h),
+            RD_KAFKA_V_OPAQUE(dv), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             dv->pending++;
             return 0; /* the headers now belong to the message */

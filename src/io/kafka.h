@@ -21,24 +21,33 @@ typedef struct bs_kafka_props {
 typedef struct bs_consumer bs_consumer;
 typedef struct bs_producer bs_producer;
 
+typedef struct bs_header {
+    const char *name;
+    const void *value;
+    size_t len;
+} bs_header;
+
+#define BS_MSG_MAX_HEADERS 64  /* a message's headers kept (for its dead letter) at most */
+#define BS_TRACE_MAX       512 /* longest traceparent / tracestate value carried on */
+
 typedef struct bs_msg {
     char *topic;
     int32_t partition;
     int64_t offset;
+    int64_t timestamp_ms; /* the record's timestamp; -1 when it has none */
     const void *key;
     size_t key_len;
     const void *payload;
     size_t len;
     bool json;        /* header content-type: application/json */
     char *command_id; /* header command-id, or NULL */
-    void *rkmessage;  /* the librdkafka message, owned */
+    /* W3C trace context headers (NULL when absent, or not printable ASCII of at most
+     * BS_TRACE_MAX bytes) */
+    char *traceparent, *tracestate;
+    size_t nheaders; /* every header, as received (values point into the message) */
+    bs_header headers[BS_MSG_MAX_HEADERS];
+    void *rkmessage; /* the librdkafka message, owned */
 } bs_msg;
-
-typedef struct bs_header {
-    const char *name;
-    const void *value;
-    size_t len;
-} bs_header;
 
 /* Delivery accounting for a group of produced messages. */
 typedef struct bs_delivery {
@@ -98,6 +107,10 @@ bs_producer *bs_producer_new(const bs_kafka_props *props, bs_err *err);
 int bs_producer_send(bs_producer *prod, const char *topic, const void *key, size_t key_len,
                      const void *value, size_t len, const bs_header *hdrs, size_t nhdrs,
                      bs_delivery *dv, bs_err *err);
+/* The same, with the record's timestamp (ms since the epoch; 0: now). */
+int bs_producer_send_at(bs_producer *prod, const char *topic, const void *key, size_t key_len,
+                        const void *value, size_t len, const bs_header *hdrs, size_t nhdrs,
+                        int64_t timestamp_ms, bs_delivery *dv, bs_err *err);
 /* Serves delivery reports until dv has none pending or timeout; -1 on timeout or a failed
  * delivery: retriable, or permanent when producing again cannot mend it (dv->permanent). */
 int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err *err);

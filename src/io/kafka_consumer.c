@@ -217,6 +217,24 @@ fail:
     return NULL;
 }
 
+/* A trace-context header's value, when it is printable ASCII of a sane length (it is copied
+ * onto every record the command produces, and logged). */
+static char *trace_value(const rd_kafka_headers_t *hdrs, const char *name)
+{
+    const void *v;
+    size_t n;
+    if (rd_kafka_header_get_last(hdrs, name, &v, &n) != 0 || v == NULL || n == 0 ||
+        n > BS_TRACE_MAX)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (((const unsigned char *)v)[i] < 0x20 || ((const unsigned char *)v)[i] > 0x7e)
+            return NULL;
+    char *s = bs_xmalloc(n + 1);
+    memcpy(s, v, n);
+    s[n] = '\0';
+    return s;
+}
+
 bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err)
 {
     rd_kafka_message_t *rm = rd_kafka_consumer_poll(cons->rk, timeout_ms);
@@ -242,10 +260,19 @@ bs_msg *bs_consumer_poll(bs_consumer *cons, int timeout_ms, bs_err *err)
     m->payload = rm->payload ? rm->payload : "";
     m->len = rm->len;
     m->rkmessage = rm;
+    rd_kafka_timestamp_type_t tst;
+    m->timestamp_ms = rd_kafka_message_timestamp(rm, &tst);
     rd_kafka_headers_t *hdrs = NULL;
     if (rd_kafka_message_headers(rm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         const void *v;
         size_t n;
+        const char *name;
+        for (size_t i = 0; m->nheaders < BS_MSG_MAX_HEADERS &&
+                           rd_kafka_header_get_all(hdrs, i, &name, &v, &n) == 0;
+             i++)
+            m->headers[m->nheaders++] = (bs_header){name, v ? v : "", v ? n : 0};
+        m->traceparent = trace_value(hdrs, "traceparent");
+        m->tracestate = trace_value(hdrs, "tracestate");
         if (rd_kafka_header_get_last(hdrs, "content-type", &v, &n) == 0 && v && n >= 16 &&
             strncmp(v, "application/json", 16) == 0)
             m->json = true;
@@ -265,6 +292,8 @@ void bs_msg_free(bs_msg *m)
     rd_kafka_message_destroy(m->rkmessage);
     free(m->topic);
     free(m->command_id);
+    free(m->traceparent);
+    free(m->tracestate);
     free(m);
 }
 

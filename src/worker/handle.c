@@ -11,6 +11,7 @@
 #include "ids.h"
 #include "log.h"
 #include "settle.h"
+#include "text.h"
 #include "worker_int.h"
 
 /* ---- the clock and ids of a command ---- */
@@ -200,6 +201,7 @@ static int decode(bs_worker *w, const bs_mode *mode, const bs_msg *m, bs_command
 int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_err *err)
 {
     const int64_t t0 = bs_mono_ms();
+    char trace[33];
     bs_command cmd;
     const char *identity = NULL;
     bad_input bi = {0};
@@ -234,9 +236,10 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
     if (o->kind == BS_OUT_APPLIED) w->n_transitions += (uint64_t)o->matched;
     bs_log(BS_LOG_INFO, "worker",
            "command done command_id=%s partition=%" PRId32 " offset=%" PRId64
-           " matched=%d accepted=%d rejected=%d waited=%d aborted=%d replayed=%d ms=%lld",
+           " matched=%d accepted=%d rejected=%d waited=%d aborted=%d replayed=%d ms=%lld "
+           "trace_id=%s",
            cmd.command_id, m->partition, m->offset, o->matched, o->counts[BS_ACCEPT],
            o->counts[BS_REJECT], o->counts[BS_WAIT], o->counts[BS_ABORT], o->kind == BS_OUT_ALREADY,
-           (long long)(bs_mono_ms() - t0));
+           (long long)(bs_mono_ms() - t0), bs_trace_id(m->traceparent, trace));
     return 0;
 }

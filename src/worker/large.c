@@ -13,6 +13,7 @@
 #include "ids.h"
 #include "log.h"
 #include "settle.h"
+#include "text.h"
 #include "worker_int.h"
 
 struct large_cmd {
@@ -52,14 +53,15 @@ static int complete(bs_worker *w, const bs_mode *mode, large_cmd *e, bs_outcome_
                     bs_err *err)
 {
     const bs_outcome o = outcome_of(e, kind);
+    char trace[33];
     if (bs_reply_complete(w, mode, &o, err) < 0) return -1;
     bs_log(BS_LOG_INFO, "worker",
            "command done command_id=%s partition=%" PRId32 " offset=%" PRId64
            " matched=%d accepted=%d rejected=%d waited=%d aborted=%d batches=%d cancelled=%d "
-           "replayed=%d",
+           "replayed=%d trace_id=%s",
            e->cmd.command_id, e->m->partition, e->m->offset, e->g.matched, e->g.counts[BS_ACCEPT],
            e->g.counts[BS_REJECT], e->g.counts[BS_WAIT], e->g.counts[BS_ABORT], e->g.batches,
-           e->g.cancelled, kind == BS_OUT_ALREADY);
+           e->g.cancelled, kind == BS_OUT_ALREADY, bs_trace_id(e->m->traceparent, trace));
     return 0;
 }
 
@@ -202,9 +204,13 @@ static bool give_up(bs_worker *w, large_cmd *e, const bs_err *why)
     o.error_code = bs_settle_reject_code(why);
     o.error = *why;
     bs_err err = {0};
+    const bs_msg *waiting = w->cur;
+    w->cur = e->m;
     bs_log(BS_LOG_WARN, "worker", "large command given up command_id=%s batches=%d error=\"%s\"",
            e->cmd.command_id, e->g.batches, why->msg);
-    if (bs_reply_reject(w, &worker_mode, e->m, &o, &err) < 0) {
+    const int rc = bs_reply_reject(w, &worker_mode, e->m, &o, &err);
+    w->cur = waiting;
+    if (rc < 0) {
         /* not even the dead letter: the command stays held (its partition must not move past
          * it) and is tried again after the backoff */
         bs_log(BS_LOG_ERROR, "worker", "large command not settled command_id=%s error=\"%s\"",
@@ -234,7 +240,10 @@ void bs_large_run(bs_worker *w, volatile sig_atomic_t *stop)
             continue;
         }
         bs_err err = {0};
+        const bs_msg *waiting = w->cur;
+        w->cur = e->m;
         int rc = step(w, &worker_mode, e, &err);
+        w->cur = waiting;
         bs_arena_reset(w->ar);
         if (rc == 1) {
             bs_err serr = {0};

@@ -110,7 +110,9 @@ int bs_worker_replay(bs_worker *w, const bs_replay_opts *opt, bs_err *err)
         if (next[k] >= range.end[k]) left--;
         bs_err herr = {0};
         bs_outcome o;
+        w->cur = m;
         const int hrc = bs_handle(w, &mode, m, &o, &herr);
+        w->cur = NULL;
         report(opt->out, m, hrc, &o, &herr, opt->dry_run);
         totals[hrc < 0 ? 3 : o.kind == BS_OUT_ALREADY ? 1 : o.kind == BS_OUT_REJECTED ? 2 : 0]++;
         bs_msg_free(m);

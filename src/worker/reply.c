@@ -11,29 +11,63 @@
 #include "ids.h"
 #include "log.h"
 #include "result.h"
+#include "text.h"
 #include "worker_int.h"
 
+/* The command's W3C trace context, carried onto every record it produces. */
+static size_t add_trace(const bs_worker *w, bs_header *h, size_t n)
+{
+    const bs_msg *m = w->cur;
+    if (m != NULL && m->traceparent != NULL) {
+        h[n++] = (bs_header){"traceparent", m->traceparent, strlen(m->traceparent)};
+        if (m->tracestate != NULL)
+            h[n++] = (bs_header){"tracestate", m->tracestate, strlen(m->tracestate)};
+    }
+    return n;
+}
+
+/* A result (seq set) or a completion; the bulkstate.kind header says which. */
 static int send_reply(bs_worker *w, const char *topic, const char *command_id,
                       const unsigned char *buf, size_t len, const char *seq, bs_err *err)
 {
     const char *ctype = w->framing == BS_FRAME_JSON ? "application/json" : "avro/binary";
-    bs_header h[3] = {
+    const char *kind = seq ? "result" : "completion";
+    bs_header h[6] = {
         {"content-type", ctype, strlen(ctype)},
         {"command-id", command_id ? command_id : "", command_id ? strlen(command_id) : 0},
-        {"seq", seq, seq ? strlen(seq) : 0}};
+        {"bulkstate.kind", kind, strlen(kind)}};
+    size_t n = 3;
+    if (seq) h[n++] = (bs_header){"seq", seq, strlen(seq)};
+    n = add_trace(w, h, n);
     return bs_producer_send(w->prod, topic, command_id, command_id ? strlen(command_id) : 0, buf,
-                            len, h, seq ? 3 : 2, &w->dv, err);
+                            len, h, n, &w->dv, err);
 }
 
-/* A state-change event: JSON, keyed by the run (Prefect's events are JSON documents). */
+/* A state-change event: JSON, keyed by the run (Prefect's events are JSON documents), with the
+ * CloudEvents Kafka binding's binary-mode headers (the value is the event, unchanged). */
 static int send_event(bs_worker *w, const char *run_id, const char *event, const char *command_id,
                       bs_err *err)
 {
     if (event == NULL || w->cfg->events_topic[0] == '\0') return 0;
-    bs_header h[2] = {{"content-type", "application/json", 16},
-                      {"command-id", command_id, strlen(command_id)}};
-    return bs_producer_send(w->prod, w->cfg->events_topic, run_id, strlen(run_id),
-                            (const unsigned char *)event, strlen(event), h, 2, &w->dv, err);
+    json_t *ev = json_loads(event, 0, NULL);
+    const char *id = json_string_value(json_object_get(ev, "id")),
+               *type = json_string_value(json_object_get(ev, "event")),
+               *time = json_string_value(json_object_get(ev, "occurred")),
+               *source = json_string_value(
+                   json_object_get(json_object_get(ev, "resource"), "prefect.resource.id"));
+    bs_header h[10] = {{"content-type", "application/json", 16},
+                       {"command-id", command_id, strlen(command_id)},
+                       {"ce_specversion", "1.0", 3}};
+    size_t n = 3;
+    if (id) h[n++] = (bs_header){"ce_id", id, strlen(id)};
+    if (type) h[n++] = (bs_header){"ce_type", type, strlen(type)};
+    if (source) h[n++] = (bs_header){"ce_source", source, strlen(source)};
+    if (time) h[n++] = (bs_header){"ce_time", time, strlen(time)};
+    n = add_trace(w, h, n);
+    int rc = bs_producer_send(w->prod, w->cfg->events_topic, run_id, strlen(run_id),
+                              (const unsigned char *)event, strlen(event), h, n, &w->dv, err);
+    json_decref(ev);
+    return rc;
 }
 
 /* replay --results: the reply as a JSON line */
@@ -107,42 +141,65 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
 {
     const bs_err *cerr = &o->error;
     const char *code = o->error_code, *etype = cerr->type[0] ? cerr->type : code;
+    char trace[33];
     char part[16], off[32], size[32];
     snprintf(part, sizeof part, "%" PRId32, m->partition);
     snprintf(off, sizeof off, "%" PRId64, m->offset);
     snprintf(size, sizeof size, "%zu", m->len);
-    bs_header h[9] = {{"bulkstate.original.topic", m->topic, strlen(m->topic)},
-                      {"bulkstate.original.partition", part, strlen(part)},
-                      {"bulkstate.original.offset", off, strlen(off)},
-                      {"bulkstate.error.code", code, strlen(code)},
-                      {"bulkstate.error.type", etype, strlen(etype)},
-                      {"bulkstate.error.field", cerr->field, strlen(cerr->field)},
-                      {"bulkstate.error.message", cerr->msg, strlen(cerr->msg)},
-                      {"bulkstate.original.size", size, strlen(size)},
-                      {"bulkstate.truncated", "true", 4}};
+    /* Kafka Connect's names for the same (its tooling reads these): the stage where it failed
+     * and a class name per kind of error */
+    const char *stage = strcmp(code, "bad_message") == 0 ? "VALUE_CONVERTER" : "TASK_PUT";
+    char cls[96];
+    snprintf(cls, sizeof cls, "bulkstate.%s.%s", code, etype);
+    /* the original's headers first, as received (a re-dead-lettered copy's earlier reasons
+     * left out), so that a copy re-driven to the command topic reads as the original did */
+    bs_header h[BS_MSG_MAX_HEADERS + 16];
+    size_t n = 0;
+    for (size_t i = 0; i < m->nheaders; i++)
+        if (strncmp(m->headers[i].name, "bulkstate.", 10) != 0 &&
+            strncmp(m->headers[i].name, "__connect.errors.", 17) != 0)
+            h[n++] = m->headers[i];
+    h[n++] = (bs_header){"bulkstate.original.topic", m->topic, strlen(m->topic)};
+    h[n++] = (bs_header){"bulkstate.original.partition", part, strlen(part)};
+    h[n++] = (bs_header){"bulkstate.original.offset", off, strlen(off)};
+    h[n++] = (bs_header){"bulkstate.error.code", code, strlen(code)};
+    h[n++] = (bs_header){"bulkstate.error.type", etype, strlen(etype)};
+    h[n++] = (bs_header){"bulkstate.error.field", cerr->field, strlen(cerr->field)};
+    h[n++] = (bs_header){"bulkstate.error.message", cerr->msg, strlen(cerr->msg)};
+    h[n++] = (bs_header){"__connect.errors.topic", m->topic, strlen(m->topic)};
+    h[n++] = (bs_header){"__connect.errors.partition", part, strlen(part)};
+    h[n++] = (bs_header){"__connect.errors.offset", off, strlen(off)};
+    h[n++] = (bs_header){"__connect.errors.exception.class.name", cls, strlen(cls)};
+    h[n++] = (bs_header){"__connect.errors.exception.message", cerr->msg, strlen(cerr->msg)};
+    h[n++] = (bs_header){"__connect.errors.stage", stage, strlen(stage)};
+    const size_t whole = n;
+    h[n++] = (bs_header){"bulkstate.original.size", size, strlen(size)};
+    h[n++] = (bs_header){"bulkstate.truncated", "true", 4};
     /* the copy must fit the producer's largest record, headers and key included: what does
      * not is cut, and the headers say so and how large the message was */
     size_t hdr_bytes = 0;
-    for (size_t i = 0; i < 9; i++)
+    for (size_t i = 0; i < n; i++)
         hdr_bytes += strlen(h[i].name) + h[i].len + 8;
     size_t len =
         bs_dead_letter_keep(bs_producer_max_message_bytes(w->prod), m->key_len, hdr_bytes, m->len);
     const bool cut = len < m->len;
     bs_log(BS_LOG_WARN, "worker",
            "command rejected command_id=%s partition=%" PRId32 " offset=%" PRId64
-           " code=%s type=%s field=%s error=\"%s\"%s",
+           " code=%s type=%s field=%s error=\"%s\" trace_id=%s%s",
            o->command_id ? o->command_id : "-", m->partition, m->offset, code, etype,
-           cerr->field[0] ? cerr->field : "-", cerr->msg, cut ? " dead_letter=truncated" : "");
-    int rc = bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, len, h,
-                              cut ? 9 : 7, &w->dv, err);
+           cerr->field[0] ? cerr->field : "-", cerr->msg, bs_trace_id(m->traceparent, trace),
+           cut ? " dead_letter=truncated" : "");
+    const int64_t ts = m->timestamp_ms > 0 ? m->timestamp_ms : 0; /* the original's */
+    int rc = bs_producer_send_at(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, len, h,
+                                 cut ? n : whole, ts, &w->dv, err);
     if (rc == 0) rc = bs_reply_wait(w, err);
     if (rc < 0 && !err->retriable && len > 0) {
         /* refused for good (the topic's own max.message.bytes is below the producer's): the
          * headers alone, which still name the original's topic, partition, offset and size */
         bs_log(BS_LOG_WARN, "worker", "dead letter refused, sent without its value: %s", err->msg);
         memset(err, 0, sizeof *err);
-        rc = bs_producer_send(w->prod, w->cfg->dlq_topic, m->key, m->key_len, "", 0, h, 9, &w->dv,
-                              err);
+        rc = bs_producer_send_at(w->prod, w->cfg->dlq_topic, m->key, m->key_len, "", 0, h, n, ts,
+                                 &w->dv, err);
         if (rc == 0) rc = bs_reply_wait(w, err);
     }
     if (rc < 0) return -1;

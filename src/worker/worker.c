@@ -166,6 +166,7 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
         bs_outcome o = {0};
         int attempts = 0, rc = -1;
         bool poisoned = false;
+        w->cur = m; /* (a large command's batch during a backoff sets its own) */
         if (!counted && bs_store_bump_attempt(w->store, &src, &attempts, &herr) == 0) {
             counted = true;
             poisoned = bs_settle_is_poison(attempts, w->cfg->max_attempts);

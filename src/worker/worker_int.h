@@ -41,8 +41,9 @@ struct bs_worker {
     bs_producer *prod;
     bs_arena *ar; /* per message: reset after each one */
     bs_framing framing;
-    bs_delivery dv;   /* lives as long as the worker: late delivery reports land here */
-    regex_t reply_re; /* worker.reply_topic_pattern */
+    bs_delivery dv;    /* lives as long as the worker: late delivery reports land here */
+    const bs_msg *cur; /* the message being handled: its trace context goes on */
+    regex_t reply_re;  /* worker.reply_topic_pattern */
     bool reply_re_set;
     char *known_topics[64]; /* reply topics seen to exist */
     size_t n_known_topics;

@@ -102,5 +102,15 @@ int main(void)
     CHECK(strstr(errs, "environment: [kafka] linger.ms: ") != NULL);
     bs_config_free(cfg);
     unsetenv("BULKSTATE_KAFKA_LINGER_MS");
+    /* -X key=value from the command line: over the file, checked like the rest */
+    char *x[] = {"linger.ms=7", "bogus.prop=1", "novalue"};
+    memset(errs, 0, sizeof errs);
+    e = fmemopen(errs, sizeof errs, "w");
+    CHECK_INT(bs_config_load_x("config/bulkstate.ini", x, 3, e, &cfg), 2);
+    fclose(e);
+    CHECK_STR(bs_config_get_kafka(cfg, "linger.ms"), "7");
+    CHECK(strstr(errs, "-X: [kafka] bogus.prop: No such configuration property") != NULL);
+    CHECK(strstr(errs, "-X novalue: expected key=value") != NULL);
+    bs_config_free(cfg);
     return t_done();
 }

@@ -23,5 +23,17 @@ int main(void)
     char s[6];
     CHECK_STR(bs_text_escape("ab\ncd", s, sizeof s), "ab");
     CHECK_STR(bs_text_escape("abcdefgh", s, sizeof s), "abcde");
+    /* the trace id of a W3C traceparent, or "-" */
+    char t[33];
+    CHECK_STR(bs_trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", t),
+              "4bf92f3577b34da6a3ce929d0e0e4736");
+    CHECK_STR(bs_trace_id("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", t),
+              "4bf92f3577b34da6a3ce929d0e0e4736"); /* a later version may append fields */
+    CHECK_STR(bs_trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", t), "-");
+    CHECK_STR(bs_trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01", t), "-");
+    CHECK_STR(bs_trace_id("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", t), "-");
+    CHECK_STR(bs_trace_id("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", t), "-");
+    CHECK_STR(bs_trace_id("garbage", t), "-");
+    CHECK_STR(bs_trace_id(NULL, t), "-");
     return t_done();
 }
