@@ -182,6 +182,11 @@ int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err 
     return 0;
 }
 
+const char *bs_kafka_version(void)
+{
+    return rd_kafka_version_str();
+}
+
 int bs_kafka_check_prop(const char *key, const char *val, char *why, size_t n)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

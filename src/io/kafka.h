@@ -122,6 +122,9 @@ bool bs_producer_topic_exists(bs_producer *prod, const char *topic, int timeout_
 /* Flushes (bounded) and destroys. NULL is a no-op. */
 void bs_producer_free(bs_producer *prod, int flush_timeout_ms);
 
+/* librdkafka's version ("2.0.2"). */
+const char *bs_kafka_version(void);
+
 /* Room a dead-letter copy needs above the message itself (its key and headers). */
 #define BS_DLQ_HEADROOM 16384
 

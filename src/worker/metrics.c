@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "kafka.h"
 #include "model.h"
 
 static void hist_init(bs_hist *h, const double *le, size_t n)
@@ -68,6 +70,20 @@ void bs_hist_observe(bs_hist *h, double v)
     h->total++;
 }
 
+void bs_metrics_seen(bs_metrics *m, const char *topic, int32_t partition, int64_t ts_ms)
+{
+    size_t i = 0;
+    while (i < m->nseen && (m->seen[i].partition != partition || strcmp(m->seen[i].topic, topic)))
+        i++;
+    if (i == m->nseen) {
+        if (m->nseen == sizeof m->seen / sizeof m->seen[0]) return;
+        m->nseen++;
+        snprintf(m->seen[i].topic, sizeof m->seen[i].topic, "%s", topic);
+        m->seen[i].partition = partition;
+    }
+    m->seen[i].ts_ms = ts_ms;
+}
+
 int bs_metrics_lag_from_stats(bs_metrics *m, const char *json, size_t len)
 {
     json_t *root = json_loadb(json, len, 0, NULL);
@@ -94,7 +110,19 @@ int bs_metrics_lag_from_stats(bs_metrics *m, const char *json, size_t len)
         }
     }
     json_decref(root);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const double now_ms = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
     bs_metrics_lock(m);
+    for (size_t i = 0; i < n; i++) {
+        lag[i].lag_s = 0;
+        for (size_t j = 0; lag[i].lag > 0 && j < m->nseen; j++)
+            if (m->seen[j].partition == lag[i].partition && m->seen[j].ts_ms > 0 &&
+                strcmp(m->seen[j].topic, lag[i].topic) == 0)
+                lag[i].lag_s = now_ms > (double)m->seen[j].ts_ms
+                                   ? (now_ms - (double)m->seen[j].ts_ms) / 1e3
+                                   : 0;
+    }
     memcpy(m->lag, lag, sizeof(bs_lag) * n);
     m->nlag = n;
     bs_metrics_unlock(m);
@@ -228,12 +256,27 @@ char *bs_metrics_render(bs_metrics *m)
     head(&b, "bulkstate_lease_slots_reaped_total", "counter",
          "Deployment concurrency slots freed by the expired-lease reaper.");
     add(&b, "bulkstate_lease_slots_reaped_total %" PRIu64 "\n", m->reaped_slots);
+    char g[300];
+    esc(m->group, g, sizeof g);
     head(&b, "bulkstate_consumer_lag", "gauge",
          "Messages between the committed offset and the end of each assigned partition "
          "(librdkafka statistics).");
     for (size_t i = 0; i < m->nlag; i++)
-        add(&b, "bulkstate_consumer_lag{topic=\"%s\",partition=\"%" PRId32 "\"} %" PRId64 "\n",
-            esc(m->lag[i].topic, e, sizeof e), m->lag[i].partition, m->lag[i].lag);
+        add(&b,
+            "bulkstate_consumer_lag{topic=\"%s\",partition=\"%" PRId32 "\",group=\"%s\"} %" PRId64
+            "\n",
+            esc(m->lag[i].topic, e, sizeof e), m->lag[i].partition, g, m->lag[i].lag);
+    head(&b, "bulkstate_consumer_lag_seconds", "gauge",
+         "With a lag: the age of the last record consumed from the partition, which the oldest "
+         "waiting record does not exceed; 0 without one.");
+    for (size_t i = 0; i < m->nlag; i++)
+        add(&b,
+            "bulkstate_consumer_lag_seconds{topic=\"%s\",partition=\"%" PRId32
+            "\",group=\"%s\"} %.3f\n",
+            esc(m->lag[i].topic, e, sizeof e), m->lag[i].partition, g, m->lag[i].lag_s);
+    head(&b, "bulkstate_build_info", "gauge", "The running build: version and librdkafka's.");
+    add(&b, "bulkstate_build_info{version=\"%s\",librdkafka=\"%s\"} 1\n", BS_VERSION,
+        bs_kafka_version());
     head(&b, "bulkstate_inflight_commands", "gauge", "Commands being processed now.");
     add(&b, "bulkstate_inflight_commands %d\n", m->inflight);
     head(&b, "bulkstate_assigned_partitions", "gauge", "Partitions assigned to this worker.");

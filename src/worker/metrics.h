@@ -23,7 +23,16 @@ typedef struct bs_lag {
     char topic[128];
     int32_t partition;
     int64_t lag;
+    double lag_s; /* lag > 0: age of the last record consumed from it (the oldest waiting is
+                     at most that old); 0 otherwise */
 } bs_lag;
+
+/* The timestamp of the last record consumed, per partition. */
+typedef struct bs_seen {
+    char topic[128];
+    int32_t partition;
+    int64_t ts_ms;
+} bs_seen;
 
 typedef struct bs_metrics {
     pthread_mutex_t mu;
@@ -39,6 +48,9 @@ typedef struct bs_metrics {
     bs_hist batch, latency, txn; /* runs per command; seconds; seconds */
     bs_lag lag[256];
     size_t nlag;
+    bs_seen seen[256];
+    size_t nseen;
+    char group[128]; /* the consumer group (label of the lag metrics) */
     int inflight, assigned;
     bool db_ok, backoff;
     char db_error[160], backoff_error[160];
@@ -58,6 +70,7 @@ void bs_metrics_lock(bs_metrics *m);
 void bs_metrics_unlock(bs_metrics *m);
 /* With the lock held: */
 void bs_metrics_failed(bs_metrics *m, const char *code);
+void bs_metrics_seen(bs_metrics *m, const char *topic, int32_t partition, int64_t ts_ms);
 void bs_hist_observe(bs_hist *h, double v);
 
 /* Replaces the lag table from librdkafka's statistics JSON (topics.*.partitions.*.consumer_lag

@@ -24,6 +24,8 @@ static bs_worker *worker_new(bs_config *cfg, bool replay, bs_err *err)
     bs_worker *w = bs_xcalloc(1, sizeof *w);
     w->cfg = cfg;
     bs_metrics_init(&w->m);
+    const char *group = bs_config_get_kafka(cfg, "group.id");
+    snprintf(w->m.group, sizeof w->m.group, "%s", group ? group : "");
     if (!replay && cfg->metrics_listen[0] &&
         (w->http = bs_http_start(cfg->metrics_listen, &w->m, err)) == NULL)
         goto fail;
@@ -260,6 +262,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
         }
         bs_metrics_lock(&w->m);
         w->m.consumed++;
+        bs_metrics_seen(&w->m, m->topic, m->partition, m->timestamp_ms);
         w->m.inflight = (int)w->nlarge + 1;
         bs_metrics_unlock(&w->m);
         const int kept = settle_message(w, m, stop, err);

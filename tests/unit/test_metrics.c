@@ -5,6 +5,7 @@
 #include "model.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 static int has(const char *text, const char *line)
 {
@@ -84,10 +85,27 @@ int main(void)
         "\"1\": {\"partition\": 1, \"fetch_state\": \"none\", \"consumer_lag\": -1},"
         "\"2\": {\"partition\": 2, \"fetch_state\": \"active\", \"consumer_lag\": 0},"
         "\"-1\": {\"partition\": -1, \"fetch_state\": \"none\", \"consumer_lag\": -1}}}}}";
+    snprintf(m.group, sizeof m.group, "%s", "bulkstate");
+    /* the last record consumed from partition 0 was written 3 s ago; partition 2 has no lag */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    bs_metrics_seen(&m, "bulkstate.commands", 0, now_ms - 3000);
+    bs_metrics_seen(&m, "bulkstate.commands", 2, now_ms - 9000);
     CHECK_INT(bs_metrics_lag_from_stats(&m, stats, sizeof stats - 1), 0);
     t = bs_metrics_render(&m);
-    CHECK(has(t, "bulkstate_consumer_lag{topic=\"bulkstate.commands\",partition=\"0\"} 12\n"));
-    CHECK(has(t, "bulkstate_consumer_lag{topic=\"bulkstate.commands\",partition=\"2\"} 0\n"));
+    CHECK(has(t, "bulkstate_consumer_lag{topic=\"bulkstate.commands\",partition=\"0\",group=\""
+                 "bulkstate\"} 12\n"));
+    CHECK(has(t, "bulkstate_consumer_lag{topic=\"bulkstate.commands\",partition=\"2\",group=\""
+                 "bulkstate\"} 0\n"));
+    const char *ls = strstr(t, "bulkstate_consumer_lag_seconds{topic=\"bulkstate.commands\","
+                               "partition=\"0\",group=\"bulkstate\"} ");
+    CHECK(ls != NULL);
+    const double lag_s = ls ? atof(strchr(ls, '}') + 2) : -1;
+    CHECK(lag_s >= 3.0 && lag_s < 60.0); /* 3 s, plus however slow this machine is */
+    CHECK(has(t, "bulkstate_consumer_lag_seconds{topic=\"bulkstate.commands\",partition=\"2\","
+                 "group=\"bulkstate\"} 0.000\n"));
+    CHECK(has(t, "bulkstate_build_info{version=\"" BS_VERSION "\",librdkafka=\""));
     CHECK(strstr(t, "partition=\"1\"") == NULL);
     CHECK(strstr(t, "partition=\"-1\"") == NULL);
     CHECK(has(t, "bulkstate_ready 1\n"));
