@@ -3,9 +3,12 @@
  * symbols), so validation has one input shape; encoding walks the other way. */
 #include "codec.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <avro.h>
 
@@ -21,11 +24,15 @@ typedef struct sch {
     avro_value_iface_t *iface;
     avro_value_t value;
     uint64_t fingerprint;
+    int version;       /* 1, 2, ...: its number among the released versions */
+    int32_t confluent; /* a registry id mapped to it, -1 none */
 } sch;
 
 struct bs_codec {
     bs_codec_conf conf;
-    sch s[BS_NSCHEMAS];
+    sch s[BS_NSCHEMAS]; /* the current versions: what is written, and read by default */
+    sch old[BS_NSCHEMAS][BS_MAX_SCHEMA_VERSIONS]; /* the released ones before, read only */
+    int nold[BS_NSCHEMAS];
     avro_reader_t reader;
 };
 
@@ -119,36 +126,85 @@ int bs_framing_parse(const char *s)
     return -1;
 }
 
+/* Loads one schema file into s. 0; 1 when the file does not exist and may not (optional);
+ * -1 with err. */
+static int load_schema(const char *path, bool optional, sch *s, bs_err *err)
+{
+    if (optional && access(path, R_OK) != 0) return 1;
+    char *text = bs_read_file(path, NULL, err);
+    if (text == NULL) {
+        bs_err_prefix(err, "schema");
+        return -1;
+    }
+    if (avro_schema_from_json_length(text, strlen(text), &s->schema) != 0) {
+        bs_err_fatal(err, BS_EINVAL, "could not parse schema \"%s\": %s", path, avro_strerror());
+        free(text);
+        return -1;
+    }
+    /* fingerprint of the text as written: avro-c would drop logicalType (harmless for the
+     * canonical form, but the file is the source of truth) */
+    s->fingerprint = bs_schema_fingerprint(text);
+    s->confluent = -1;
+    free(text);
+    s->iface = avro_generic_class_from_schema(s->schema);
+    if (s->iface == NULL || avro_generic_value_new(s->iface, &s->value) != 0)
+        return bs_err_fatal(err, BS_ESYS, "could not build Avro class for \"%s\": %s", path,
+                            avro_strerror());
+    return 0;
+}
+
+/* "ID:VERSION,..." onto the command schema's versions. */
+static int map_confluent_versions(bs_codec *cd, const char *spec, bs_err *err)
+{
+    const char *p = spec;
+    while (p && *p) {
+        char *end;
+        long id = strtol(p, &end, 10), v;
+        if (end == p || *end != ':' || id < 0 || id > INT32_MAX) goto bad;
+        p = end + 1;
+        v = strtol(p, &end, 10);
+        if (end == p || (*end != ',' && *end != '\0')) goto bad;
+        p = *end == ',' ? end + 1 : end;
+        sch *s = NULL;
+        if (v == cd->s[BS_SCHEMA_COMMAND].version) s = &cd->s[BS_SCHEMA_COMMAND];
+        for (int k = 0; k < cd->nold[BS_SCHEMA_COMMAND]; k++)
+            if (cd->old[BS_SCHEMA_COMMAND][k].version == v) s = &cd->old[BS_SCHEMA_COMMAND][k];
+        if (s == NULL)
+            return bs_err_fatal(err, BS_EINVAL,
+                                "worker.confluent_command_versions: version %ld of %s is not "
+                                "known (1..%d)",
+                                v, SCHEMA_FILES[BS_SCHEMA_COMMAND],
+                                cd->s[BS_SCHEMA_COMMAND].version);
+        s->confluent = (int32_t)id;
+    }
+    return 0;
+bad:
+    return bs_err_fatal(err, BS_EINVAL,
+                        "worker.confluent_command_versions: \"%s\" is not ID:VERSION,...", spec);
+}
+
 bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
 {
     bs_codec *cd = bs_xcalloc(1, sizeof *cd);
     cd->conf = *conf;
     for (int i = 0; i < BS_NSCHEMAS; i++) {
-        char path[1024];
+        char path[1024], name[128];
         snprintf(path, sizeof path, "%s/%s", conf->schema_dir, SCHEMA_FILES[i]);
-        char *text = bs_read_file(path, NULL, err);
-        if (text == NULL) {
-            bs_err_prefix(err, "schema");
-            goto fail;
+        if (load_schema(path, false, &cd->s[i], err) < 0) goto fail;
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(SCHEMA_FILES[i]) - 5), SCHEMA_FILES[i]);
+        for (int v = 1; v <= BS_MAX_SCHEMA_VERSIONS; v++) {
+            snprintf(path, sizeof path, "%s/versions/%s/%d.avsc", conf->schema_dir, name, v);
+            sch *o = &cd->old[i][cd->nold[i]];
+            const int rc = load_schema(path, true, o, err);
+            if (rc < 0) goto fail;
+            if (rc > 0) break;
+            o->version = v;
+            cd->nold[i]++;
         }
-        if (avro_schema_from_json_length(text, strlen(text), &cd->s[i].schema) != 0) {
-            bs_err_fatal(err, BS_EINVAL, "could not parse schema \"%s\": %s", path,
-                         avro_strerror());
-            free(text);
-            goto fail;
-        }
-        /* fingerprint of the text as written: avro-c would drop logicalType (harmless for
-         * the canonical form, but the file is the source of truth) */
-        cd->s[i].fingerprint = bs_schema_fingerprint(text);
-        free(text);
-        cd->s[i].iface = avro_generic_class_from_schema(cd->s[i].schema);
-        if (cd->s[i].iface == NULL ||
-            avro_generic_value_new(cd->s[i].iface, &cd->s[i].value) != 0) {
-            bs_err_fatal(err, BS_ESYS, "could not build Avro class for \"%s\": %s", path,
-                         avro_strerror());
-            goto fail;
-        }
+        cd->s[i].version = cd->nold[i] + 1;
+        cd->s[i].confluent = conf->confluent_ids[i];
     }
+    if (map_confluent_versions(cd, conf->confluent_command_versions, err) < 0) goto fail;
     cd->reader = avro_reader_memory(NULL, 0);
     return cd;
 fail:
@@ -156,15 +212,22 @@ fail:
     return NULL;
 }
 
+static void free_sch(sch *s)
+{
+    if (s->iface) {
+        if (s->value.self) avro_value_decref(&s->value);
+        avro_value_iface_decref(s->iface);
+    }
+    if (s->schema) avro_schema_decref(s->schema);
+}
+
 void bs_codec_free(bs_codec *cd)
 {
     if (cd == NULL) return;
     for (int i = 0; i < BS_NSCHEMAS; i++) {
-        if (cd->s[i].iface) {
-            if (cd->s[i].value.self) avro_value_decref(&cd->s[i].value);
-            avro_value_iface_decref(cd->s[i].iface);
-        }
-        if (cd->s[i].schema) avro_schema_decref(cd->s[i].schema);
+        free_sch(&cd->s[i]);
+        for (int k = 0; k <= cd->nold[i] && k < BS_MAX_SCHEMA_VERSIONS; k++)
+            free_sch(&cd->old[i][k]); /* (the one past nold: a half-loaded version) */
     }
     if (cd->reader) avro_reader_free(cd->reader);
     free(cd);
@@ -409,21 +472,29 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
         return 0;
     }
     size_t off;
+    sch *s = NULL;
     if (len >= 10 && p[0] == 0xC3 && p[1] == 0x01) {
         uint64_t fp = 0;
         for (int i = 7; i >= 0; i--)
             fp = fp << 8 | p[2 + i];
-        if (fp != cd->s[which].fingerprint)
+        if (fp == cd->s[which].fingerprint) s = &cd->s[which];
+        for (int k = 0; s == NULL && k < cd->nold[which]; k++)
+            if (fp == cd->old[which][k].fingerprint) s = &cd->old[which][k];
+        if (s == NULL)
             return bs_err_input(err, "unknown_schema", "",
-                                "single-object fingerprint %016llx is not the %s schema's "
-                                "(%016llx)",
-                                (unsigned long long)fp, SCHEMA_FILES[which],
+                                "single-object fingerprint %016llx is none of the %d versions of "
+                                "%s (the current one is %016llx)",
+                                (unsigned long long)fp, cd->nold[which] + 1, SCHEMA_FILES[which],
                                 (unsigned long long)cd->s[which].fingerprint);
         off = 10;
     } else if (len >= 5 && p[0] == 0x00) {
         int32_t id =
             (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4]);
-        if (cd->conf.confluent_ids[which] < 0 || id != cd->conf.confluent_ids[which])
+        if (cd->s[which].confluent >= 0 && id == cd->s[which].confluent) s = &cd->s[which];
+        for (int k = 0; s == NULL && k < cd->nold[which]; k++)
+            if (cd->old[which][k].confluent >= 0 && id == cd->old[which][k].confluent)
+                s = &cd->old[which][k];
+        if (s == NULL)
             return bs_err_input(err, "unknown_schema", "",
                                 "Confluent schema id %d is not mapped to %s in the config", id,
                                 SCHEMA_FILES[which]);
@@ -433,7 +504,6 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
                             "unknown framing: expected Avro single-object (C3 01), Confluent "
                             "(00 + schema id) or a content-type: application/json header");
     }
-    sch *s = &cd->s[which];
     avro_reader_memory_set_source(cd->reader, (const char *)p + off, (int64_t)(len - off));
     avro_value_reset(&s->value);
     tracking = true;

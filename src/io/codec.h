@@ -28,7 +28,17 @@ typedef struct bs_codec_conf {
     const char *schema_dir;             /* directory with the .avsc files */
     size_t max_message_bytes;           /* larger inputs are rejected before decoding */
     int32_t confluent_ids[BS_NSCHEMAS]; /* registry id of each schema; -1 = none */
+    /* registry ids of the command schema's released versions: "ID:VERSION,..." (NULL or "":
+     * none) */
+    const char *confluent_command_versions;
 } bs_codec_conf;
+
+/* The released versions of each schema are kept as schema_dir/versions/<Name>/<N>.avsc
+ * (1, 2, ...); the current one, schema_dir/<Name>.avsc, is the next number. A command written
+ * with any of them decodes (by its single-object fingerprint, or its Confluent id through
+ * confluent_command_versions), each with its own writer schema; fields a version lacks are
+ * absent, which is what their defaults (null) mean to validation. */
+#define BS_MAX_SCHEMA_VERSIONS 16
 
 /* Loads and checks the schemas; NULL and err (fatal) on failure. */
 bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err);

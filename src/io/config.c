@@ -71,6 +71,9 @@ static const key KEYS[] = {
      "topic the commands are consumed from"},
     {"worker", "confluent_command_id", T_INT, O(confluent_command_id), "-1", -1, 2147483647,
      "schema-registry id that means BulkSetStateCommand in Confluent framing (-1: none)"},
+    {"worker", "confluent_command_versions", T_STR, O(confluent_command_versions), "", 0, 0,
+     "schema-registry ids of earlier BulkSetStateCommand versions, ID:VERSION,... (versions "
+     "as in schemas/versions/)"},
     {"worker", "confluent_completed_id", T_INT, O(confluent_completed_id), "-1", -1, 2147483647,
      "schema-registry id of BulkSetStateCompleted, for output_framing=confluent"},
     {"worker", "confluent_result_id", T_INT, O(confluent_result_id), "-1", -1, 2147483647,
@@ -510,6 +513,7 @@ bs_codec_conf bs_config_codec_conf(const bs_config *cfg, size_t max_message_byte
 {
     return (bs_codec_conf){.schema_dir = cfg->schema_dir,
                            .max_message_bytes = max_message_bytes,
+                           .confluent_command_versions = cfg->confluent_command_versions,
                            .confluent_ids = {cfg->confluent_command_id, cfg->confluent_result_id,
                                              cfg->confluent_completed_id}};
 }

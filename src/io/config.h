@@ -17,6 +17,7 @@
 
 typedef struct bs_config {
     char *command_topic, *reply_topic, *dlq_topic, *events_topic, *reply_topic_pattern;
+    char *confluent_command_versions;
     char *schema_dir, *output_framing, *log_level, *log_format, *metrics_listen;
     char *conninfo;
     char *prefect_api_url, *prefect_auth_string;
