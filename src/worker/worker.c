@@ -266,6 +266,7 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
         w->m.inflight = (int)w->nlarge + 1;
         bs_metrics_unlock(&w->m);
         const int kept = settle_message(w, m, stop, err);
+        w->cur = NULL;
         if (kept != 1) bs_msg_free(m);
         bs_arena_reset(w->ar);
         bs_metrics_lock(&w->m);
