@@ -159,6 +159,7 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
         if (strncmp(m->headers[i].name, "bulkstate.", 10) != 0 &&
             strncmp(m->headers[i].name, "__connect.errors.", 17) != 0)
             h[n++] = m->headers[i];
+    const size_t ours = n; /* where bulkstate's own headers start */
     h[n++] = (bs_header){"bulkstate.original.topic", m->topic, strlen(m->topic)};
     h[n++] = (bs_header){"bulkstate.original.partition", part, strlen(part)};
     h[n++] = (bs_header){"bulkstate.original.offset", off, strlen(off)};
@@ -193,12 +194,13 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
     int rc = bs_producer_send_at(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, len, h,
                                  cut ? n : whole, ts, &w->dv, err);
     if (rc == 0) rc = bs_reply_wait(w, err);
-    if (rc < 0 && !err->retriable && len > 0) {
-        /* refused for good (the topic's own max.message.bytes is below the producer's): the
-         * headers alone, which still name the original's topic, partition, offset and size */
+    if (rc < 0 && !err->retriable && (len > 0 || ours > 0 || m->key_len > 0)) {
+        /* refused for good (the topic's own max.message.bytes is below the producer's, or the
+         * original's key and headers alone are too large): bulkstate's headers alone, which
+         * still name the original's topic, partition, offset and size */
         bs_log(BS_LOG_WARN, "worker", "dead letter refused, sent without its value: %s", err->msg);
         memset(err, 0, sizeof *err);
-        rc = bs_producer_send_at(w->prod, w->cfg->dlq_topic, m->key, m->key_len, "", 0, h, n, ts,
+        rc = bs_producer_send_at(w->prod, w->cfg->dlq_topic, NULL, 0, "", 0, h + ours, n - ours, ts,
                                  &w->dv, err);
         if (rc == 0) rc = bs_reply_wait(w, err);
     }

@@ -18,6 +18,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import signal
 import random
 import socket
 import statistics
@@ -377,13 +378,27 @@ def scenario_delivery(args, res):
         return
     n = args.delivery_commands
     out = {}
-    for label, extra in (("without", {}), ("with", {"BULKSTATE_PREFECT_API_URL": api})):
+    # "outbox": Prefect's server stopped (SIGSTOP) meanwhile, so the events are only recorded
+    # in the outbox: the cost of bulkstate's own part, apart from Prefect's ingestion sharing
+    # the machine's cores
+    pid_file = os.environ.get("BS_LIVE_PID_FILE")
+    pid = int(open(pid_file).read()) if pid_file and os.path.exists(pid_file) else None
+    variants = [("without", {}), ("with", {"BULKSTATE_PREFECT_API_URL": api})]
+    if pid:
+        variants.append(("outbox", {"BULKSTATE_PREFECT_API_URL": api}))
+    for label, extra in variants:
         cmds = make_commands("bench", n, 5, f"dv{label}")
         topic = f"bench.dv{label}"
         topics("bench", topic, 3)
         produce(topic, cmds)
-        elapsed, matched, _, wcpu, pcpu = run_workers("bench", topic, f"bench-dv{label}",
-                                                      f"dv{label}", n, 1, extra_env=extra)
+        if label == "outbox":
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            elapsed, matched, _, wcpu, pcpu = run_workers("bench", topic, f"bench-dv{label}",
+                                                          f"dv{label}", n, 1, extra_env=extra)
+        finally:
+            if label == "outbox":
+                os.kill(pid, signal.SIGCONT)
         out[label] = matched / elapsed
         print(f"\ndelivery {label}: {n} commands, {matched} transitions in {elapsed:.1f} s: "
               f"{matched / elapsed:.1f} transitions/s (CPU: worker {wcpu:.0f} s, PostgreSQL "
@@ -439,6 +454,9 @@ def scenario_delivery(args, res):
     cnt, p50, p99, mx = row.split("|")
     written = int(psql("bench", "SELECT count(*) FROM bulkstate.command_result "
                                 "WHERE command_id LIKE 'dvlat-%' AND event IS NOT NULL"))
+    if "outbox" in out:
+        res.update(delivery_transitions_per_s_outbox_only=round(out["outbox"], 1),
+                   delivery_cost_outbox_only=round(1 - out["outbox"] / out["without"], 3))
     res.update(delivery_transitions_per_s_without=round(out["without"], 1),
                delivery_transitions_per_s_with=round(out["with"], 1),
                delivery_cost=round(1 - out["with"] / out["without"], 3),
@@ -451,6 +469,11 @@ def scenario_delivery(args, res):
           f"{res['delivery_p99_ms']} ms, max {res['delivery_max_ms']} ms")
     print(f"delivery cost to the command path: {100 * res['delivery_cost']:.1f} % "
           f"({out['without']:.1f} -> {out['with']:.1f} transitions/s)")
+    if "outbox" in out:
+        print(f"  of which recording the events (Prefect's server stopped meanwhile): "
+              f"{100 * res['delivery_cost_outbox_only']:.1f} % ({out['without']:.1f} -> "
+              f"{out['outbox']:.1f} transitions/s); the rest is Prefect's ingestion sharing "
+              f"the cores")
 
 
 def scenario_scale(args, res):

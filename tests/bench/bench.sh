@@ -24,6 +24,6 @@ source "$RUN/pg.env"; source "$RUN/kafka.env"
 [ -f "$RUN/prefect.env" ] && source "$RUN/prefect.env"
 if [ -f "$RUN/prefect-live.env" ]; then
   BS_LIVE_API_URL=$(source "$RUN/prefect-live.env" && echo "$PREFECT_API_URL")
-  export BS_LIVE_API_URL BS_LIVE_DB=prefect_live
+  export BS_LIVE_API_URL BS_LIVE_DB=prefect_live BS_LIVE_PID_FILE=$RUN/prefect-live/pid
 fi
 python3 "$SRC/tests/bench/bench.py" "$@"

@@ -48,6 +48,17 @@ check_match "garbage: dead letter cut, original size named" "$rec" 'bulkstate.or
 size=${rec%% *}
 check_eq "garbage: the copy fits the producer's records (with its key)" "$(( size > 100000 && size < 170000 ))" 1
 good_in_time stall-ok-2 COMPLETED "after an oversize dead letter"
+# 2b. a small message under 600,000 bytes of headers: no copy with them fits, so the dead letter
+#     carries bulkstate's headers alone
+big=$(head -c 100000 /dev/zero | tr '\0' h)
+hargs=(); for i in 1 2 3 4 5 6; do hargs+=(-H "x-big-$i=$big"); done
+printf 'not a command' | kcat -b "$BULKSTATE_KAFKA_BOOTSTRAP_SERVERS" -P -t bulkstate.commands -k stall-2b \
+  -X message.max.bytes=1000000 "${hargs[@]}" -H command-id=stall-2b
+OUT=$("$BIN" send --json -t 60 -r stall-2b 2>"$TMP/send.err")
+check_eq "huge headers: error completion" "$(json_field '(c["command_id"], c["error"]["code"])')" "('stall-2b', 'bad_message')"
+check_match "huge headers: the dead letter holds bulkstate's headers only" \
+  "$(dlq '%S %h\n' | grep -a 'bulkstate.original.size=13,' | grep -v x-big | head -1)" '^0 bulkstate.original.topic=bulkstate.commands,.*bulkstate.truncated=true'
+good_in_time stall-ok-2b COMPLETED "after a message whose headers no dead letter can carry"
 
 # 3. a valid command whose result would exceed the producer's largest record (a rejection
 #    carrying the run's 250 kB state): an error completion that says why, decided before the
