@@ -91,6 +91,11 @@ CREATE TABLE IF NOT EXISTS bulkstate.prefect_outbox (
   event text NOT NULL,
   created timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- An event is stored once: in the command_result row that command_id and result_seq name (the
+-- event column is then NULL); rows written before that carry their event themselves.
+ALTER TABLE bulkstate.prefect_outbox ALTER COLUMN event DROP NOT NULL;
+ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS command_id text;
+ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS result_seq integer;
 -- Events Prefect refused (a 4xx answer other than auth or throttling), kept with its answer for
 -- the operator instead of blocking the ones after them.
 CREATE TABLE IF NOT EXISTS bulkstate.prefect_outbox_refused (

@@ -144,10 +144,12 @@ static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
     return s;
 }
 
-/* The replies, and (when $7) the events again in Prefect's outbox, in seq order. */
+/* The replies, and (when $7) their events in Prefect's outbox, in seq order: an outbox row
+ * names the command_result row holding the event, which is stored once. */
 static const char SQL_RECORD_REPLIES[] =
-    "WITH outbox AS (INSERT INTO bulkstate.prefect_outbox (flow_run_id, event) "
-    "  SELECT u.fr, u.e FROM unnest($3::uuid[], $6::text[]) WITH ORDINALITY AS u(fr, e, o) "
+    "WITH outbox AS (INSERT INTO bulkstate.prefect_outbox (flow_run_id, command_id, result_seq) "
+    "  SELECT u.fr, $1, u.seq FROM unnest($2::int[], $3::uuid[], $6::text[]) "
+    "    WITH ORDINALITY AS u(seq, fr, e, o) "
     "  WHERE $7::boolean AND u.e IS NOT NULL ORDER BY u.o) "
     "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
     "reply, event) SELECT $1, u.seq, u.fr, u.st, u.r, u.e FROM unnest($2::int[], "

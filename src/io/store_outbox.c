@@ -4,6 +4,7 @@
  * one run go out in their commit order whatever the number of workers. */
 #include <poll.h>
 
+#include "log.h"
 #include "store_int.h"
 
 #define OUTBOX_LOCK "7301180625" /* pg_advisory_lock key of the deliverer */
@@ -15,9 +16,12 @@ int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *
     const char *p[1] = {lim};
     PGresult *res =
         bs_pg_exec(st,
-                   "SELECT seq, " BS_PG_US(
-                       "created") ", flow_run_id::text, event "
-                                  "FROM bulkstate.prefect_outbox ORDER BY seq LIMIT $1::int",
+                   "SELECT o.seq, " BS_PG_US(
+                       "o.created") ", o.flow_run_id::text, COALESCE(o.event, r.event) "
+                                    "FROM bulkstate.prefect_outbox o "
+                                    "LEFT JOIN bulkstate.command_result r "
+                                    "  ON r.command_id = o.command_id AND r.seq = o.result_seq "
+                                    "ORDER BY o.seq LIMIT $1::int",
                    1, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return bs_pg_fail(st, res, err, "read Prefect's outbox");
@@ -27,13 +31,27 @@ int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *
     out->created_us = bs_arena_alloc(ar, sizeof(int64_t) * cap);
     out->flow_run_id = bs_arena_alloc(ar, sizeof(char *) * cap);
     out->event = bs_arena_alloc(ar, sizeof(char *) * cap);
+    int64_t *gone = bs_arena_alloc(ar, sizeof(int64_t) * cap);
+    size_t k = 0, ngone = 0;
     for (size_t i = 0; i < n; i++) {
-        out->seq[i] = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
-        out->created_us[i] = bs_pg_col_ts(res, (int)i, 1);
-        out->flow_run_id[i] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 2));
-        out->event[i] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 3));
+        const int64_t seq = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+        if (PQgetisnull(res, (int)i, 3)) { /* its command was purged since: nothing to send */
+            gone[ngone++] = seq;
+            continue;
+        }
+        out->seq[k] = seq;
+        out->created_us[k] = bs_pg_col_ts(res, (int)i, 1);
+        out->flow_run_id[k] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 2));
+        out->event[k] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 3));
+        k++;
     }
+    out->n = k;
     PQclear(res);
+    if (ngone > 0) {
+        bs_log(BS_LOG_WARN, "outbox", "%zu events dropped: their commands' records were deleted",
+               ngone);
+        return bs_store_outbox_delete(st, ar, gone, ngone, err);
+    }
     return 0;
 }
 
@@ -52,9 +70,12 @@ int bs_store_outbox_refuse(bs_store *st, bs_arena *ar, int64_t seq, const char *
     const char *p[2] = {bs_arena_printf(ar, "%" PRId64, seq), answer};
     return bs_pg_exec_ok(st,
                          "WITH r AS (DELETE FROM bulkstate.prefect_outbox WHERE seq = $1::bigint "
-                         "RETURNING seq, flow_run_id, event, created) "
+                         "RETURNING seq, flow_run_id, event, created, command_id, result_seq) "
                          "INSERT INTO bulkstate.prefect_outbox_refused (seq, flow_run_id, event, "
-                         "created, answer) SELECT seq, flow_run_id, event, created, $2 FROM r "
+                         "created, answer) SELECT r.seq, r.flow_run_id, "
+                         "COALESCE(r.event, c.event, ''), r.created, $2 FROM r "
+                         "LEFT JOIN bulkstate.command_result c "
+                         "  ON c.command_id = r.command_id AND c.seq = r.result_seq "
                          "ON CONFLICT (seq) DO NOTHING",
                          2, p, "set a refused event aside", err);
 }
