@@ -104,35 +104,10 @@ int bs_redrive_main(const bs_config *cfg, int argc, char **argv)
         bs_consumer_close(cons);
         return 69;
     }
-    int64_t next[BS_RANGE_MAX];
-    size_t left = 0;
-    for (size_t i = 0; i < range.n; i++) {
-        next[i] = range.start[i];
-        left += next[i] < range.end[i];
-    }
     bs_delivery dv = {0};
     int n_sent = 0, n_cut = 0, rc = 0;
-    int64_t idle_since = bs_mono_ms();
-    while (left > 0) { /* ends at the log's end (as it was), or after 30 s without a record */
-        bs_msg *m = bs_consumer_poll(cons, 200, &err);
-        if (m == NULL) {
-            if (bs_mono_ms() - idle_since > 30000) {
-                fprintf(stderr, "bulkstate redrive: no record for 30 s before the log's end\n");
-                rc = 69;
-                break;
-            }
-            continue;
-        }
-        idle_since = bs_mono_ms();
-        size_t k = 0;
-        while (k < range.n && range.partition[k] != m->partition)
-            k++;
-        if (k == range.n || m->offset >= range.end[k] || m->offset < next[k]) {
-            bs_msg_free(m);
-            continue;
-        }
-        next[k] = m->offset + 1;
-        if (next[k] >= range.end[k]) left--;
+    bs_msg *m;
+    while ((m = bs_range_next(cons, &range, &err)) != NULL) {
         char type[128], code[128], id[256], topic[256], cut[8], esc[1024];
         const char *t = header(m, "bulkstate.error.type", type, sizeof type),
                    *cd = header(m, "bulkstate.error.code", code, sizeof code),
@@ -172,6 +147,10 @@ int bs_redrive_main(const bs_config *cfg, int argc, char **argv)
             n_sent++;
         }
         bs_msg_free(m);
+    }
+    if (rc == 0 && err.code != BS_OK) { /* no record for 30 s before the log's end */
+        fprintf(stderr, "bulkstate redrive: %s\n", err.msg);
+        rc = 69;
     }
     if (prod && bs_producer_wait(prod, &dv, 30000, &err) < 0) {
         fprintf(stderr, "bulkstate redrive: %s\n", err.msg);

@@ -66,6 +66,9 @@ typedef struct bs_range {
     size_t n;
     int32_t partition[BS_RANGE_MAX];
     int64_t start[BS_RANGE_MAX], end[BS_RANGE_MAX];
+    int64_t next[BS_RANGE_MAX]; /* bs_range_next's progress */
+    size_t left;                /* partitions not read to their end yet */
+    int64_t idle_since_ms;
 } bs_range;
 
 /* A consumer assigned (no group) to topic's partitions (partition -1: all), from from_offset
@@ -75,6 +78,11 @@ typedef struct bs_range {
 bs_consumer *bs_consumer_new_range(const bs_kafka_props *props, const char *topic,
                                    int32_t partition, int64_t from_offset, int64_t from_ts_ms,
                                    bs_range *range, bs_err *err);
+
+/* The next message of the range, in each partition's order, skipping what lies outside it;
+ * NULL at its end (err untouched), or after 30 s without a message before it (err set,
+ * retriable). */
+bs_msg *bs_range_next(bs_consumer *cons, bs_range *range, bs_err *err);
 
 /* A function that receives librdkafka's statistics JSON (consumer lag), called from the
  * consumer's poll. Set before bs_consumer_new; statistics.interval.ms 0 then becomes 5000. */

@@ -175,7 +175,7 @@ bs_consumer *bs_consumer_new_range(const bs_kafka_props *props, const char *topi
     }
     rd_kafka_topic_partition_list_t *parts =
         rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-    range->n = 0;
+    range->n = range->left = 0;
     for (int i = 0; i < md->topics[0].partition_cnt && range->n < BS_RANGE_MAX; i++) {
         int32_t p = md->topics[0].partitions[i].id;
         if (partition >= 0 && p != partition) continue;
@@ -203,8 +203,10 @@ bs_consumer *bs_consumer_new_range(const bs_kafka_props *props, const char *topi
     for (int i = 0; i < parts->cnt; i++) {
         if (parts->elems[i].offset < 0) /* no message at or after the timestamp */
             parts->elems[i].offset = range->end[i];
-        range->start[i] = parts->elems[i].offset;
+        range->start[i] = range->next[i] = parts->elems[i].offset;
+        range->left += range->start[i] < range->end[i];
     }
+    range->idle_since_ms = bs_mono_ms();
     rd_kafka_metadata_destroy(md);
     rd_kafka_assign(cons->rk, parts);
     cons->assigned = parts->cnt;
@@ -214,6 +216,33 @@ fail:
     rd_kafka_metadata_destroy(md);
     rd_kafka_topic_partition_list_destroy(parts);
     bs_consumer_close(cons);
+    return NULL;
+}
+
+bs_msg *bs_range_next(bs_consumer *cons, bs_range *range, bs_err *err)
+{
+    while (range->left > 0) { /* ends at the range's end, or after 30 s without a message */
+        bs_err perr = {0};
+        bs_msg *m = bs_consumer_poll(cons, 200, &perr);
+        if (m == NULL) {
+            if (bs_mono_ms() - range->idle_since_ms > 30000) {
+                bs_err_retriable(err, BS_EKAFKA, "no message for 30 s before the end of the log");
+                return NULL;
+            }
+            continue;
+        }
+        range->idle_since_ms = bs_mono_ms();
+        size_t k = 0;
+        while (k < range->n && range->partition[k] != m->partition)
+            k++;
+        if (k == range->n || m->offset >= range->end[k] || m->offset < range->next[k]) {
+            bs_msg_free(m);
+            continue;
+        }
+        range->next[k] = m->offset + 1;
+        if (range->next[k] >= range->end[k]) range->left--;
+        return m;
+    }
     return NULL;
 }
 

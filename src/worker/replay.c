@@ -78,36 +78,10 @@ int bs_worker_replay(bs_worker *w, const bs_replay_opts *opt, bs_err *err)
         bs_consumer_close(c);
         return -1;
     }
-    int64_t next[BS_RANGE_MAX];
-    size_t left = 0;
-    for (size_t i = 0; i < range.n; i++) {
-        next[i] = range.start[i];
-        left += next[i] < range.end[i];
-    }
     int totals[4] = {0}; /* applied or evaluated, already applied, invalid, failed */
-    int64_t idle_since = bs_mono_ms();
     int rc = 0;
-    while (left > 0) { /* ends at the log's end, or after 30 s without a message */
-        bs_err perr = {0};
-        bs_msg *m = bs_consumer_poll(c, 200, &perr);
-        if (m == NULL) {
-            if (bs_mono_ms() - idle_since > 30000) {
-                rc = bs_err_retriable(err, BS_EKAFKA,
-                                      "no message for 30 s before the end of the log");
-                break;
-            }
-            continue;
-        }
-        idle_since = bs_mono_ms();
-        size_t k = 0;
-        while (k < range.n && range.partition[k] != m->partition)
-            k++;
-        if (k == range.n || m->offset >= range.end[k] || m->offset < next[k]) {
-            bs_msg_free(m);
-            continue;
-        }
-        next[k] = m->offset + 1;
-        if (next[k] >= range.end[k]) left--;
+    bs_msg *m;
+    while ((m = bs_range_next(c, &range, err)) != NULL) {
         bs_err herr = {0};
         bs_outcome o;
         w->cur = m;
@@ -123,6 +97,7 @@ int bs_worker_replay(bs_worker *w, const bs_replay_opts *opt, bs_err *err)
             break;
         }
     }
+    if (err->code != BS_OK) rc = -1; /* no message for 30 s before the end of the log */
     if (opt->dry_run) bs_store_outer_rollback(w->store);
     if (opt->out) fflush(opt->out);
     fprintf(stderr, "replay of %s: %d %s, %d already applied (skipped), %d invalid, %d failed\n",
