@@ -18,30 +18,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-static bs_codec *codec;
-static bs_arena *ar;
-
-static void cleanup(void)
-{
-    bs_codec_free(codec);
-    fuzz_replies_free();
-    bs_arena_free(ar);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    bs_codec_conf conf = {.schema_dir = BS_SOURCE_DIR "/schemas",
-                          .max_message_bytes = MAX_MESSAGE,
-                          .confluent_ids = {7, 8, 9}};
-    bs_err err = {0};
-    bs_codec_cap_allocations((size_t)MAX_MESSAGE * 4 + (1u << 20));
-    codec = bs_codec_new(&conf, &err);
-    if (codec == NULL) abort();
-    fuzz_replies_init();
-    ar = bs_arena_new();
-    atexit(cleanup); /* the codec's Avro values live for the whole run: free them at exit */
+    fuzz_setup(MAX_MESSAGE);
     return 0;
 }
 

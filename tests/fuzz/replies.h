@@ -16,6 +16,8 @@
 #include "result.h"
 
 static bs_codec *fuzz_reader;
+static bs_codec *codec; /* the worker's: its input limit */
+static bs_arena *ar;
 
 static void fuzz_encode_back(bs_codec *cd, bs_schema which, json_t *j)
 {
@@ -51,6 +53,28 @@ static void fuzz_replies_init(void)
 static void fuzz_replies_free(void)
 {
     bs_codec_free(fuzz_reader);
+}
+
+static void fuzz_cleanup(void)
+{
+    bs_codec_free(codec);
+    fuzz_replies_free();
+    bs_arena_free(ar);
+}
+
+/* The harnesses' set-up: the worker's codec (allocations capped as the worker caps them), the
+ * reader's, an arena; freed at exit (the codecs' Avro values live for the whole run). */
+static void fuzz_setup(size_t max_message)
+{
+    bs_codec_conf conf = {.schema_dir = BS_SOURCE_DIR "/schemas",
+                          .max_message_bytes = max_message,
+                          .confluent_ids = {7, 8, 9}};
+    bs_err err = {0};
+    bs_codec_cap_allocations(max_message * 4 + (1u << 20));
+    if ((codec = bs_codec_new(&conf, &err)) == NULL) abort();
+    fuzz_replies_init();
+    ar = bs_arena_new();
+    atexit(fuzz_cleanup);
 }
 
 static void fuzz_replies(bs_codec *cd, const bs_command *cmd, const char *command_id,
