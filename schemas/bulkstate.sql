@@ -96,6 +96,13 @@ CREATE TABLE IF NOT EXISTS bulkstate.prefect_outbox (
 ALTER TABLE bulkstate.prefect_outbox ALTER COLUMN event DROP NOT NULL;
 ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS command_id text;
 ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS result_seq integer;
+-- One row per recorded batch: the events of command_result rows result_seq..result_last of
+-- command_id (those whose event is not NULL; events counts the ones still to deliver). A
+-- delivery that takes part of a batch moves result_seq past what it delivered. Rows without
+-- result_last name one event. Added after the first release.
+ALTER TABLE bulkstate.prefect_outbox ALTER COLUMN flow_run_id DROP NOT NULL;
+ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS result_last integer;
+ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS events integer;
 -- Events Prefect refused (a 4xx answer other than auth or throttling), kept with its answer for
 -- the operator instead of blocking the ones after them.
 CREATE TABLE IF NOT EXISTS bulkstate.prefect_outbox_refused (

@@ -166,19 +166,24 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
 
 /* ---- Prefect's outbox (store_outbox.c) ---- */
 
-/* Undelivered events, oldest first (seq order). */
+/* Undelivered events, oldest first: outbox row seq, then the command_result row (result_seq;
+ * -1: an event the outbox row carries itself, as rows written before batches did). */
 typedef struct bs_outbox_rows {
     size_t n;
     int64_t *seq;
+    int *result_seq;
     int64_t *created_us;
     const char **flow_run_id, **event;
 } bs_outbox_rows;
 int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *out, bs_err *err);
-/* Deletes delivered events. */
-int bs_store_outbox_delete(bs_store *st, bs_arena *ar, const int64_t *seq, size_t n, bs_err *err);
-/* Moves an event Prefect refused to bulkstate.prefect_outbox_refused, with the answer. */
-int bs_store_outbox_refuse(bs_store *st, bs_arena *ar, int64_t seq, const char *answer,
-                           bs_err *err);
+/* Rows [from, to) of r delivered: an outbox row goes once all its events have, otherwise it
+ * moves past the ones delivered. */
+int bs_store_outbox_done(bs_store *st, bs_arena *ar, const bs_outbox_rows *r, size_t from,
+                         size_t to, bs_err *err);
+/* Moves event i of r, which Prefect refused, to bulkstate.prefect_outbox_refused with the
+ * answer, in one transaction with its bs_store_outbox_done. */
+int bs_store_outbox_refuse(bs_store *st, bs_arena *ar, const bs_outbox_rows *r, size_t i,
+                           const char *answer, bs_err *err);
 /* Leases of Prefect's server to release (bulkstate.prefect_lease_release), oldest first. */
 typedef struct bs_lease_releases {
     size_t n;

@@ -144,13 +144,12 @@ static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
     return s;
 }
 
-/* The replies, and (when $7) their events in Prefect's outbox, in seq order: an outbox row
- * names the command_result row holding the event, which is stored once. */
+/* The replies, and (when $7) one row in Prefect's outbox naming the range of them that carry
+ * an event (the event is stored once, in its command_result row). */
 static const char SQL_RECORD_REPLIES[] =
-    "WITH outbox AS (INSERT INTO bulkstate.prefect_outbox (flow_run_id, command_id, result_seq) "
-    "  SELECT u.fr, $1, u.seq FROM unnest($2::int[], $3::uuid[], $6::text[]) "
-    "    WITH ORDINALITY AS u(seq, fr, e, o) "
-    "  WHERE $7::boolean AND u.e IS NOT NULL ORDER BY u.o) "
+    "WITH outbox AS (INSERT INTO bulkstate.prefect_outbox (command_id, result_seq, result_last, "
+    "  events) SELECT $1, min(u.seq), max(u.seq), count(*) FROM unnest($2::int[], $6::text[]) "
+    "    AS u(seq, e) WHERE $7::boolean AND u.e IS NOT NULL HAVING count(*) > 0) "
     "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
     "reply, event) SELECT $1, u.seq, u.fr, u.st, u.r, u.e FROM unnest($2::int[], "
     "$3::uuid[], $4::text[], $5::bytea[], $6::text[]) AS u(seq, fr, st, r, e)";

@@ -9,84 +9,109 @@
 
 #define OUTBOX_LOCK "7301180625" /* pg_advisory_lock key of the deliverer */
 
+/* The oldest outbox rows, expanded into their events (those of the command_result rows each
+ * names); a row whose command's records were purged since comes back with a NULL event. */
+static const char SQL_OUTBOX_TAKE[] =
+    "SELECT o.seq, COALESCE(r.seq, -1), " BS_PG_US("o.created") ", "
+    "  COALESCE(r.flow_run_id, o.flow_run_id)::text, COALESCE(o.event, r.event) "
+    "FROM (SELECT * FROM bulkstate.prefect_outbox ORDER BY seq LIMIT $1::int) o "
+    "LEFT JOIN bulkstate.command_result r ON o.event IS NULL AND r.command_id = o.command_id "
+    "  AND r.seq BETWEEN o.result_seq AND COALESCE(o.result_last, o.result_seq) "
+    "  AND r.event IS NOT NULL "
+    "ORDER BY o.seq, r.seq LIMIT $1::int";
+
+/* Delivered events, as (outbox seq, result seq) pairs: a row whose last event went is deleted,
+ * another moves past its last delivered event. */
+static const char SQL_OUTBOX_DONE[] =
+    "WITH d AS (SELECT o, max(r) AS r, count(*)::int AS n "
+    "  FROM unnest($1::bigint[], $2::int[]) AS u(o, r) GROUP BY o), "
+    "gone AS (DELETE FROM bulkstate.prefect_outbox x USING d WHERE x.seq = d.o "
+    "  AND (d.r < 0 OR d.r >= COALESCE(x.result_last, x.result_seq))) "
+    "UPDATE bulkstate.prefect_outbox x SET result_seq = d.r + 1, events = x.events - d.n "
+    "FROM d WHERE x.seq = d.o AND d.r >= 0 AND d.r < COALESCE(x.result_last, x.result_seq)";
+
 int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *out, bs_err *err)
 {
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit);
     const char *p[1] = {lim};
-    PGresult *res =
-        bs_pg_exec(st,
-                   "SELECT o.seq, " BS_PG_US(
-                       "o.created") ", o.flow_run_id::text, COALESCE(o.event, r.event) "
-                                    "FROM bulkstate.prefect_outbox o "
-                                    "LEFT JOIN bulkstate.command_result r "
-                                    "  ON r.command_id = o.command_id AND r.seq = o.result_seq "
-                                    "ORDER BY o.seq LIMIT $1::int",
-                   1, p);
+    PGresult *res = bs_pg_exec_prepared(st, SQL_OUTBOX_TAKE, 1, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return bs_pg_fail(st, res, err, "read Prefect's outbox");
     const size_t n = (size_t)PQntuples(res), cap = n ? n : 1;
-    out->n = n;
     out->seq = bs_arena_alloc(ar, sizeof(int64_t) * cap);
+    out->result_seq = bs_arena_alloc(ar, sizeof(int) * cap);
     out->created_us = bs_arena_alloc(ar, sizeof(int64_t) * cap);
     out->flow_run_id = bs_arena_alloc(ar, sizeof(char *) * cap);
     out->event = bs_arena_alloc(ar, sizeof(char *) * cap);
-    int64_t *gone = bs_arena_alloc(ar, sizeof(int64_t) * cap);
-    size_t k = 0, ngone = 0;
+    bs_outbox_rows gone = {.seq = bs_arena_alloc(ar, sizeof(int64_t) * cap),
+                           .result_seq = bs_arena_alloc(ar, sizeof(int) * cap)};
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const int64_t seq = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
-        if (PQgetisnull(res, (int)i, 3)) { /* its command was purged since: nothing to send */
-            gone[ngone++] = seq;
+        if (PQgetisnull(res, (int)i, 4)) { /* its command was purged since: nothing to send */
+            gone.seq[gone.n] = seq;
+            gone.result_seq[gone.n++] = -1;
             continue;
         }
         out->seq[k] = seq;
-        out->created_us[k] = bs_pg_col_ts(res, (int)i, 1);
-        out->flow_run_id[k] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 2));
-        out->event[k] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 3));
+        out->result_seq[k] = atoi(PQgetvalue(res, (int)i, 1));
+        out->created_us[k] = bs_pg_col_ts(res, (int)i, 2);
+        out->flow_run_id[k] = bs_pg_col_str(res, (int)i, 3, ar);
+        out->event[k] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 4));
         k++;
     }
     out->n = k;
     PQclear(res);
-    if (ngone > 0) {
-        bs_log(BS_LOG_WARN, "outbox", "%zu events dropped: their commands' records were deleted",
-               ngone);
-        return bs_store_outbox_delete(st, ar, gone, ngone, err);
+    if (gone.n > 0) {
+        bs_log(BS_LOG_WARN, "outbox", "%zu outbox rows dropped: their commands' records were deleted",
+               gone.n);
+        return bs_store_outbox_done(st, ar, &gone, 0, gone.n, err);
     }
     return 0;
 }
 
-int bs_store_outbox_delete(bs_store *st, bs_arena *ar, const int64_t *seq, size_t n, bs_err *err)
+int bs_store_outbox_done(bs_store *st, bs_arena *ar, const bs_outbox_rows *r, size_t from,
+                         size_t to, bs_err *err)
 {
-    const char **s = bs_arena_alloc(ar, sizeof(char *) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        s[i] = bs_arena_printf(ar, "%" PRId64, seq[i]);
-    const char *p[1] = {bs_pg_array(ar, s, n)};
-    return bs_pg_exec_ok(st, "DELETE FROM bulkstate.prefect_outbox WHERE seq = ANY($1::bigint[])",
-                         1, p, "delete delivered events", err);
+    const size_t n = to - from;
+    const char **o = bs_arena_alloc(ar, sizeof(char *) * (n ? n : 1));
+    const char **q = bs_arena_alloc(ar, sizeof(char *) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        o[i] = bs_arena_printf(ar, "%" PRId64, r->seq[from + i]);
+        q[i] = bs_arena_printf(ar, "%d", r->result_seq[from + i]);
+    }
+    const char *p[2] = {bs_pg_array(ar, o, n), bs_pg_array(ar, q, n)};
+    return bs_pg_exec_prepared_ok(st, SQL_OUTBOX_DONE, 2, p, "record delivered events", err);
 }
 
-int bs_store_outbox_refuse(bs_store *st, bs_arena *ar, int64_t seq, const char *answer, bs_err *err)
+int bs_store_outbox_refuse(bs_store *st, bs_arena *ar, const bs_outbox_rows *r, size_t i,
+                           const char *answer, bs_err *err)
 {
-    const char *p[2] = {bs_arena_printf(ar, "%" PRId64, seq), answer};
-    return bs_pg_exec_ok(st,
-                         "WITH r AS (DELETE FROM bulkstate.prefect_outbox WHERE seq = $1::bigint "
-                         "RETURNING seq, flow_run_id, event, created, command_id, result_seq) "
-                         "INSERT INTO bulkstate.prefect_outbox_refused (seq, flow_run_id, event, "
-                         "created, answer) SELECT r.seq, r.flow_run_id, "
-                         "COALESCE(r.event, c.event, ''), r.created, $2 FROM r "
-                         "LEFT JOIN bulkstate.command_result c "
-                         "  ON c.command_id = r.command_id AND c.seq = r.result_seq "
-                         "ON CONFLICT (seq) DO NOTHING",
-                         2, p, "set a refused event aside", err);
+    const char *p[4] = {bs_arena_printf(ar, "%" PRId64, r->seq[i]), r->flow_run_id[i],
+                        r->event[i], answer};
+    if (bs_store_begin(st, err) < 0) return -1;
+    if (bs_pg_exec_ok(st,
+                      "INSERT INTO bulkstate.prefect_outbox_refused (seq, flow_run_id, event, "
+                      "created, answer) SELECT nextval(pg_get_serial_sequence("
+                      "'bulkstate.prefect_outbox', 'seq')), $2::uuid, $3, o.created, $4 "
+                      "FROM bulkstate.prefect_outbox o WHERE o.seq = $1::bigint",
+                      4, p, "set a refused event aside", err) < 0 ||
+        bs_store_outbox_done(st, ar, r, i, i + 1, err) < 0) {
+        bs_store_rollback(st);
+        return -1;
+    }
+    return bs_store_commit(st, err);
 }
 
 int bs_store_outbox_depth(bs_store *st, int64_t *depth, double *oldest_s, bs_err *err)
 {
     PGresult *res =
         bs_pg_exec(st,
-                   "SELECT count(*), COALESCE(extract(epoch FROM clock_timestamp() - "
-                   "min(created)), 0) FROM (SELECT created FROM bulkstate.prefect_outbox "
-                   "UNION ALL SELECT created FROM bulkstate.prefect_lease_release) o",
+                   "SELECT COALESCE(sum(n), 0), COALESCE(extract(epoch FROM clock_timestamp() - "
+                   "min(created)), 0) FROM (SELECT COALESCE(events, 1) AS n, created FROM "
+                   "bulkstate.prefect_outbox UNION ALL SELECT 1, created FROM "
+                   "bulkstate.prefect_lease_release) o",
                    0, NULL);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return bs_pg_fail(st, res, err, "measure Prefect's outbox");

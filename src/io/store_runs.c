@@ -272,7 +272,7 @@ int bs_store_event_context(bs_store *st, bs_arena *ar, const char *const *ids, s
         ctx[i] = NULL;
     if (n == 0) return 0;
     const char *p[1] = {bs_pg_array(ar, ids, n)};
-    PGresult *res = bs_pg_exec(st, SQL_EVENT_CONTEXT, 1, p);
+    PGresult *res = bs_pg_exec_prepared(st, SQL_EVENT_CONTEXT, 1, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return bs_pg_fail(st, res, err, "load the runs' related resources");
     for (int r = 0; r < PQntuples(res); r++)

@@ -2,7 +2,8 @@
  * its own PostgreSQL connection, so Prefect being down, slow or refusing never blocks the
  * command path (until the outbox holds prefect.outbox_max events: then commands wait). The
  * events were written to bulkstate.prefect_outbox in the commands' transactions; this thread
- * posts them in seq order, oldest first, and deletes them once Prefect answered 2xx. A crash
+ * posts them in seq order, oldest first (one outbox row per recorded batch, naming its
+ * events), and deletes them once Prefect answered 2xx. A crash
  * between the answer and the delete posts them again: Prefect dedupes events by id. One
  * deliverer per database (an advisory lock), so a run's events go out in commit order. */
 #include "outbox.h"
@@ -110,7 +111,7 @@ static int deliver(bs_outbox *ob, bs_store *st, bs_arena *ar, const bs_outbox_ro
     free(body);
     if (rc == 0) {
         delivered(ob, r, from, to);
-        return bs_store_outbox_delete(st, ar, r->seq + from, to - from, err);
+        return bs_store_outbox_done(st, ar, r, from, to, err);
     }
     if (err->retriable) return -1;
     if (to - from > 1) {
@@ -123,7 +124,9 @@ static int deliver(bs_outbox *ob, bs_store *st, bs_arena *ar, const bs_outbox_ro
     bs_metrics_lock(ob->m);
     ob->m->prefect_refused++;
     bs_metrics_unlock(ob->m);
-    return bs_store_outbox_refuse(st, ar, r->seq[from], err->msg, err);
+    const char *answer = bs_arena_strdup(ar, err->msg);
+    *err = (bs_err){0};
+    return bs_store_outbox_refuse(st, ar, r, from, answer, err);
 }
 
 /* The leases of Prefect's server that committed transitions release. Returns 0, or -1 with
