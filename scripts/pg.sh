@@ -37,7 +37,15 @@ start() {
   fi
   PORT=$(free_port "${BS_PG_PORT:-54329}")
   : >"$LOGF"; [ "$(id -u)" -eq 0 ] && chown postgres "$LOGF"
-  echo "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$SOCK -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50 -c shared_buffers=256MB" >"$DIR/opts"
+  # Non-durable for the tests' speed, in a file of its own so that ALTER SYSTEM (the
+  # benchmark's durable runs: tests/bench/bench.py) can override it without a restart; a
+  # start drops what an earlier ALTER SYSTEM left. pg_stat_statements: the benchmark's
+  # statements per transition.
+  printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' | as_owner tee "$DATA/bulkstate.conf" >/dev/null
+  grep -q "^include_if_exists 'bulkstate.conf'" "$DATA/postgresql.conf" \
+    || echo "include_if_exists 'bulkstate.conf'" | as_owner tee -a "$DATA/postgresql.conf" >/dev/null
+  echo "# reset by scripts/pg.sh start" | as_owner tee "$DATA/postgresql.auto.conf" >/dev/null
+  echo "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$SOCK -c max_connections=50 -c shared_buffers=256MB -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=10000" >"$DIR/opts"
   up
   PORT=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' "$DIR/opts")
   cat >"$ENVF" <<EOV

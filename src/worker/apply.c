@@ -151,8 +151,11 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
     if (n > 0 && (bs_store_lock_runs(w->store, w->ar, &b, t0 - 1000000, a->recheck, err) < 0 ||
                   bs_store_lock_limits(w->store, w->ar, &b, err) < 0))
         goto rollback;
+    bs_phase_mark(w, BS_PH_LOCK);
     bs_batch_decide(&b, a->cmd, &env, w->ar);
+    bs_phase_mark(w, BS_PH_DECIDE);
     if (n > 0 && (write_batch(w, &b, err) < 0 || write_slots(w, &b, err) < 0)) goto rollback;
+    bs_phase_mark(w, BS_PH_WRITE);
 
     /* the replies are encoded now: they are recorded in the same transaction */
     bs_replies r;
@@ -178,8 +181,10 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
                            .outbox = to_prefect,
                            .delivery = a->src};
     if (bs_store_record(w->store, w->ar, a->cmd->command_id, &rec, err) < 0) goto rollback;
+    bs_phase_mark(w, BS_PH_RECORD);
     bs_failpoint(large ? "batch_before_commit" : "before_commit");
     if (bs_store_commit(w->store, err) < 0) return -1;
+    bs_phase_mark(w, BS_PH_COMMIT);
     *a->progress = g;
     bs_failpoint(large ? "batch_after_commit" : "after_commit");
     if (!mode->dry_run && (n > 0 || !large)) observe(w, &b, txn_start);

@@ -61,6 +61,7 @@ static int reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, bs_outcome
                   const char *command_id, const char *reply_topic, const char *code,
                   const bs_err *why, bs_err *err)
 {
+    w->ph.on = false; /* an error completion: no phases */
     o->kind = BS_OUT_REJECTED;
     o->command_id = command_id;
     o->reply_topic = reply_topic;
@@ -92,6 +93,7 @@ static int run_one(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs_
     if (bs_store_claim(w->store, w->ar, cmd->command_id, identity, &src, 0, NULL, &claim, &g, err) <
         0)
         goto rollback;
+    bs_phase_mark(w, BS_PH_CLAIM);
     if (claim == BS_CLAIM_CONFLICT) {
         bs_store_rollback(w->store);
         return bs_handle_conflict(cmd, err);
@@ -111,6 +113,7 @@ static int run_one(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs_
     size_t n;
     bs_filter_select_sql(&cmd->filter, cmd->limit, w->ar, &sql);
     if (bs_store_select(w->store, w->ar, &sql, &ids, &n, err) < 0) goto rollback;
+    bs_phase_mark(w, BS_PH_SELECT);
     const bs_apply a = {.cmd = cmd,
                         .reply_topic = o->reply_topic,
                         .src = &src,
@@ -198,21 +201,51 @@ static int decode(bs_worker *w, const bs_mode *mode, const bs_msg *m, bs_command
     return 0;
 }
 
+void bs_phase_mark(bs_worker *w, bs_phase p)
+{
+    if (!w->ph.on) return;
+    const int64_t now = bs_mono_us();
+    w->ph.us[p] += now - w->ph.last_us;
+    w->ph.last_us = now;
+}
+
+/* The clocks start: the wait in Kafka is the record's timestamp to now. */
+static void phases_start(bs_worker *w, const bs_msg *m)
+{
+    memset(&w->ph, 0, sizeof w->ph);
+    w->ph.on = true;
+    w->ph.last_us = bs_mono_us();
+    const int64_t wait = m->timestamp_ms > 0 ? bs_now_us() - m->timestamp_ms * 1000 : 0;
+    w->ph.us[BS_PH_WAIT] = wait > 0 ? wait : 0;
+}
+
+static void phases_observe(bs_worker *w)
+{
+    if (!w->ph.on) return;
+    for (int i = 0; i < BS_PHASES; i++)
+        w->m.phase_s[i] += (double)w->ph.us[i] / 1e6;
+    w->ph.on = false;
+}
+
 int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_err *err)
 {
     const int64_t t0 = bs_mono_ms();
+    phases_start(w, m);
     char trace[33];
     bs_command cmd;
     const char *identity = NULL;
     bad_input bi = {0};
     memset(o, 0, sizeof *o);
-    if (decode(w, mode, m, &cmd, &identity, &bi) < 0)
-        return reject(w, mode, m, o, bi.command_id, bi.reply_topic, bi.code, &bi.why, err);
+    const int dec = decode(w, mode, m, &cmd, &identity, &bi);
+    bs_phase_mark(w, BS_PH_DECODE);
+    if (dec < 0 || cmd.cancel_command_id || cmd.max_runs > 0) w->ph.on = false;
+    if (dec < 0) return reject(w, mode, m, o, bi.command_id, bi.reply_topic, bi.code, &bi.why, err);
     o->command_id = cmd.command_id;
     o->reply_topic = cmd.reply_topic ? cmd.reply_topic : w->cfg->reply_topic;
     bs_err why;
     if (cmd.reply_topic != NULL && bs_reply_topic_check(w, cmd.reply_topic, &why) < 0)
         return reject(w, mode, m, o, cmd.command_id, NULL, "invalid_command", &why, err);
+    bs_phase_mark(w, BS_PH_DECODE);
     /* a cancel and a large command complete on their own */
     const bool completes_itself = cmd.cancel_command_id || cmd.max_runs > 0;
     int rc = cmd.cancel_command_id ? cancel(w, mode, m, &cmd, o, err)
@@ -228,8 +261,12 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
         return reject(w, mode, m, o, cmd.command_id, o->reply_topic, bs_settle_reject_code(&why),
                       &why, err);
     }
-    if (rc < 0 || completes_itself) return rc;
+    if (rc < 0 || completes_itself) {
+        w->ph.on = false;
+        return rc;
+    }
     bs_metrics_lock(&w->m);
+    phases_observe(w);
     w->m.completed[o->kind == BS_OUT_ALREADY ? 1 : 0]++;
     bs_metrics_unlock(&w->m);
     w->n_commands++;

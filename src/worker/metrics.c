@@ -2,6 +2,10 @@
  * in _total, durations are in seconds, label values are escaped. */
 #include "metrics.h"
 
+const char *const bs_phase_names[BS_PHASES] = {"wait",   "decode", "claim",  "select",
+                                               "lock",   "decide", "write",  "record",
+                                               "commit", "publish", "ack"};
+
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -224,6 +228,12 @@ char *bs_metrics_render(bs_metrics *m)
     for (int i = 0; i < 3; i++)
         add(&b, "bulkstate_commands_completed_total{outcome=\"%s\"} %" PRIu64 "\n", OUTCOME[i],
             m->completed[i]);
+    head(&b, "bulkstate_command_phase_seconds_total", "counter",
+         "Time one-batch commands spent, by phase: wait (in Kafka, queueing included), "
+         "decode, claim, select, lock, decide, write, record, commit, publish, ack.");
+    for (int i = 0; i < BS_PHASES; i++)
+        add(&b, "bulkstate_command_phase_seconds_total{phase=\"%s\"} %.6f\n",
+            bs_phase_names[i], m->phase_s[i]);
     head(&b, "bulkstate_commands_failed_total", "counter",
          "Commands answered with an error completion or dead-lettered, by error code.");
     for (size_t i = 0; i < m->nfailed; i++)

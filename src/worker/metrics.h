@@ -11,6 +11,26 @@
 
 #define BS_HIST_MAX 16
 
+/* Where a command's time goes, from the worker's own clocks: waiting in Kafka (the record's
+ * timestamp to the worker taking it: its delivery and any queueing behind earlier commands),
+ * then each step of handling it. "ack" is the wait for the broker's acknowledgement of the
+ * replies and completion. */
+typedef enum bs_phase {
+    BS_PH_WAIT,
+    BS_PH_DECODE,
+    BS_PH_CLAIM,
+    BS_PH_SELECT,
+    BS_PH_LOCK,
+    BS_PH_DECIDE,
+    BS_PH_WRITE,
+    BS_PH_RECORD,
+    BS_PH_COMMIT,
+    BS_PH_PUBLISH,
+    BS_PH_ACK,
+    BS_PHASES
+} bs_phase;
+extern const char *const bs_phase_names[BS_PHASES];
+
 typedef struct bs_hist {
     size_t n;
     double le[BS_HIST_MAX]; /* upper bounds, ascending; +Inf is implicit */
@@ -46,6 +66,7 @@ typedef struct bs_metrics {
     uint64_t status[4];          /* results by bs_status */
     uint64_t by_type[10][10];    /* written transitions by (from, to), BS_NONE = 9 */
     bs_hist batch, latency, txn; /* runs per command; seconds; seconds */
+    double phase_s[BS_PHASES];   /* one-batch commands' time, by phase (bs_phase_names) */
     bs_lag lag[256];
     size_t nlag;
     bs_seen seen[256];

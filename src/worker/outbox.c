@@ -25,8 +25,9 @@ struct bs_outbox {
     bs_prefect *pf;
     bs_metrics *m;
     int batch, max;
-    int rate;             /* events per second at most */
-    int64_t next_post_us; /* pacing: when the next batch may go (monotonic) */
+    int rate;          /* events per second at most, on average */
+    double tokens;     /* pacing: events that may go now (a token bucket) */
+    int64_t refill_us; /* monotonic time tokens was last refilled */
 };
 
 /* Sleeps ms, in steps, ending early on stop. */
@@ -86,16 +87,24 @@ static void delivered(bs_outbox *ob, const bs_outbox_rows *r, size_t from, size_
     bs_metrics_unlock(ob->m);
 }
 
-/* Keeps deliveries at ob->rate events per second: after posting n events, the next post waits
- * n / rate seconds from this one. Prefect's in-memory event bus holds 10,000 events per
+/* Keeps deliveries at ob->rate events per second on average, in bursts of at most two
+ * seconds' worth (a token bucket): Prefect's in-memory event bus holds 10,000 events per
  * subscriber and drops the rest while still answering 204, so a backlog must be fed to it at
- * the pace its services consume, not at once. */
+ * the pace its services consume, not at once; events arriving below that pace go at once. */
 static void pace(bs_outbox *ob, size_t n)
 {
-    const int64_t now = bs_mono_us();
-    if (ob->next_post_us > now) nap(ob, (ob->next_post_us - now) / 1000);
-    const int64_t base = ob->next_post_us > now ? ob->next_post_us : now;
-    ob->next_post_us = base + (int64_t)n * 1000000 / ob->rate;
+    const double burst = 2.0 * ob->rate > (double)n ? 2.0 * ob->rate : (double)n;
+    int64_t now = bs_mono_us();
+    ob->tokens += (double)(now - ob->refill_us) * ob->rate / 1e6;
+    if (ob->tokens > burst) ob->tokens = burst;
+    ob->refill_us = now;
+    if (ob->tokens < (double)n) {
+        nap(ob, (int64_t)(((double)n - ob->tokens) * 1000.0 / ob->rate) + 1);
+        now = bs_mono_us();
+        ob->tokens += (double)(now - ob->refill_us) * ob->rate / 1e6;
+        ob->refill_us = now;
+    }
+    ob->tokens -= (double)n;
 }
 
 /* Posts rows [from, to) and deletes what Prefect took. A refused batch is posted again event
@@ -241,6 +250,8 @@ bs_outbox *bs_outbox_start(const bs_config *cfg, bs_metrics *m, bs_err *err)
     ob->m = m;
     ob->batch = cfg->prefect_batch_events;
     ob->rate = cfg->prefect_max_events_per_s;
+    ob->refill_us = bs_mono_us();
+    ob->tokens = ob->rate; /* a second's worth at the start */
     ob->max = cfg->prefect_outbox_max;
     ob->conninfo = bs_xstrdup(cfg->conninfo);
     ob->sc = bs_config_store_conf(cfg);

@@ -28,16 +28,18 @@ static size_t add_trace(const bs_worker *w, bs_header *h, size_t n)
 
 /* A result (seq set) or a completion; the bulkstate.kind header says which. */
 static int send_reply(bs_worker *w, const char *topic, const char *command_id,
-                      const unsigned char *buf, size_t len, const char *seq, bs_err *err)
+                      const unsigned char *buf, size_t len, const char *seq, const char *phases,
+                      bs_err *err)
 {
     const char *ctype = w->framing == BS_FRAME_JSON ? "application/json" : "avro/binary";
     const char *kind = seq ? "result" : "completion";
-    bs_header h[6] = {
+    bs_header h[7] = {
         {"content-type", ctype, strlen(ctype)},
         {"command-id", command_id ? command_id : "", command_id ? strlen(command_id) : 0},
         {"bulkstate.kind", kind, strlen(kind)}};
     size_t n = 3;
     if (seq) h[n++] = (bs_header){"seq", seq, strlen(seq)};
+    if (phases) h[n++] = (bs_header){"bulkstate.phases", phases, strlen(phases)};
     n = add_trace(w, h, n);
     return bs_producer_send(w->prod, topic, command_id, command_id ? strlen(command_id) : 0, buf,
                             len, h, n, &w->dv, err);
@@ -93,7 +95,8 @@ int bs_reply_publish(bs_worker *w, const bs_mode *mode, const char *topic, const
         if (!mode->publish) continue;
         char seq[16];
         snprintf(seq, sizeof seq, "%zu", (size_t)first_seq + i);
-        if (send_reply(w, topic, command_id, r->replies[i], r->lens[i], seq, err) < 0) return -1;
+        if (send_reply(w, topic, command_id, r->replies[i], r->lens[i], seq, NULL, err) < 0)
+            return -1;
         if (i == 0 && failpoint) bs_failpoint(failpoint);
     }
     for (size_t i = 0; mode->publish && r->events && i < r->n; i++)
@@ -130,10 +133,18 @@ int bs_reply_complete(bs_worker *w, const bs_mode *mode, const bs_outcome *o, bs
     int rc = bs_codec_encode(w->codec, BS_SCHEMA_COMPLETED, j, w->framing, &buf, &len, err);
     json_decref(j);
     if (rc < 0) return -1;
+    bs_phase_mark(w, BS_PH_PUBLISH);
+    char phases[BS_PHASES * 24] = "";
+    if (w->ph.on) /* a one-batch command: where its time went, in ms, up to this completion */
+        for (int i = 0, k = 0; i < BS_PH_ACK && k < (int)sizeof phases; i++)
+            k += snprintf(phases + k, sizeof phases - (size_t)k, "%s%s=%.2f", i ? ";" : "",
+                          bs_phase_names[i], (double)w->ph.us[i] / 1000.0);
     rc = send_reply(w, o->reply_topic ? o->reply_topic : w->cfg->reply_topic, o->command_id, buf,
-                    len, NULL, err);
+                    len, NULL, w->ph.on ? phases : NULL, err);
     free(buf);
-    return rc < 0 ? -1 : bs_reply_wait(w, err);
+    if (rc < 0 || bs_reply_wait(w, err) < 0) return -1;
+    bs_phase_mark(w, BS_PH_ACK);
+    return 0;
 }
 
 int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs_outcome *o,

@@ -57,7 +57,15 @@ struct bs_worker {
     uint64_t n_commands, n_transitions;    /* for STATUS= */
     large_cmd *large[BS_MAX_LARGE];        /* in progress, one batch each per loop turn */
     size_t nlarge;
+    struct {              /* the one-batch command being handled: where its time goes */
+        bool on;          /* off for large commands, whose batches interleave with others */
+        int64_t last_us;  /* monotonic time of the last mark */
+        int64_t us[BS_PHASES];
+    } ph;
 };
+
+/* The time since the last mark goes to phase p (while w->ph.on). */
+void bs_phase_mark(bs_worker *w, bs_phase p);
 
 /* How a message is handled: by the worker, or by `bulkstate replay` with its options. A
  * parameter of every call, never a field of the worker. */

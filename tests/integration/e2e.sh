@@ -41,8 +41,12 @@ check_eq "c1 rows: state id of the reply" "$(sql "SELECT state_id FROM flow_run 
 # every reply of a command is keyed by the command id (one partition, produce order)
 keys=$(kcat -b "$BULKSTATE_KAFKA_BOOTSTRAP_SERVERS" -C -t bulkstate.replies -o beginning -e -q -f '%k|%h\n' 2>/dev/null | grep 'command-id=e2e-1' | cut -d'|' -f1 | sort -u | tr '\n' ' ')
 check_eq "c1 reply keys" "$keys" "e2e-1 "
-order=$(kcat -b "$BULKSTATE_KAFKA_BOOTSTRAP_SERVERS" -C -t bulkstate.replies -o beginning -e -q -f '%h\n' 2>/dev/null | grep 'command-id=e2e-1' | head -3 | sed -n 's/.*command-id=e2e-1,\{0,1\}//p' | tr '\n' ' ')
+hdrs=$(kcat -b "$BULKSTATE_KAFKA_BOOTSTRAP_SERVERS" -C -t bulkstate.replies -o beginning -e -q -f '%h\n' 2>/dev/null | grep 'command-id=e2e-1' | head -3)
+order=$(printf '%s\n' "$hdrs" | sed -n 's/.*command-id=e2e-1,\{0,1\}//p' | sed 's/,bulkstate.phases=[^,]*//' | tr '\n' ' ')
 check_eq "c1 replies in order: results by seq, then the completion, each saying which it is" "$order" "bulkstate.kind=result,seq=0 bulkstate.kind=result,seq=1 bulkstate.kind=completion "
+# the completion says where the command's time went: every phase, in ms
+check_match "c1 completion's phases" "$(printf '%s\n' "$hdrs" | tail -1)" \
+  'bulkstate.phases=wait=[0-9.]+;decode=[0-9.]+;claim=[0-9.]+;select=[0-9.]+;lock=[0-9.]+;decide=[0-9.]+;write=[0-9.]+;record=[0-9.]+;commit=[0-9.]+;publish=[0-9.]+(,|$)'
 
 # what the database recorded, as `bulkstate status` shows it
 check_match "status of c1" "$("$BIN" status e2e-1)" "^command e2e-1: done, matched=2 accepted=2 rejected=0 waited=0 aborted=0"
