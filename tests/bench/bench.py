@@ -2,6 +2,11 @@
 """bulkstate's performance benchmark, side by side with a set-based SQL floor and with
 Prefect's own HTTP endpoint, on the same machine and the same 1,000,000-run population.
 
+PostgreSQL runs durable (its defaults: fsync, synchronous_commit and full_page_writes on) for
+the headline; throughput, floor and Prefect run again non-durable as a second column
+(--durability). Each scenario that must start from the same runs gets its own copy of the
+population, which is loaded once and kept across bench runs (bench_pristine).
+
 Scenarios (each prints a table; all figures go to build/bench/results.json):
   throughput  a backlog of --commands commands (limit 50: id lists, state+tag filters,
               deployment filters; force on and off; ACCEPT, REJECT and WAIT) consumed by one
@@ -10,9 +15,14 @@ Scenarios (each prints a table; all figures go to build/bench/results.json):
               insert the states, update the runs) through psql, on a copy of the population
   prefect     Prefect's server answering bulk_set_state over HTTP (its own database, the same
               population), client concurrency 1 and 4
+  cost        per transition, for the three above: PostgreSQL CPU, WAL bytes, statements
   latency     an open-loop producer at 50% of the measured throughput: command timestamp to
-              completion timestamp, p50/p95/p99/max
-  scale       1 and 2 workers, 1 and 3 partitions
+              completion timestamp, p50/p95/p99/max, and where the time went (the worker's
+              phase clocks, its completions' bulkstate.phases header)
+  tail        the latency run again once per hypothesis about the tail, one change each
+  scale       1 and 2 workers, 1, 3 and 6 partitions
+  delivery    events to Prefect's server with its services on: the command path's throughput
+              without delivery, with it, and with the outbox only; the delay to Prefect
 """
 import argparse
 import concurrent.futures
@@ -437,20 +447,21 @@ def open_loop(topic, cmds, rate):
     kc.wait()
 
 
-def scenario_latency(args, res):
-    rate = res["commands_per_s"] * 0.5
-    n = int(rate * args.latency_seconds)
-    cmds = make_commands("bench", n, 3, "lat")
-    topics("bench", "bench.lat", 3)
-    # the worker joins its group and gets its partitions first (its /readyz says so): latency
-    # is measured on a running worker, not on the group's first join
+def latency_run(db, name, cmds, rate, extra_env=None):
+    """cmds produced at rate per second (an open loop) to a fresh topic bench.<name>, consumed
+    by one worker on db that is already running (it joined its group and got its partitions:
+    its /readyz says so), so that latency is measured on a running worker, not on the group's
+    first join. Returns the latencies (ms, sorted) and, per command, (completion time,
+    latency, command time, phases)."""
+    topic = f"bench.{name}"
+    topics(db, topic, 3)
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
         port = sk.getsockname()[1]
-    env = dict(env_for("bench", "bench.lat", "bench-lat"),
+    env = dict(env_for(db, topic, f"bench-{name}"), **(extra_env or {}),
                BULKSTATE_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}")
     w = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL,
-                         stderr=open(os.path.join(OUT, "lat.log"), "w"))
+                         stderr=open(os.path.join(OUT, f"{name}.log"), "w"))
     deadline = time.time() + 120
     while True:
         try:
@@ -460,21 +471,22 @@ def scenario_latency(args, res):
         except OSError:
             pass
         if time.time() > deadline or w.poll() is not None:
-            raise SystemExit(f"the latency worker never became ready: see {OUT}/lat.log")
+            raise SystemExit(f"the latency worker never became ready: see {OUT}/{name}.log")
         time.sleep(0.1)
-    open_loop("bench.lat", cmds, rate)
-    deadline = time.time() + 600
-    while progress("bench", "lat")[0] < n and time.time() < deadline:
+    prefix = cmds[0]["command_id"].rsplit("-", 1)[0]
+    open_loop(topic, cmds, rate)
+    deadline = time.time() + 600  # bounded: the backlog is done, or 10 minutes pass
+    while progress(db, prefix)[0] < len(cmds) and time.time() < deadline:
         time.sleep(0.2)
     w.terminate()
     w.wait(timeout=60)
     sent = {}
-    for line in subprocess.run(["kcat", "-C", "-b", BROKER, "-t", "bench.lat", "-o", "beginning",
+    for line in subprocess.run(["kcat", "-C", "-b", BROKER, "-t", topic, "-o", "beginning",
                                 "-e", "-q", "-f", "%k %T\n"], capture_output=True, text=True).stdout.splitlines():
         k, ts = line.split()
         sent[k] = int(ts)
-    lat, done = [], []  # latencies; (completion time, latency, command time, phases)
-    for line in subprocess.run(["kcat", "-C", "-b", BROKER, "-t", "bench.lat.replies", "-o",
+    lat, done = [], []
+    for line in subprocess.run(["kcat", "-C", "-b", BROKER, "-t", topic + ".replies", "-o",
                                 "beginning", "-e", "-q", "-f", "%k %T %h\n"], capture_output=True,
                                text=True).stdout.splitlines():
         parts = line.split(" ", 2)
@@ -483,13 +495,79 @@ def scenario_latency(args, res):
             lat.append(int(parts[1]) - t_cmd)
             done.append((int(parts[1]), lat[-1], t_cmd, phases_of(parts[2])))
     lat.sort()
+    return lat, done
+
+
+def quantiles(lat):
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
-    res.update(latency_rate_per_s=round(rate, 1), latency_commands=len(lat),
-               p50_ms_half_load=q(0.50), p95_ms_half_load=q(0.95), p99_ms_half_load=q(0.99),
-               max_ms_half_load=lat[-1])
-    print(f"\nlatency at {rate:.1f} commands/s (50% of throughput), {len(lat)} commands: "
-          f"p50 {q(0.5)} ms, p95 {q(0.95)} ms, p99 {q(0.99)} ms, max {lat[-1]} ms")
-    res["latency_phases_ms"] = print_phases(done, q(0.99))
+    return {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "max": lat[-1], "n": len(lat)}
+
+
+def scenario_latency(args, res):
+    rate = res["commands_per_s"] * 0.5
+    n = int(rate * args.latency_seconds)
+    copy_population("bench_lat")  # the same start as every tail hypothesis's run
+    cmds = make_commands("bench_lat", n, 3, "lat")
+    lat, done = latency_run("bench_lat", "lat", cmds, rate)
+    psql("postgres", "DROP DATABASE bench_lat WITH (FORCE)")
+    st = quantiles(lat)
+    res.update(latency_rate_per_s=round(rate, 1), latency_commands=st["n"],
+               p50_ms_half_load=st["p50"], p95_ms_half_load=st["p95"],
+               p99_ms_half_load=st["p99"], max_ms_half_load=st["max"])
+    print(f"\nlatency at {rate:.1f} commands/s (50% of throughput), {st['n']} commands: "
+          f"p50 {st['p50']} ms, p95 {st['p95']} ms, p99 {st['p99']} ms, max {st['max']} ms")
+    res["latency_phases_ms"] = print_phases(done, st["p99"])
+
+
+# Each hypothesis about the tail: one change, tested alone against the latency scenario's run
+# (same copy of the population, same commands, same rate). sql: run in the copy first;
+# system: ALTER SYSTEM settings (reset after); live: Prefect's server with its services runs
+# beside (it is stopped otherwise); env: the worker's environment.
+TAIL_HYPOTHESES = [
+    ("trigram index of run names without fastupdate",
+     {"sql": "ALTER INDEX trgm_ix_flow_run_name SET (fastupdate = off)"}),
+    ("no autovacuum on flow_run", {"sql": "ALTER TABLE flow_run SET (autovacuum_enabled = off)"}),
+    ("checkpoints spread (checkpoint_timeout 30 min, max_wal_size 8 GB)",
+     {"system": {"checkpoint_timeout": "1800", "max_wal_size": "8192"}}),
+    ("Prefect's server and its services running beside", {"live": True}),
+]
+
+
+def scenario_tail(args, res):
+    """The tail's hypotheses, each alone, at the latency scenario's rate and backlog."""
+    rate = res["latency_rate_per_s"]
+    n = res["latency_commands"]
+    base = {"p50": res["p50_ms_half_load"], "p95": res["p95_ms_half_load"],
+            "p99": res["p99_ms_half_load"], "max": res["max_ms_half_load"]}
+    print(f"\ntail hypotheses at {rate} commands/s, {n} commands each (ms):")
+    print(f"  {'':<66} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6}")
+    print(f"  {'as in the latency scenario':<66} " +
+          " ".join(f"{base[k]:>6}" for k in ("p50", "p95", "p99", "max")))
+    out = {}
+    for i, (name, h) in enumerate(TAIL_HYPOTHESES):
+        db = "bench_tail"
+        copy_population(db)
+        if h.get("sql"):
+            psql(db, h["sql"])
+        for k, v in h.get("system", {}).items():
+            psql("postgres", f"ALTER SYSTEM SET {k} = {v}")
+        psql("postgres", "SELECT pg_reload_conf()")
+        if h.get("live"):
+            live_server(signal.SIGCONT)
+        try:
+            cmds = make_commands(db, n, 3, "lat")
+            lat, done = latency_run(db, f"tail{i}", cmds, rate, h.get("env"))
+        finally:
+            if h.get("live"):
+                live_server(signal.SIGSTOP)
+            for k in h.get("system", {}):
+                psql("postgres", f"ALTER SYSTEM RESET {k}")
+            psql("postgres", "SELECT pg_reload_conf()")
+            psql("postgres", f"DROP DATABASE {db} WITH (FORCE)")
+        st = quantiles(lat)
+        out[name] = st
+        print(f"  {name:<66} " + " ".join(f"{st[k]:>6}" for k in ("p50", "p95", "p99", "max")))
+    res["tail_hypotheses"] = out
 
 
 PHASES = ("wait", "decode", "claim", "select", "lock", "decide", "write", "record", "commit",
@@ -792,6 +870,8 @@ def run_all(args, res, modes, skip):
     headline_modes(args, res, skip)
     if "latency" not in skip:
         scenario_latency(args, res)
+        if "tail" not in skip:
+            scenario_tail(args, res)
     if "scale" not in skip:
         scenario_scale(args, res)
     if "delivery" not in skip:
