@@ -81,6 +81,23 @@ def rss_mb(pid):
     return None
 
 
+def postgres_cpu_s():
+    """CPU seconds PostgreSQL has used: its live processes, and the backends that exited since
+    its start (the postmaster's reaped children: cutime and cstime), so that a connection
+    closed before the sample still counts."""
+    data = psql("postgres", "SHOW data_directory")
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(os.path.join(data, "postmaster.pid")) as f:
+            master = int(f.readline())
+        with open(f"/proc/{master}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        reaped = (int(fields[13]) + int(fields[14])) / tick
+    except (OSError, ValueError):
+        reaped = 0
+    return cpu_s(postgres_pids()) + reaped
+
+
 def cpu_s(pids):
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
@@ -162,7 +179,7 @@ class Cost:
                                f"JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{self.db}'), "
                                "(SELECT dealloc FROM pg_stat_statements_info)")
         wal, calls, dealloc = row.split("|")
-        return cpu_s(postgres_pids()), int(wal), int(calls), int(dealloc)
+        return postgres_cpu_s(), int(wal), int(calls), int(dealloc)
 
     def start(self):
         self.t0 = self.sample()
@@ -286,7 +303,7 @@ def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=
                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(OUT, f"{group}.{i}.log"), "w"))
              for i in range(workers)]
     rss = {"start": None}
-    pg_before = cpu_s(postgres_pids())
+    pg_before = postgres_cpu_s()
     t0 = time.time()
     marks = sorted(rss_marks)
     while True:
@@ -303,7 +320,7 @@ def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=
     elapsed = time.time() - t0
     rss["end"] = rss_mb(procs[0].pid)
     worker_cpu = cpu_s([p.pid for p in procs])
-    pg_cpu = cpu_s(postgres_pids()) - pg_before
+    pg_cpu = postgres_cpu_s() - pg_before
     for p in procs:
         p.terminate()
     for p in procs:
@@ -478,6 +495,14 @@ def latency_run(db, name, cmds, rate, extra_env=None):
     deadline = time.time() + 600  # bounded: the backlog is done, or 10 minutes pass
     while progress(db, prefix)[0] < len(cmds) and time.time() < deadline:
         time.sleep(0.2)
+    totals = {}  # the worker's own totals per phase (ack included, which no header carries)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("bulkstate_command_phase_seconds_total{"):
+                    totals[line.split('"')[1]] = float(line.split()[-1])
+    except OSError:
+        pass
     w.terminate()
     w.wait(timeout=60)
     sent = {}
@@ -495,7 +520,7 @@ def latency_run(db, name, cmds, rate, extra_env=None):
             lat.append(int(parts[1]) - t_cmd)
             done.append((int(parts[1]), lat[-1], t_cmd, phases_of(parts[2])))
     lat.sort()
-    return lat, done
+    return lat, done, totals
 
 
 def quantiles(lat):
@@ -508,7 +533,7 @@ def scenario_latency(args, res):
     n = int(rate * args.latency_seconds)
     copy_population("bench_lat")  # the same start as every tail hypothesis's run
     cmds = make_commands("bench_lat", n, 3, "lat")
-    lat, done = latency_run("bench_lat", "lat", cmds, rate)
+    lat, done, totals = latency_run("bench_lat", "lat", cmds, rate)
     psql("postgres", "DROP DATABASE bench_lat WITH (FORCE)")
     st = quantiles(lat)
     res.update(latency_rate_per_s=round(rate, 1), latency_commands=st["n"],
@@ -517,6 +542,10 @@ def scenario_latency(args, res):
     print(f"\nlatency at {rate:.1f} commands/s (50% of throughput), {st['n']} commands: "
           f"p50 {st['p50']} ms, p95 {st['p95']} ms, p99 {st['p99']} ms, max {st['max']} ms")
     res["latency_phases_ms"] = print_phases(done, st["p99"])
+    if totals.get("ack") is not None and st["n"]:
+        res["latency_ack_ms_mean"] = round(1000 * totals["ack"] / st["n"], 2)
+        print(f"  then the acknowledgement of its replies (the broker's): "
+              f"{res['latency_ack_ms_mean']} ms per command on average (the worker's totals)")
 
 
 # Each hypothesis about the tail: one change, tested alone against the latency scenario's run
@@ -545,6 +574,11 @@ def scenario_tail(args, res):
           " ".join(f"{base[k]:>6}" for k in ("p50", "p95", "p99", "max")))
     out = {}
     for i, (name, h) in enumerate(TAIL_HYPOTHESES):
+        if args.tail and not any(t in name for t in args.tail.split(",")):
+            continue
+        if h.get("live") and not live_server(0):
+            print(f"  {name:<66} skipped: no Prefect server with its services")
+            continue
         db = "bench_tail"
         copy_population(db)
         if h.get("sql"):
@@ -556,7 +590,7 @@ def scenario_tail(args, res):
             live_server(signal.SIGCONT)
         try:
             cmds = make_commands(db, n, 3, "lat")
-            lat, done = latency_run(db, f"tail{i}", cmds, rate, h.get("env"))
+            lat, done, _ = latency_run(db, f"tail{i}", cmds, rate, h.get("env"))
         finally:
             if h.get("live"):
                 live_server(signal.SIGSTOP)
@@ -601,7 +635,13 @@ def print_phases(done, p99):
         print("  (no bulkstate.phases headers)")
         return None
     names = ("queued", "delivery") + PHASES[1:]
-    groups = [("all", [p for _, p in rows]), (f">= p99 ({p99} ms)", [p for l, p in rows if l >= p99])]
+    # the commands that kept the others waiting: the slowest 1 % by their own time (all but
+    # the wait in Kafka)
+    own = sorted((sum(v for k, v in p.items() if k not in ("wait", "queued", "delivery")), i)
+                 for i, (_, p) in enumerate(rows))
+    slow = [rows[i][1] for _, i in own[-max(1, len(own) // 100):]]
+    groups = [("all", [p for _, p in rows]), (f">= p99 ({p99} ms)", [p for l, p in rows if l >= p99]),
+              ("slowest 1% (own)", slow)]
     out = {}
     print("  where the time went, ms (mean per command; wait in Kafka = queued + delivery):")
     print(f"  {'':<18} " + " ".join(f"{n:>8}" for n in names))
@@ -779,8 +819,10 @@ def live_server(sig):
     if pid_file and os.path.exists(pid_file):
         try:
             os.kill(int(open(pid_file).read()), sig)
+            return True
         except (OSError, ValueError):
             pass
+    return False
 
 
 def ratios(r):
@@ -837,6 +879,8 @@ def main():
     ap.add_argument("--scale-commands", type=int, default=3000)
     ap.add_argument("--delivery-commands", type=int, default=3000)
     ap.add_argument("--delivery-repeats", type=int, default=3)
+    ap.add_argument("--tail", default="",
+                    help="only the tail hypotheses whose names contain one of these (comma-separated)")
     ap.add_argument("--skip", default="", help="comma-separated scenarios to skip")
     ap.add_argument("--durability", default="durable,nondurable",
                     help="PostgreSQL modes for throughput, floor and Prefect, the first one the "

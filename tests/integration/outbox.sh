@@ -3,8 +3,9 @@
 # can (tests/integration/prefect_stub.py): 503s at first (retried, nothing lost), a batch of 7
 # events at most (an outbox row of 30 events is delivered in parts), and 422 for the events of
 # one run (the batch is posted again event by event: only that run's events are set aside in
-# bulkstate.prefect_outbox_refused, the others arrive). Every written state is then delivered
-# exactly once, in commit order per run, and the outbox is empty.
+# bulkstate.prefect_outbox_refused, the others arrive); then Prefect down while PostgreSQL
+# restarts, with events waiting. Every written state is delivered exactly once, in commit
+# order per run, and the outbox is empty.
 source "$(dirname "$0")/lib.sh"
 db() { echo "host=$PGHOST port=$PGPORT user=postgres dbname=$1"; }
 PGOPTIONS="-c client_min_messages=warning" psql -X -q -d postgres -c "DROP DATABASE IF EXISTS ob_test" -c "CREATE DATABASE ob_test" >/dev/null
@@ -16,7 +17,7 @@ X=$P-000000000007 # the run whose events the stand-in refuses
 sql "SELECT bulkstate_dev.new_run(('$P-' || lpad(to_hex(i), 12, '0'))::uuid, 'ob-' || i,
        'RUNNING', '{ob}') FROM generate_series(1, 30) i" >/dev/null
 python3 "$BS_SOURCE_DIR/tests/integration/prefect_stub.py" --port-file "$TMP/port" \
-  --log "$TMP/got.jsonl" --unavailable 3 --refuse-run "$X" &
+  --log "$TMP/got.jsonl" --unavailable 3 --refuse-run "$X" --down-file "$TMP/down" &
 STUB=$!
 trap 'kill $STUB 2>/dev/null; if [ -n "$WORKER_PID" ]; then kill -9 "$WORKER_PID" 2>/dev/null; fi' EXIT
 for i in $(seq 1 100); do [ -s "$TMP/port" ] && break; sleep 0.1; done
@@ -36,16 +37,30 @@ check_eq "second command: 30 accepted" "$(json_field 'sum(x["status"] == "ACCEPT
 check_eq "one outbox row per recorded batch" \
   "$(sql "SELECT count(*) FROM bulkstate.command_result WHERE command_id LIKE 'ob-%' AND event IS NOT NULL")/$(sql "SELECT count(*) <= 2 FROM bulkstate.prefect_outbox")" "60/t"
 
-# bounded: the outbox drains (30 s), or the test fails with what is left
-for i in $(seq 1 300); do
-  [ "$(sql "SELECT count(*) FROM bulkstate.prefect_outbox")" = 0 ] && break
-  sleep 0.1
-done
-check_eq "the outbox drained" "$(sql "SELECT count(*) FROM bulkstate.prefect_outbox")" 0
-check_eq "the refused run's two events set aside, with Prefect's answer" \
-  "$(sql "SELECT count(*), bool_and(flow_run_id = '$X'), bool_and(answer LIKE '%422%') FROM bulkstate.prefect_outbox_refused")" "2|t|t"
+drained() { # bounded: the outbox drains (30 s), or the check fails with what is left
+  for i in $(seq 1 300); do
+    [ "$(sql "SELECT count(*) FROM bulkstate.prefect_outbox")" = 0 ] && break
+    sleep 0.1
+  done
+  check_eq "the outbox drained$1" "$(sql "SELECT count(*) FROM bulkstate.prefect_outbox")" 0
+}
+drained ""
+
+# Prefect down; a third command's events wait in the outbox while PostgreSQL restarts
+touch "$TMP/down"
+printf '{"command_id": "ob-3", "flow_runs": {"tags": {"all_": ["ob"]}}, "state": {"type": "SCHEDULED"}, "force": true}' >"$TMP/c3.json"
+send "$TMP/c3.json"
+check_eq "third command: 30 accepted while Prefect is down" "$(json_field 'sum(x["status"] == "ACCEPT" for x in r)')" 30
+check_eq "its events wait" "$(sql "SELECT sum(events) FROM bulkstate.prefect_outbox")" 30
+"$BS_SOURCE_DIR/scripts/pg.sh" down >/dev/null && "$BS_SOURCE_DIR/scripts/pg.sh" up >/dev/null
+rm -f "$TMP/down"
+drained " after PostgreSQL's restart"
+check_eq "the refused run's events set aside, with Prefect's answer" \
+  "$(sql "SELECT count(*), bool_and(flow_run_id = '$X'), bool_and(answer LIKE '%422%') FROM bulkstate.prefect_outbox_refused")" "3|t|t"
 sql "SELECT s.id, s.flow_run_id FROM flow_run_state s JOIN flow_run r ON r.id = s.flow_run_id
-     WHERE r.name LIKE 'ob-%' AND s.type IN ('CANCELLING', 'CANCELLED') AND s.flow_run_id <> '$X'
+     WHERE r.name LIKE 'ob-%' AND s.type IN ('CANCELLING', 'CANCELLED', 'SCHEDULED')
+       AND s.flow_run_id <> '$X' AND s.id <> (SELECT id FROM flow_run_state
+         WHERE flow_run_id = s.flow_run_id ORDER BY timestamp LIMIT 1)
      ORDER BY s.id" >"$TMP/want"
 python3 - "$TMP/got.jsonl" "$TMP/want" <<'PY' >"$TMP/verdict"
 import json, sys
@@ -55,16 +70,16 @@ ids = [g["id"] for g in got]
 order = {}
 for g in got:
     order.setdefault(g["resource"], []).append(g["event"])
-in_order = all(v == ["prefect.flow-run.Cancelling", "prefect.flow-run.Cancelled"]
-               for v in order.values())
+in_order = all(v == ["prefect.flow-run.Cancelling", "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Scheduled"] for v in order.values())
 print(len(want), set(ids) == set(want), len(ids) == len(set(ids)), in_order,
       max(g["batch"] for g in got) >= 9,
       max(sum(g["batch"] == b for g in got) for b in {g["batch"] for g in got}) <= 7, sep="|")
 PY
-# 58 events (60 less the refused 2), each once, Cancelling before Cancelled for every run,
-# in batches of at most 7 (at least 9 of them)
+# 87 events (90 less the refused 3), each once, in commit order for every run, in batches of
+# at most 7 (at least 9 of them)
 check_eq "delivered: every state but the refused run's, once, in order, in parts" \
-  "$(cat "$TMP/verdict")" "58|True|True|True|True|True"
+  "$(cat "$TMP/verdict")" "87|True|True|True|True|True"
 check_match "the refusal is logged as an error" "$(cat "$WORKER_LOG")" \
   "Prefect refused event .*flow_run_id=$X"
 kill $STUB 2>/dev/null

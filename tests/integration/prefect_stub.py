@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in for Prefect's events API, for fault injection in tests/integration/outbox.sh
 (the real server's behaviour is checked by tests/live/prefect_live.py): POST .../events takes a
-JSON array of events and answers 204, after --unavailable answers of 503 first; a batch holding
+JSON array of events and answers 204, after --unavailable answers of 503 first (and while the
+--down-file exists); a batch holding
 an event about --refuse-run is answered 422, as Prefect answers an event it cannot validate.
 Every accepted event is appended to --log as one JSON line {"id", "resource", "event",
 "batch"}; the listening port is written to --port-file once it listens."""
@@ -16,6 +17,7 @@ ap.add_argument("--port-file", required=True)
 ap.add_argument("--log", required=True)
 ap.add_argument("--unavailable", type=int, default=0)
 ap.add_argument("--refuse-run", default="")
+ap.add_argument("--down-file", default="")
 args = ap.parse_args()
 lock = threading.Lock()
 state = {"unavailable": args.unavailable, "batches": 0}
@@ -38,8 +40,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.path.endswith("/events"):
             return self.answer(404, b'{"detail": "Not Found"}')
         with lock:
-            if state["unavailable"] > 0:
-                state["unavailable"] -= 1
+            if state["unavailable"] > 0 or (args.down_file and os.path.exists(args.down_file)):
+                state["unavailable"] = max(0, state["unavailable"] - 1)
                 return self.answer(503, b'{"detail": "unavailable"}')
             events = json.loads(body)
             if args.refuse_run and any(e["resource"]["prefect.resource.id"] ==
