@@ -11,6 +11,7 @@
 
 /* The oldest outbox rows, expanded into their events (those of the command_result rows each
  * names); a row whose command's records were purged since comes back with a NULL event. */
+/* clang-format off */
 static const char SQL_OUTBOX_TAKE[] =
     "SELECT o.seq, COALESCE(r.seq, -1), " BS_PG_US("o.created") ", "
     "  COALESCE(r.flow_run_id, o.flow_run_id)::text, COALESCE(o.event, r.event) "
@@ -19,6 +20,7 @@ static const char SQL_OUTBOX_TAKE[] =
     "  AND r.seq BETWEEN o.result_seq AND COALESCE(o.result_last, o.result_seq) "
     "  AND r.event IS NOT NULL "
     "ORDER BY o.seq, r.seq LIMIT $1::int";
+/* clang-format on */
 
 /* Delivered events, as (outbox seq, result seq) pairs: a row whose last event went is deleted,
  * another moves past its last delivered event. */
@@ -64,8 +66,8 @@ int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *
     out->n = k;
     PQclear(res);
     if (gone.n > 0) {
-        bs_log(BS_LOG_WARN, "outbox", "%zu outbox rows dropped: their commands' records were deleted",
-               gone.n);
+        bs_log(BS_LOG_WARN, "outbox",
+               "%zu outbox rows dropped: their commands' records were deleted", gone.n);
         return bs_store_outbox_done(st, ar, &gone, 0, gone.n, err);
     }
     return 0;
@@ -88,8 +90,8 @@ int bs_store_outbox_done(bs_store *st, bs_arena *ar, const bs_outbox_rows *r, si
 int bs_store_outbox_refuse(bs_store *st, bs_arena *ar, const bs_outbox_rows *r, size_t i,
                            const char *answer, bs_err *err)
 {
-    const char *p[4] = {bs_arena_printf(ar, "%" PRId64, r->seq[i]), r->flow_run_id[i],
-                        r->event[i], answer};
+    const char *p[4] = {bs_arena_printf(ar, "%" PRId64, r->seq[i]), r->flow_run_id[i], r->event[i],
+                        answer};
     if (bs_store_begin(st, err) < 0) return -1;
     if (bs_pg_exec_ok(st,
                       "INSERT INTO bulkstate.prefect_outbox_refused (seq, flow_run_id, event, "

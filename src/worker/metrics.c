@@ -2,10 +2,6 @@
  * in _total, durations are in seconds, label values are escaped. */
 #include "metrics.h"
 
-const char *const bs_phase_names[BS_PHASES] = {"wait",   "decode", "claim",  "select",
-                                               "lock",   "decide", "write",  "record",
-                                               "commit", "publish", "ack"};
-
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -16,6 +12,10 @@ const char *const bs_phase_names[BS_PHASES] = {"wait",   "decode", "claim",  "se
 
 #include "kafka.h"
 #include "model.h"
+
+const char *const bs_phase_names[BS_PHASES] = {"wait",   "decode",  "claim", "select",
+                                               "lock",   "decide",  "write", "record",
+                                               "commit", "publish", "ack"};
 
 static void hist_init(bs_hist *h, const double *le, size_t n)
 {
@@ -232,8 +232,8 @@ char *bs_metrics_render(bs_metrics *m)
          "Time one-batch commands spent, by phase: wait (in Kafka, queueing included), "
          "decode, claim, select, lock, decide, write, record, commit, publish, ack.");
     for (int i = 0; i < BS_PHASES; i++)
-        add(&b, "bulkstate_command_phase_seconds_total{phase=\"%s\"} %.6f\n",
-            bs_phase_names[i], m->phase_s[i]);
+        add(&b, "bulkstate_command_phase_seconds_total{phase=\"%s\"} %.6f\n", bs_phase_names[i],
+            m->phase_s[i]);
     head(&b, "bulkstate_commands_failed_total", "counter",
          "Commands answered with an error completion or dead-lettered, by error code.");
     for (size_t i = 0; i < m->nfailed; i++)

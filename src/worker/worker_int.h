@@ -57,9 +57,9 @@ struct bs_worker {
     uint64_t n_commands, n_transitions;    /* for STATUS= */
     large_cmd *large[BS_MAX_LARGE];        /* in progress, one batch each per loop turn */
     size_t nlarge;
-    struct {              /* the one-batch command being handled: where its time goes */
-        bool on;          /* off for large commands, whose batches interleave with others */
-        int64_t last_us;  /* monotonic time of the last mark */
+    struct {             /* the one-batch command being handled: where its time goes */
+        bool on;         /* off for large commands, whose batches interleave with others */
+        int64_t last_us; /* monotonic time of the last mark */
         int64_t us[BS_PHASES];
     } ph;
 };
