@@ -111,6 +111,14 @@ def cpu_s(pids):
     return total
 
 
+def live_pids(pid):
+    """The Prefect server with its services and its child processes."""
+    if not pid:
+        return []
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid] + [int(p) for p in out.split()]
+
+
 def postgres_pids():
     out = subprocess.run(["pgrep", "-f", "postgres"], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
@@ -688,6 +696,7 @@ def scenario_delivery(args, res):
             if label == "outbox":
                 os.kill(pid, signal.SIGSTOP)
             cost = Cost(db).start()
+            live0 = cpu_s(live_pids(pid))
             try:
                 elapsed, matched, _, wcpu, pcpu = run_workers(db, topic, f"bench-dv{label}{rep}",
                                                               f"dv{label}", n, 1, extra_env=extra)
@@ -695,11 +704,13 @@ def scenario_delivery(args, res):
                 if label == "outbox":
                     os.kill(pid, signal.SIGCONT)
             c = cost.stop(matched)
+            c["prefect_server_cpu_s"] = round(cpu_s(live_pids(pid)) - live0, 1)
             runs[label].append((matched / elapsed, c))
             psql("postgres", f"DROP DATABASE {db} WITH (FORCE)")
             print(f"delivery {label} #{rep + 1}: {n} commands, {matched} transitions in "
                   f"{elapsed:.1f} s: {matched / elapsed:.1f} transitions/s (CPU: worker "
-                  f"{wcpu:.0f} s, PostgreSQL {pcpu:.0f} s); per transition: PostgreSQL CPU "
+                  f"{wcpu:.0f} s, PostgreSQL {pcpu:.0f} s, Prefect's server "
+                  f"{c['prefect_server_cpu_s']} s); per transition: PostgreSQL CPU "
                   f"{c['pg_cpu_ms']} ms, WAL {c['wal_bytes']} bytes, {c['statements']} statements")
     for label, got in runs.items():
         tps = sorted(t for t, _ in got)
