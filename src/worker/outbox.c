@@ -91,18 +91,21 @@ static void delivered(bs_outbox *ob, const bs_outbox_rows *r, size_t from, size_
  * seconds' worth (a token bucket): Prefect's in-memory event bus holds 10,000 events per
  * subscriber and drops the rest while still answering 204, so a backlog must be fed to it at
  * the pace its services consume, not at once; events arriving below that pace go at once. */
-static void pace(bs_outbox *ob, size_t n)
+static void refill(bs_outbox *ob, double burst)
 {
-    const double burst = 2.0 * ob->rate > (double)n ? 2.0 * ob->rate : (double)n;
-    int64_t now = bs_mono_us();
+    const int64_t now = bs_mono_us();
     ob->tokens += (double)(now - ob->refill_us) * ob->rate / 1e6;
     if (ob->tokens > burst) ob->tokens = burst;
     ob->refill_us = now;
+}
+
+static void pace(bs_outbox *ob, size_t n)
+{
+    const double burst = 2.0 * ob->rate > (double)n ? 2.0 * ob->rate : (double)n;
+    refill(ob, burst);
     if (ob->tokens < (double)n) {
         nap(ob, (int64_t)(((double)n - ob->tokens) * 1000.0 / ob->rate) + 1);
-        now = bs_mono_us();
-        ob->tokens += (double)(now - ob->refill_us) * ob->rate / 1e6;
-        ob->refill_us = now;
+        refill(ob, burst);
     }
     ob->tokens -= (double)n;
 }
