@@ -238,7 +238,6 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
     memset(o, 0, sizeof *o);
     const int dec = decode(w, mode, m, &cmd, &identity, &bi);
     bs_phase_mark(w, BS_PH_DECODE);
-    if (dec < 0 || cmd.cancel_command_id || cmd.max_runs > 0) w->ph.on = false;
     if (dec < 0) return reject(w, mode, m, o, bi.command_id, bi.reply_topic, bi.code, &bi.why, err);
     o->command_id = cmd.command_id;
     o->reply_topic = cmd.reply_topic ? cmd.reply_topic : w->cfg->reply_topic;
@@ -246,8 +245,10 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
     if (cmd.reply_topic != NULL && bs_reply_topic_check(w, cmd.reply_topic, &why) < 0)
         return reject(w, mode, m, o, cmd.command_id, NULL, "invalid_command", &why, err);
     bs_phase_mark(w, BS_PH_DECODE);
-    /* a cancel and a large command complete on their own */
+    /* a cancel and a large command complete on their own (and have no phases: a large
+     * command's batches interleave with other commands) */
     const bool completes_itself = cmd.cancel_command_id || cmd.max_runs > 0;
+    if (completes_itself) w->ph.on = false;
     int rc = cmd.cancel_command_id ? cancel(w, mode, m, &cmd, o, err)
              : cmd.max_runs > 0    ? bs_large_start(w, mode, m, &cmd, identity, o, err)
                                    : run_one(w, mode, m, &cmd, identity, o, err);
@@ -261,10 +262,8 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
         return reject(w, mode, m, o, cmd.command_id, o->reply_topic, bs_settle_reject_code(&why),
                       &why, err);
     }
-    if (rc < 0 || completes_itself) {
-        w->ph.on = false;
-        return rc;
-    }
+    if (rc < 0) w->ph.on = false;
+    if (rc < 0 || completes_itself) return rc;
     bs_metrics_lock(&w->m);
     phases_observe(w);
     w->m.completed[o->kind == BS_OUT_ALREADY ? 1 : 0]++;

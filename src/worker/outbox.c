@@ -1,11 +1,11 @@
 /* outbox: the delivery of state-change events to Prefect's server, on a thread of its own with
  * its own PostgreSQL connection, so Prefect being down, slow or refusing never blocks the
  * command path (until the outbox holds prefect.outbox_max events: then commands wait). The
- * events were written to bulkstate.prefect_outbox in the commands' transactions; this thread
- * posts them in seq order, oldest first (one outbox row per recorded batch, naming its
- * events), and deletes them once Prefect answered 2xx. A crash
- * between the answer and the delete posts them again: Prefect dedupes events by id. One
- * deliverer per database (an advisory lock), so a run's events go out in commit order. */
+ * events were recorded in the commands' transactions (bulkstate.prefect_outbox: one row per
+ * batch, naming its events); this thread posts them in seq order, oldest first, and deletes
+ * them once Prefect answered 2xx. A crash between the answer and the delete posts them
+ * again: Prefect dedupes events by id. One deliverer per database (an advisory lock), so a
+ * run's events go out in commit order. */
 #include "outbox.h"
 
 #include <pthread.h>
@@ -87,10 +87,7 @@ static void delivered(bs_outbox *ob, const bs_outbox_rows *r, size_t from, size_
     bs_metrics_unlock(ob->m);
 }
 
-/* Keeps deliveries at ob->rate events per second on average, in bursts of at most two
- * seconds' worth (a token bucket): Prefect's in-memory event bus holds 10,000 events per
- * subscriber and drops the rest while still answering 204, so a backlog must be fed to it at
- * the pace its services consume, not at once; events arriving below that pace go at once. */
+/* The tokens earned since the last refill, up to burst. */
 static void refill(bs_outbox *ob, double burst)
 {
     const int64_t now = bs_mono_us();
@@ -99,6 +96,10 @@ static void refill(bs_outbox *ob, double burst)
     ob->refill_us = now;
 }
 
+/* Keeps deliveries at ob->rate events per second on average, in bursts of at most two
+ * seconds' worth (a token bucket): Prefect's in-memory event bus holds 10,000 events per
+ * subscriber and drops the rest while still answering 204, so a backlog must be fed to it at
+ * the pace its services consume, not at once; events arriving below that pace go at once. */
 static void pace(bs_outbox *ob, size_t n)
 {
     const double burst = 2.0 * ob->rate > (double)n ? 2.0 * ob->rate : (double)n;

@@ -111,8 +111,8 @@ def cpu_s(pids):
     return total
 
 
-def live_pids(pid):
-    """The Prefect server with its services and its child processes."""
+def process_tree(pid):
+    """pid and its child processes (the Prefect server's workers)."""
     if not pid:
         return []
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
@@ -675,8 +675,7 @@ def scenario_delivery(args, res):
     # "outbox": Prefect's server stopped (SIGSTOP) meanwhile, so the events are only recorded
     # in the outbox: the cost of bulkstate's own part, apart from Prefect's ingestion sharing
     # the machine's cores
-    pid_file = os.environ.get("BS_LIVE_PID_FILE")
-    pid = int(open(pid_file).read()) if pid_file and os.path.exists(pid_file) else None
+    pid = live_pid()
     variants = [("without", {}), ("with", {"BULKSTATE_PREFECT_API_URL": api})]
     if pid:
         variants.append(("outbox", {"BULKSTATE_PREFECT_API_URL": api}))
@@ -696,7 +695,7 @@ def scenario_delivery(args, res):
             if label == "outbox":
                 os.kill(pid, signal.SIGSTOP)
             cost = Cost(db).start()
-            live0 = cpu_s(live_pids(pid))
+            live0 = cpu_s(process_tree(pid))
             try:
                 elapsed, matched, _, wcpu, pcpu = run_workers(db, topic, f"bench-dv{label}{rep}",
                                                               f"dv{label}", n, 1, extra_env=extra)
@@ -704,7 +703,7 @@ def scenario_delivery(args, res):
                 if label == "outbox":
                     os.kill(pid, signal.SIGCONT)
             c = cost.stop(matched)
-            c["prefect_server_cpu_s"] = round(cpu_s(live_pids(pid)) - live0, 1)
+            c["prefect_server_cpu_s"] = round(cpu_s(process_tree(pid)) - live0, 1)
             runs[label].append((matched / elapsed, c))
             psql("postgres", f"DROP DATABASE {db} WITH (FORCE)")
             print(f"delivery {label} #{rep + 1}: {n} commands, {matched} transitions in "
@@ -822,17 +821,26 @@ def scenario_scale(args, res):
           f"{res['two_worker_speedup_3_partitions']} with 3 (split 2:1, at most 1.5)")
 
 
+def live_pid():
+    """The pid of the Prefect server with its services (scripts/prefect.sh start-live), or None."""
+    pid_file = os.environ.get("BS_LIVE_PID_FILE")
+    try:
+        return int(open(pid_file).read()) if pid_file else None
+    except (OSError, ValueError):
+        return None
+
+
 def live_server(sig):
     """Stops (SIGSTOP) or continues (SIGCONT) the Prefect server with its services, which only
     the delivery scenario uses: its services' polling would otherwise share the cores with
-    every other scenario."""
-    pid_file = os.environ.get("BS_LIVE_PID_FILE")
-    if pid_file and os.path.exists(pid_file):
-        try:
-            os.kill(int(open(pid_file).read()), sig)
+    every other scenario. Returns whether there is one (signal 0 only asks)."""
+    pid = live_pid()
+    try:
+        if pid:
+            os.kill(pid, sig)
             return True
-        except (OSError, ValueError):
-            pass
+    except OSError:
+        pass
     return False
 
 
@@ -843,20 +851,20 @@ def ratios(r):
         r["ratio_to_prefect"] = round(r["transitions_per_s"] / r["prefect_transitions_per_s"], 1)
 
 
-def headline_modes(args, res, skip):
+def headline_modes(args, res, modes, skip):
     """throughput, floor and Prefect's endpoint in each durability mode, each on its own copy of
     the population: res (the first mode's figures, the headline), res[mode] for the others."""
-    for i, mode in enumerate(args.durability.split(",")):
+    for i, mode in enumerate(modes):
         r = res if i == 0 else res.setdefault(mode, {})
         r["durability"] = set_durable(mode == "durable")
         db = "bench" if i == 0 else f"bench_{mode}"
         if i > 0:
             copy_population(db)
-        copy_population(f"{db}_floor")
         print(f"\n==== PostgreSQL {mode}: " +
               ", ".join(f"{k}={v}" for k, v in r["durability"].items()))
         cmds = scenario_throughput(args, r, db)
         if "floor" not in skip:
+            copy_population(f"{db}_floor")
             scenario_floor(args, r, cmds, f"{db}_floor")
             psql("postgres", f"DROP DATABASE {db}_floor WITH (FORCE)")
         if "prefect" not in skip:
@@ -864,7 +872,7 @@ def headline_modes(args, res, skip):
         ratios(r)
         if i > 0:
             psql("postgres", f"DROP DATABASE {db} WITH (FORCE)")
-    set_durable(args.durability.split(",")[0] == "durable")
+    set_durable(modes[0] == "durable")
 
 
 def print_cost(res, modes):
@@ -922,7 +930,7 @@ def run_all(args, res, modes, skip):
     print(f"population: 1,000,000 runs with their states, "
           f"{'loaded' if loaded else 'copied from the one kept in ' + PRISTINE} in "
           f"{time.time() - t0:.0f} s")
-    headline_modes(args, res, skip)
+    headline_modes(args, res, modes, skip)
     if "latency" not in skip:
         scenario_latency(args, res)
         if "tail" not in skip:
