@@ -67,6 +67,13 @@ CREATE INDEX IF NOT EXISTS ix_deployment_lease__expiration
 -- The state-change event of each written transition (Prefect's shape, JSON), published to the
 -- optional events topic after commit and again on redelivery. Added after the first release.
 ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS event text;
+-- When the events go to Prefect's server only (no events topic), a written transition keeps
+-- just what its event is built from at delivery: the state written, the run's state before it
+-- (NULL: none) and the run's run_count after it; the rest is read from the rows they name.
+-- Added after the first release.
+ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS state_id uuid;
+ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS prior_state_id uuid;
+ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS run_count bigint;
 
 -- Large commands (max_runs): applied in batches, each its own transaction. The command row is
 -- the checkpoint: where the walk stands (last_id, in Prefect's order, id DESC) and the snapshot
@@ -97,7 +104,8 @@ ALTER TABLE bulkstate.prefect_outbox ALTER COLUMN event DROP NOT NULL;
 ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS command_id text;
 ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS result_seq integer;
 -- One row per recorded batch: the events of command_result rows result_seq..result_last of
--- command_id (those whose event is not NULL; events counts the ones still to deliver). A
+-- command_id (those whose event or state_id is not NULL; events counts the ones still to
+-- deliver). A
 -- delivery that takes part of a batch moves result_seq past what it delivered. Rows without
 -- result_last name one event. Added after the first release.
 ALTER TABLE bulkstate.prefect_outbox ALTER COLUMN flow_run_id DROP NOT NULL;

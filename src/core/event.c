@@ -141,12 +141,17 @@ static json_t *related(const bs_event_context *ctx)
 json_t *bs_event_state_change(const bs_state *initial, const bs_decision *d,
                               const bs_event_context *ctx)
 {
-    const bs_state *v = &d->state;
+    return bs_event_flow_run_state(initial, &d->state, d->run.id.s, d->run.run_count, ctx);
+}
+
+json_t *bs_event_flow_run_state(const bs_state *initial, const bs_state *v, const char *run_id,
+                                int64_t run_count, const bs_event_context *ctx)
+{
     char occurred[48], ts[48], rid[64], count[24], name[512];
     bs_ts_format(v->timestamp, occurred, sizeof occurred);
     iso_python(v->timestamp, ts, sizeof ts);
-    snprintf(rid, sizeof rid, "prefect.flow-run.%s", d->run.id.s);
-    snprintf(count, sizeof count, "%lld", (long long)d->run.run_count);
+    snprintf(rid, sizeof rid, "prefect.flow-run.%s", run_id);
+    snprintf(count, sizeof count, "%lld", (long long)run_count);
     snprintf(name, sizeof name, "prefect.flow-run.%s", v->name ? v->name : "");
     json_t *fr = json_object_get(ctx, "flow_run");
 

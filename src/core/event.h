@@ -22,6 +22,11 @@ typedef json_t bs_event_context;
 json_t *bs_event_state_change(const bs_state *initial, const bs_decision *d,
                               const bs_event_context *ctx);
 
+/* The same from its parts: validated is the state written, run_count the run's after the
+ * transition (what the outbox's deliverer reads back from the written rows). */
+json_t *bs_event_flow_run_state(const bs_state *initial, const bs_state *validated,
+                                const char *run_id, int64_t run_count, const bs_event_context *ctx);
+
 /* Prefect's truncated_to(): NULL → "", longer than limit → head...N additional
  * characters...tail. Returns a new string (malloc). */
 char *bs_event_truncated(const char *s, size_t limit);

@@ -103,6 +103,10 @@ typedef struct bs_record {
     const unsigned char *const *replies;
     const size_t *lens;
     const char *const *events;
+    /* instead of events, for Prefect's outbox alone: what each written transition's event is
+     * built from at delivery (an entry NULL: nothing written) */
+    const char *const *state_ids, *const *prior_ids;
+    const int64_t *run_counts;
     const bs_progress *progress; /* totals, batches, last_id, cancelled */
     bool done;                   /* the command is finished: status 'done' */
     bool store_run_ids;          /* keep run_ids in the row (one-batch commands) */
@@ -167,13 +171,17 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
 /* ---- Prefect's outbox (store_outbox.c) ---- */
 
 /* Undelivered events, oldest first: outbox row seq, then the command_result row (result_seq;
- * -1: an event the outbox row carries itself, as rows written before batches did). */
+ * -1: an event the outbox row carries itself, as rows written before batches did). event NULL:
+ * to be built from validated (the state written), initial (the run's before it; BS_NONE: none)
+ * and run_count, with the run's related objects (bs_store_event_context). */
 typedef struct bs_outbox_rows {
     size_t n;
     int64_t *seq;
     int *result_seq;
     int64_t *created_us;
     const char **flow_run_id, **event;
+    int64_t *run_count;
+    bs_state *validated, *initial;
 } bs_outbox_rows;
 int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *out, bs_err *err);
 /* Rows [from, to) of r delivered: an outbox row goes once all its events have, otherwise it

@@ -145,14 +145,19 @@ static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
 }
 
 /* The replies, and (when $7) one row in Prefect's outbox naming the range of them that carry
- * an event (the event is stored once, in its command_result row). */
+ * an event, or what one is built from (stored once, in its command_result row). */
+/* clang-format off */
 static const char SQL_RECORD_REPLIES[] =
     "WITH outbox AS (INSERT INTO bulkstate.prefect_outbox (command_id, result_seq, result_last, "
-    "  events) SELECT $1, min(u.seq), max(u.seq), count(*) FROM unnest($2::int[], $6::text[]) "
-    "    AS u(seq, e) WHERE $7::boolean AND u.e IS NOT NULL HAVING count(*) > 0) "
-    "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
-    "reply, event) SELECT $1, u.seq, u.fr, u.st, u.r, u.e FROM unnest($2::int[], "
-    "$3::uuid[], $4::text[], $5::bytea[], $6::text[]) AS u(seq, fr, st, r, e)";
+    "  events) SELECT $1, min(u.seq), max(u.seq), count(*) "
+    "  FROM unnest($2::int[], $6::text[], $8::uuid[]) AS u(seq, e, s) "
+    "  WHERE $7::boolean AND (u.e IS NOT NULL OR u.s IS NOT NULL) HAVING count(*) > 0) "
+    "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, reply, event, "
+    "  state_id, prior_state_id, run_count) "
+    "SELECT $1, u.seq, u.fr, u.st, u.r, u.e, u.s, u.p, u.c FROM unnest($2::int[], $3::uuid[], "
+    "  $4::text[], $5::bytea[], $6::text[], $8::uuid[], $9::uuid[], $10::bigint[]) "
+    "  AS u(seq, fr, st, r, e, s, p, c)";
+/* clang-format on */
 
 /* clang-format off */
 static const char SQL_RECORD_PROGRESS[] =
@@ -175,20 +180,28 @@ int bs_store_record(bs_store *st, bs_arena *ar, const char *command_id, const bs
         const char **stat = bs_arena_alloc(ar, sizeof(char *) * cap);
         const char **rep = bs_arena_alloc(ar, sizeof(char *) * cap);
         const char **ev = bs_arena_alloc(ar, sizeof(char *) * cap);
+        const char **cnt = bs_arena_alloc(ar, sizeof(char *) * cap);
         for (size_t i = 0; i < n; i++) {
             seq[i] = bs_arena_printf(ar, "%zu", (size_t)rec->first_seq + i);
             stat[i] = bs_status_name(rec->statuses[i]);
             rep[i] = hex_bytea(ar, rec->replies[i], rec->lens[i]);
             ev[i] = rec->events ? rec->events[i] : NULL;
+            cnt[i] = rec->state_ids && rec->state_ids[i]
+                         ? bs_arena_printf(ar, "%" PRId64, rec->run_counts[i])
+                         : NULL;
         }
-        const char *p[7] = {command_id,
-                            bs_pg_array(ar, seq, n),
-                            bs_pg_array(ar, rec->run_ids, n),
-                            bs_pg_array(ar, stat, n),
-                            bs_pg_array(ar, rep, n),
-                            bs_pg_array(ar, ev, n),
-                            rec->outbox && rec->events ? "t" : "f"};
-        if (bs_pg_exec_prepared_ok(st, SQL_RECORD_REPLIES, 7, p, "record the replies", err) < 0)
+        const bool refs = rec->state_ids != NULL;
+        const char *p[10] = {command_id,
+                             bs_pg_array(ar, seq, n),
+                             bs_pg_array(ar, rec->run_ids, n),
+                             bs_pg_array(ar, stat, n),
+                             bs_pg_array(ar, rep, n),
+                             bs_pg_array(ar, ev, n),
+                             rec->outbox && (rec->events || refs) ? "t" : "f",
+                             refs ? bs_pg_array(ar, rec->state_ids, n) : NULL,
+                             refs ? bs_pg_array(ar, rec->prior_ids, n) : NULL,
+                             refs ? bs_pg_array(ar, cnt, n) : NULL};
+        if (bs_pg_exec_prepared_ok(st, SQL_RECORD_REPLIES, 10, p, "record the replies", err) < 0)
             return -1;
     }
     const bs_progress *g = rec->progress;

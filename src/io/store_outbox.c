@@ -2,25 +2,51 @@
  * its own connection: the oldest events first, deleted once delivered, moved aside when
  * Prefect refuses one. A session advisory lock makes one deliverer per database, so events of
  * one run go out in their commit order whatever the number of workers. */
+#include <jansson.h>
 #include <poll.h>
 
+#include "command.h"
 #include "log.h"
 #include "store_int.h"
 
 #define OUTBOX_LOCK "7301180625" /* pg_advisory_lock key of the deliverer */
 
 /* The oldest outbox rows, expanded into their events (those of the command_result rows each
- * names); a row whose command's records were purged since comes back with a NULL event. */
+ * names): the event stored, or the states its event is built from (the one written and the
+ * run's before it). A row whose command's records were purged since, or whose run was deleted
+ * (its states with it), comes back with neither. */
 /* clang-format off */
+#define STATE_COLS(t) t ".id, " t ".type, " t ".name, " t ".message, " BS_PG_US(t ".timestamp") \
+    ", " t ".state_details::text"
 static const char SQL_OUTBOX_TAKE[] =
     "SELECT o.seq, COALESCE(r.seq, -1), " BS_PG_US("o.created") ", "
-    "  COALESCE(r.flow_run_id, o.flow_run_id)::text, COALESCE(o.event, r.event) "
+    "  COALESCE(r.flow_run_id, o.flow_run_id)::text, COALESCE(o.event, r.event), r.run_count, "
+    "  " STATE_COLS("s") ", " STATE_COLS("p") " "
     "FROM (SELECT * FROM bulkstate.prefect_outbox ORDER BY seq LIMIT $1::int) o "
     "LEFT JOIN bulkstate.command_result r ON o.event IS NULL AND r.command_id = o.command_id "
     "  AND r.seq BETWEEN o.result_seq AND COALESCE(o.result_last, o.result_seq) "
-    "  AND r.event IS NOT NULL "
+    "  AND (r.event IS NOT NULL OR r.state_id IS NOT NULL) "
+    "LEFT JOIN flow_run_state s ON r.event IS NULL AND s.id = r.state_id "
+    "LEFT JOIN flow_run_state p ON r.event IS NULL AND p.id = r.prior_state_id "
     "ORDER BY o.seq, r.seq LIMIT $1::int";
 /* clang-format on */
+
+/* Columns c..c+5 of row i (STATE_COLS) into s; type BS_NONE when the state is not there. */
+static void col_state(const PGresult *res, int i, int c, bs_arena *ar, bs_state *s)
+{
+    memset(s, 0, sizeof *s);
+    bs_details_init(&s->details);
+    s->type = BS_NONE;
+    if (PQgetisnull(res, i, c)) return;
+    bs_pg_col_uuid(res, i, c, &s->id);
+    s->type = bs_state_type_parse(PQgetvalue(res, i, c + 1));
+    s->name = bs_pg_col_str(res, i, c + 2, ar);
+    s->message = bs_pg_col_str(res, i, c + 3, ar);
+    s->timestamp = bs_pg_col_ts(res, i, c + 4);
+    json_t *det = json_loads(PQgetvalue(res, i, c + 5), 0, NULL);
+    bs_details_from_json(det, false, "state_details", ar, &s->details, NULL);
+    json_decref(det);
+}
 
 /* Delivered events, as (outbox seq, result seq) pairs: a row whose last event went is deleted,
  * another moves past its last delivered event. */
@@ -46,13 +72,16 @@ int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *
     out->created_us = bs_arena_alloc(ar, sizeof(int64_t) * cap);
     out->flow_run_id = bs_arena_alloc(ar, sizeof(char *) * cap);
     out->event = bs_arena_alloc(ar, sizeof(char *) * cap);
+    out->run_count = bs_arena_alloc(ar, sizeof(int64_t) * cap);
+    out->validated = bs_arena_alloc(ar, sizeof(bs_state) * cap);
+    out->initial = bs_arena_alloc(ar, sizeof(bs_state) * cap);
     bs_outbox_rows gone = {.seq = bs_arena_alloc(ar, sizeof(int64_t) * cap),
                            .result_seq = bs_arena_alloc(ar, sizeof(int) * cap)};
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const int64_t seq = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
-        if (PQgetisnull(res, (int)i, 4)) { /* its command was purged since: nothing to send */
-            gone.seq[gone.n] = seq;
+        if (PQgetisnull(res, (int)i, 4) && PQgetisnull(res, (int)i, 6)) {
+            gone.seq[gone.n] = seq; /* its command was purged, or its run deleted, since */
             gone.result_seq[gone.n++] = -1;
             continue;
         }
@@ -60,14 +89,19 @@ int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *
         out->result_seq[k] = atoi(PQgetvalue(res, (int)i, 1));
         out->created_us[k] = bs_pg_col_ts(res, (int)i, 2);
         out->flow_run_id[k] = bs_pg_col_str(res, (int)i, 3, ar);
-        out->event[k] = bs_arena_strdup(ar, PQgetvalue(res, (int)i, 4));
+        out->event[k] = bs_pg_col_str(res, (int)i, 4, ar);
+        out->run_count[k] =
+            PQgetisnull(res, (int)i, 5) ? 0 : strtoll(PQgetvalue(res, (int)i, 5), NULL, 10);
+        col_state(res, (int)i, 6, ar, &out->validated[k]);
+        col_state(res, (int)i, 12, ar, &out->initial[k]);
         k++;
     }
     out->n = k;
     PQclear(res);
     if (gone.n > 0) {
         bs_log(BS_LOG_WARN, "outbox",
-               "%zu outbox rows dropped: their commands' records were deleted", gone.n);
+               "%zu outbox events dropped: their commands' records or their runs were deleted",
+               gone.n);
         return bs_store_outbox_done(st, ar, &gone, 0, gone.n, err);
     }
     return 0;

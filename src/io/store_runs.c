@@ -275,12 +275,12 @@ int bs_store_event_context(bs_store *st, bs_arena *ar, const char *const *ids, s
     PGresult *res = bs_pg_exec_prepared(st, SQL_EVENT_CONTEXT, 1, p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return bs_pg_fail(st, res, err, "load the runs' related resources");
-    for (int r = 0; r < PQntuples(res); r++)
+    for (int r = 0; r < PQntuples(res); r++) { /* a run named twice gets its row twice */
+        const char *c = NULL;
         for (size_t i = 0; i < n; i++)
-            if (ctx[i] == NULL && strcmp(ids[i], PQgetvalue(res, r, 0)) == 0) {
-                ctx[i] = bs_arena_strdup(ar, PQgetvalue(res, r, 1));
-                break;
-            }
+            if (ctx[i] == NULL && strcmp(ids[i], PQgetvalue(res, r, 0)) == 0)
+                ctx[i] = c ? c : (c = bs_arena_strdup(ar, PQgetvalue(res, r, 1)));
+    }
     PQclear(res);
     return 0;
 }

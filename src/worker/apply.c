@@ -127,6 +127,28 @@ static int build_events(bs_worker *w, const bs_batch *b, const char ***out, bs_e
     return 0;
 }
 
+/* For Prefect's outbox alone: what each written transition's event is built from when it is
+ * delivered (outbox.c), kept instead of the event itself, so the command's transaction
+ * neither loads the related objects nor stores some 1.2 kB per transition. */
+typedef struct event_refs {
+    const char **state_ids, **prior_ids;
+    int64_t *run_counts;
+} event_refs;
+
+static event_refs refs_of(bs_worker *w, const bs_batch *b)
+{
+    event_refs e = {bs_arena_alloc(w->ar, sizeof(char *) * b->n),
+                    bs_arena_alloc(w->ar, sizeof(char *) * b->n),
+                    bs_arena_alloc(w->ar, sizeof(int64_t) * b->n)};
+    for (size_t i = 0; i < b->n; i++) {
+        const bs_state *cur = &b->runs[i].current;
+        e.state_ids[i] = b->written[i] ? b->d[i].state.id.s : NULL;
+        e.prior_ids[i] = b->written[i] && cur->type != BS_NONE ? cur->id.s : NULL;
+        e.run_counts[i] = b->d[i].run.run_count;
+    }
+    return e;
+}
+
 static void observe(bs_worker *w, const bs_batch *b, int64_t txn_start_us)
 {
     bs_metrics_lock(&w->m);
@@ -161,8 +183,9 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
     bs_replies r;
     if (encode_replies(w, &b, a, &r, err) < 0) goto rollback;
     const bool to_prefect = w->cfg->prefect_api_url[0] != '\0'; /* a replay's too */
-    if ((w->cfg->events_topic[0] || to_prefect) && n > 0 && build_events(w, &b, &r.events, err) < 0)
-        goto rollback;
+    const bool to_topic = w->cfg->events_topic[0] != '\0';
+    if (to_topic && n > 0 && build_events(w, &b, &r.events, err) < 0) goto rollback;
+    const event_refs refs = to_prefect && !to_topic && n > 0 ? refs_of(w, &b) : (event_refs){0};
     bs_progress g = *a->progress; /* the caller's copy changes only once this commits */
     g.matched += (int)n;
     bs_batch_count(&b, g.counts);
@@ -175,6 +198,9 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
                            .replies = (const unsigned char *const *)r.replies,
                            .lens = r.lens,
                            .events = r.events,
+                           .state_ids = refs.state_ids,
+                           .prior_ids = refs.prior_ids,
+                           .run_counts = refs.run_counts,
                            .progress = &g,
                            .done = a->finish,
                            .store_run_ids = !large,

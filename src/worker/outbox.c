@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "event.h"
 #include "ids.h"
 #include "log.h"
 
@@ -54,6 +55,33 @@ static void failed(bs_outbox *ob, const bs_err *err, int64_t *backoff_ms, int64_
     }
     nap(ob, *backoff_ms);
     *backoff_ms = *backoff_ms * 2 > 30000 ? 30000 : *backoff_ms * 2;
+}
+
+/* The events of the rows that name what to build them from: the states the take read and
+ * the runs' related objects as they are now. Returns 0, or -1 with err (the database). */
+static int build(bs_store *st, bs_arena *ar, bs_outbox_rows *r, bs_err *err)
+{
+    const char **ids = bs_arena_alloc(ar, sizeof(char *) * (r->n ? r->n : 1));
+    const char **ctx = bs_arena_alloc(ar, sizeof(char *) * (r->n ? r->n : 1));
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->event[i] == NULL) ids[k++] = r->flow_run_id[i];
+    if (k == 0) return 0;
+    if (bs_store_event_context(st, ar, ids, k, ctx, err) < 0) return -1;
+    k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->event[i] != NULL) continue;
+        json_t *c = ctx[k] ? json_loads(ctx[k], 0, NULL) : NULL;
+        k++;
+        json_t *e = bs_event_flow_run_state(&r->initial[i], &r->validated[i], r->flow_run_id[i],
+                                            r->run_count[i], c ? c : json_object());
+        json_decref(c);
+        char *text = json_dumps(e, JSON_COMPACT);
+        json_decref(e);
+        r->event[i] = bs_arena_strdup(ar, text);
+        free(text);
+    }
+    return 0;
 }
 
 /* The JSON array of events [from, to). */
@@ -221,7 +249,8 @@ static void *run(void *arg)
         size_t nleases = 0;
         if (release_leases(ob, st, ar, &nleases, &err) < 0) goto failure;
         bs_outbox_rows r;
-        if (bs_store_outbox_take(st, ar, ob->batch, &r, &err) < 0) goto lost;
+        if (bs_store_outbox_take(st, ar, ob->batch, &r, &err) < 0 || build(st, ar, &r, &err) < 0)
+            goto lost;
         if (r.n == 0 && nleases == 0) { /* idle: wait for a commit that wrote events */
             if (bs_store_wait_notify(st, 1000, &err) < 0) goto lost;
             continue;
