@@ -5,7 +5,8 @@ JSON array of events and answers 204, after --unavailable answers of 503 first (
 --down-file exists); a batch holding
 an event about --refuse-run is answered 422, as Prefect answers an event it cannot validate.
 Every accepted event is appended to --log as one JSON line {"id", "resource", "event",
-"batch"}; the listening port is written to --port-file once it listens."""
+"batch"}; the listening port is written to --port-file once it listens. Without --log it only
+answers 204 (the benchmark's stand-in for a Prefect server on other machines)."""
 import argparse
 import http.server
 import json
@@ -14,7 +15,7 @@ import threading
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--port-file", required=True)
-ap.add_argument("--log", required=True)
+ap.add_argument("--log", default="")
 ap.add_argument("--unavailable", type=int, default=0)
 ap.add_argument("--refuse-run", default="")
 ap.add_argument("--down-file", default="")
@@ -39,6 +40,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if not self.path.endswith("/events"):
             return self.answer(404, b'{"detail": "Not Found"}')
+        if not args.log:
+            return self.answer(204)
         with lock:
             if state["unavailable"] > 0 or (args.down_file and os.path.exists(args.down_file)):
                 state["unavailable"] = max(0, state["unavailable"] - 1)
