@@ -67,10 +67,10 @@ CREATE INDEX IF NOT EXISTS ix_deployment_lease__expiration
 -- The state-change event of each written transition (Prefect's shape, JSON), published to the
 -- optional events topic after commit and again on redelivery. Added after the first release.
 ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS event text;
--- When the events go to Prefect's server only (no events topic), a written transition keeps
--- just what its event is built from at delivery: the state written, the run's state before it
--- (NULL: none) and the run's run_count after it; the rest is read from the rows they name.
--- Added after the first release.
+-- When the events go to Prefect's server, a written transition keeps what its event is built
+-- from at delivery: the state written, the run's state before it (NULL: none) and the run's
+-- run_count after it; the rest is read from the rows they name. Its event is stored whole only
+-- for an events topic (and then posted as stored). Added after the first release.
 ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS state_id uuid;
 ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS prior_state_id uuid;
 ALTER TABLE bulkstate.command_result ADD COLUMN IF NOT EXISTS run_count bigint;

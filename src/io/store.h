@@ -103,8 +103,8 @@ typedef struct bs_record {
     const unsigned char *const *replies;
     const size_t *lens;
     const char *const *events;
-    /* instead of events, for Prefect's outbox alone: what each written transition's event is
-     * built from at delivery (an entry NULL: nothing written) */
+    /* for Prefect's outbox: what each written transition's event is built from at delivery,
+     * when events holds no copy (an entry NULL: nothing written) */
     const char *const *state_ids, *const *prior_ids;
     const int64_t *run_counts;
     const bs_progress *progress; /* totals, batches, last_id, cancelled */

@@ -127,9 +127,10 @@ static int build_events(bs_worker *w, const bs_batch *b, const char ***out, bs_e
     return 0;
 }
 
-/* For Prefect's outbox alone: what each written transition's event is built from when it is
- * delivered (outbox.c), kept instead of the event itself, so the command's transaction
- * neither loads the related objects nor stores some 1.2 kB per transition. */
+/* For Prefect's outbox: what each written transition's event is built from when it is
+ * delivered (outbox.c), kept instead of the event itself (unless an events topic needs it
+ * now), so the command's transaction neither loads the related objects nor stores some
+ * 1.2 kB per transition. */
 typedef struct event_refs {
     const char **state_ids, **prior_ids;
     int64_t *run_counts;
@@ -144,7 +145,7 @@ static event_refs refs_of(bs_worker *w, const bs_batch *b)
         const bs_state *cur = &b->runs[i].current;
         e.state_ids[i] = b->written[i] ? b->d[i].state.id.s : NULL;
         e.prior_ids[i] = b->written[i] && cur->type != BS_NONE ? cur->id.s : NULL;
-        e.run_counts[i] = b->d[i].run.run_count;
+        e.run_counts[i] = b->written[i] ? b->d[i].run.run_count : 0;
     }
     return e;
 }
@@ -185,7 +186,7 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
     const bool to_prefect = w->cfg->prefect_api_url[0] != '\0'; /* a replay's too */
     const bool to_topic = w->cfg->events_topic[0] != '\0';
     if (to_topic && n > 0 && build_events(w, &b, &r.events, err) < 0) goto rollback;
-    const event_refs refs = to_prefect && !to_topic && n > 0 ? refs_of(w, &b) : (event_refs){0};
+    const event_refs refs = to_prefect && n > 0 ? refs_of(w, &b) : (event_refs){0};
     bs_progress g = *a->progress; /* the caller's copy changes only once this commits */
     g.matched += (int)n;
     bs_batch_count(&b, g.counts);

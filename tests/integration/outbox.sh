@@ -83,5 +83,38 @@ check_eq "delivered: every state but the refused run's, once, in order, in parts
   "$(cat "$TMP/verdict")" "87|True|True|True|True|True"
 check_match "the refusal is logged as an error" "$(cat "$WORKER_LOG")" \
   "Prefect refused event .*flow_run_id=$X"
+
+# The event the deliverer builds from the rows is the one the command's transaction builds.
+# With an events topic too, each result keeps both: the event built in the transaction, and
+# what the deliverer builds one from. Prefect down meanwhile; then the stored copies are set
+# aside and cleared, so that the deliverer builds every event, and the two are compared whole.
+stop_worker
+export BULKSTATE_WORKER_EVENTS_TOPIC=ob.events
+"$BIN" topics 1 >/dev/null || not_ok "create the events topic"
+start_worker || { finish; exit 1; }
+touch "$TMP/down"
+: >"$TMP/got.jsonl"
+printf '{"command_id": "ob-4", "flow_runs": {"tags": {"all_": ["ob"]}}, "state": {"type": "PENDING"}}' >"$TMP/c4.json"
+printf '{"command_id": "ob-5", "flow_runs": {"tags": {"all_": ["ob"]}}, "state": {"type": "RUNNING", "message": "started by ob-5"}}' >"$TMP/c5.json"
+printf '{"command_id": "ob-6", "flow_runs": {"tags": {"all_": ["ob"]}}, "state": {"type": "PAUSED", "name": "Suspended", "state_details": {"pause_reschedule": true}}, "force": true}' >"$TMP/c6.json"
+for c in c4 c5 c6; do
+  send "$TMP/$c.json"
+  check_eq "$c: 30 accepted, Prefect down" "$(json_field 'sum(x["status"] == "ACCEPT" for x in r)')" 30
+done
+sql "CREATE TABLE built_in_txn AS SELECT state_id, event FROM bulkstate.command_result
+     WHERE command_id IN ('ob-4', 'ob-5', 'ob-6') AND event IS NOT NULL AND state_id IS NOT NULL;
+     UPDATE bulkstate.command_result SET event = NULL WHERE command_id IN ('ob-4', 'ob-5', 'ob-6')" >/dev/null
+rm -f "$TMP/down"
+drained " of the events built at delivery"
+sql "SELECT state_id, event FROM built_in_txn WHERE event NOT LIKE '%$X%'" >"$TMP/txn"
+python3 - "$TMP/got.jsonl" "$TMP/txn" <<'PY' >"$TMP/verdict"
+import json, sys
+got = {g["id"]: g["whole"] for g in map(json.loads, open(sys.argv[1]))}
+txn = {l.split("|", 1)[0]: json.loads(l.split("|", 1)[1]) for l in open(sys.argv[2]) if l.strip()}
+same = sum(got.get(i) == e for i, e in txn.items())
+print(len(txn), same, sorted({e["event"] for e in txn.values()}), sep="|")
+PY
+check_eq "built at delivery = built in the transaction, whole, for every run but the refused one" \
+  "$(cat "$TMP/verdict")" "87|87|['prefect.flow-run.Pending', 'prefect.flow-run.Running', 'prefect.flow-run.Suspended']"
 kill $STUB 2>/dev/null
 finish

@@ -5,7 +5,7 @@ JSON array of events and answers 204, after --unavailable answers of 503 first (
 --down-file exists); a batch holding
 an event about --refuse-run is answered 422, as Prefect answers an event it cannot validate.
 Every accepted event is appended to --log as one JSON line {"id", "resource", "event",
-"batch"}; the listening port is written to --port-file once it listens. Without --log it only
+"batch", "whole"}; the listening port is written to --port-file once it listens. Without --log it only
 answers 204 (the benchmark's stand-in for a Prefect server on other machines)."""
 import argparse
 import http.server
@@ -55,7 +55,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for e in events:
                     f.write(json.dumps({"id": e["id"], "event": e["event"],
                                         "resource": e["resource"]["prefect.resource.id"],
-                                        "batch": state["batches"]}) + "\n")
+                                        "batch": state["batches"], "whole": e}) + "\n")
         self.answer(204)
 
 
