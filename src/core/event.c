@@ -189,3 +189,16 @@ json_t *bs_event_flow_run_state(const bs_state *initial, const bs_state *v, cons
     json_object_set_new(e, "follows", tight ? json_string(initial->id.s) : json_null());
     return e;
 }
+
+char *bs_event_json(const bs_state *initial, const bs_state *validated, const char *run_id,
+                    int64_t run_count, const char *ctx_json)
+{
+    json_t *c = ctx_json ? json_loads(ctx_json, 0, NULL) : NULL;
+    json_t *e =
+        bs_event_flow_run_state(initial, validated, run_id, run_count, c ? c : json_object());
+    json_decref(c);
+    char *text = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    if (text == NULL) abort();
+    return text;
+}

@@ -27,6 +27,11 @@ json_t *bs_event_state_change(const bs_state *initial, const bs_decision *d,
 json_t *bs_event_flow_run_state(const bs_state *initial, const bs_state *validated,
                                 const char *run_id, int64_t run_count, const bs_event_context *ctx);
 
+/* The same as compact JSON text (malloc), the related objects given as the JSON text of a
+ * bs_event_context (NULL: none, as for a run gone since). */
+char *bs_event_json(const bs_state *initial, const bs_state *validated, const char *run_id,
+                    int64_t run_count, const char *ctx_json);
+
 /* Prefect's truncated_to(): NULL → "", longer than limit → head...N additional
  * characters...tail. Returns a new string (malloc). */
 char *bs_event_truncated(const char *s, size_t limit);

@@ -114,12 +114,8 @@ static int build_events(bs_worker *w, const bs_batch *b, const char ***out, bs_e
     for (size_t i = 0; i < b->n; i++) {
         events[i] = NULL;
         if (!b->written[i]) continue;
-        json_t *c = ctx[k] ? json_loads(ctx[k], 0, NULL) : NULL;
-        k++;
-        json_t *e = bs_event_state_change(&b->runs[i].current, &b->d[i], c ? c : json_object());
-        json_decref(c);
-        char *text = json_dumps(e, JSON_COMPACT);
-        json_decref(e);
+        char *text = bs_event_json(&b->runs[i].current, &b->d[i].state, b->d[i].run.id.s,
+                                   b->d[i].run.run_count, ctx[k++]);
         events[i] = bs_arena_strdup(w->ar, text);
         free(text);
     }

@@ -1,11 +1,11 @@
 /* outbox: the delivery of state-change events to Prefect's server, on a thread of its own with
  * its own PostgreSQL connection, so Prefect being down, slow or refusing never blocks the
- * command path (until the outbox holds prefect.outbox_max events: then commands wait). The
- * events were recorded in the commands' transactions (bulkstate.prefect_outbox: one row per
- * batch, naming its events); this thread posts them in seq order, oldest first, and deletes
- * them once Prefect answered 2xx. A crash between the answer and the delete posts them
- * again: Prefect dedupes events by id. One deliverer per database (an advisory lock), so a
- * run's events go out in commit order. */
+ * command path (until the outbox holds prefect.outbox_max events: then commands wait). What
+ * the events are built from was recorded in the commands' transactions (bulkstate.prefect_outbox:
+ * one row per batch, naming its results); this thread builds the events, posts them in seq
+ * order, oldest first, and deletes them once Prefect answered 2xx. A crash between the answer and
+ * the delete posts them again: Prefect dedupes events by id. One deliverer per database (an
+ * advisory lock), so a run's events go out in commit order. */
 #include "outbox.h"
 
 #include <pthread.h>
@@ -71,13 +71,8 @@ static int build(bs_store *st, bs_arena *ar, bs_outbox_rows *r, bs_err *err)
     k = 0;
     for (size_t i = 0; i < r->n; i++) {
         if (r->event[i] != NULL) continue;
-        json_t *c = ctx[k] ? json_loads(ctx[k], 0, NULL) : NULL;
-        k++;
-        json_t *e = bs_event_flow_run_state(&r->initial[i], &r->validated[i], r->flow_run_id[i],
-                                            r->run_count[i], c ? c : json_object());
-        json_decref(c);
-        char *text = json_dumps(e, JSON_COMPACT);
-        json_decref(e);
+        char *text = bs_event_json(&r->initial[i], &r->validated[i], r->flow_run_id[i],
+                                   r->run_count[i], ctx[k++]);
         r->event[i] = bs_arena_strdup(ar, text);
         free(text);
     }
