@@ -99,15 +99,15 @@ CREATE TABLE IF NOT EXISTS bulkstate.prefect_outbox (
   created timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 -- An event is stored once: in the command_result row that command_id and result_seq name (the
--- event column is then NULL); rows written before that carry their event themselves.
+-- event column is then NULL), as the event or what it is built from; rows written before that
+-- carry their event themselves.
 ALTER TABLE bulkstate.prefect_outbox ALTER COLUMN event DROP NOT NULL;
 ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS command_id text;
 ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS result_seq integer;
 -- One row per recorded batch: the events of command_result rows result_seq..result_last of
 -- command_id (those whose event or state_id is not NULL; events counts the ones still to
--- deliver). A
--- delivery that takes part of a batch moves result_seq past what it delivered. Rows without
--- result_last name one event. Added after the first release.
+-- deliver). A delivery that takes part of a batch moves result_seq past what it delivered.
+-- Rows without result_last name one event. Added after the first release.
 ALTER TABLE bulkstate.prefect_outbox ALTER COLUMN flow_run_id DROP NOT NULL;
 ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS result_last integer;
 ALTER TABLE bulkstate.prefect_outbox ADD COLUMN IF NOT EXISTS events integer;
