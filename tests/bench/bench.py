@@ -701,7 +701,7 @@ def scenario_delivery(args, res):
                           "BULKSTATE_PREFECT_MAX_EVENTS_PER_S": "100000"})]
     if pid:
         variants.append(("outbox", {"BULKSTATE_PREFECT_API_URL": api}))
-    # each variant on its own copy of the population, so that all three apply the same
+    # each variant on its own copy of the population, so that all of them apply the same
     # commands to the same runs (not to the runs the previous variant already moved); each
     # --delivery-repeats times, in a rotating order (a variant is not always the first on a
     # cold cache); the median of each is compared, and the spread printed
@@ -974,8 +974,6 @@ def run_all(args, res, modes, skip):
         if res.get("scale_w2_p6_transitions_per_s"):  # each side in its best configuration
             res["ratio_two_workers_to_prefect"] = round(
                 res["scale_w2_p6_transitions_per_s"] / res["prefect_transitions_per_s"], 1)
-    with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump(res, f, indent=2)
     print("\nsummary")
     cols = [(m, res if i == 0 else res.get(m, {})) for i, m in enumerate(modes)]
     print(f"  {'':<30} " + " ".join(f"{m:>12}" for m, _ in cols))
@@ -1004,7 +1002,9 @@ def run_all(args, res, modes, skip):
         met = "" if val is None else ("met" if {">=": val >= bound, "<=": val <= bound,
                                                 "<": val < bound}[op] else "NOT met")
         print(f"  {name:<30} {str(val):>10}   target {op} {bound:<6} {met}")
-    print_limits(res)
+    print_limits(res)  # (it adds its figures to res)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(res, f, indent=2)
     print(f"results: {os.path.join(OUT, 'results.json')}")
 
 
