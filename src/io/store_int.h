@@ -53,5 +53,12 @@ const char **bs_pg_col_strings(const PGresult *res, bs_arena *ar, size_t *n);
 const char *bs_pg_ts_param(bs_arena *ar, int64_t us);
 
 #define BS_PG_US(x) "(extract(epoch FROM " x ") * 1000000)::bigint"
+/* A flow_run_state row t's columns, as bs_pg_col_state reads them (six, from c). */
+#define BS_PG_STATE_COLS(t)                                                                        \
+    t ".id, " t ".type, " t ".name, " t                                                            \
+      ".message, " BS_PG_US(t ".timestamp") ", " t ".state_details::text"
+/* Columns c..c+5 of row r (BS_PG_STATE_COLS) into s, strings in ar; type BS_NONE when the
+ * state is not there (its id NULL). data is left NULL. */
+void bs_pg_col_state(const PGresult *res, int r, int c, bs_arena *ar, bs_state *s);
 
 #endif

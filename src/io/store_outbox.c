@@ -2,10 +2,8 @@
  * its own connection: the oldest events first, deleted once delivered, moved aside when
  * Prefect refuses one. A session advisory lock makes one deliverer per database, so events of
  * one run go out in their commit order whatever the number of workers. */
-#include <jansson.h>
 #include <poll.h>
 
-#include "command.h"
 #include "log.h"
 #include "store_int.h"
 
@@ -16,12 +14,10 @@
  * run's before it). A row whose command's records were purged since, or whose run was deleted
  * (its states with it), comes back with neither. */
 /* clang-format off */
-#define STATE_COLS(t) t ".id, " t ".type, " t ".name, " t ".message, " BS_PG_US(t ".timestamp") \
-    ", " t ".state_details::text"
 static const char SQL_OUTBOX_TAKE[] =
     "SELECT o.seq, COALESCE(r.seq, -1), " BS_PG_US("o.created") ", "
     "  COALESCE(r.flow_run_id, o.flow_run_id)::text, COALESCE(o.event, r.event), r.run_count, "
-    "  " STATE_COLS("s") ", " STATE_COLS("p") " "
+    "  " BS_PG_STATE_COLS("s") ", " BS_PG_STATE_COLS("p") " "
     "FROM (SELECT * FROM bulkstate.prefect_outbox ORDER BY seq LIMIT $1::int) o "
     "LEFT JOIN bulkstate.command_result r ON o.event IS NULL AND r.command_id = o.command_id "
     "  AND r.seq BETWEEN o.result_seq AND COALESCE(o.result_last, o.result_seq) "
@@ -30,23 +26,6 @@ static const char SQL_OUTBOX_TAKE[] =
     "LEFT JOIN flow_run_state p ON r.event IS NULL AND p.id = r.prior_state_id "
     "ORDER BY o.seq, r.seq LIMIT $1::int";
 /* clang-format on */
-
-/* Columns c..c+5 of row i (STATE_COLS) into s; type BS_NONE when the state is not there. */
-static void col_state(const PGresult *res, int i, int c, bs_arena *ar, bs_state *s)
-{
-    memset(s, 0, sizeof *s);
-    bs_details_init(&s->details);
-    s->type = BS_NONE;
-    if (PQgetisnull(res, i, c)) return;
-    bs_pg_col_uuid(res, i, c, &s->id);
-    s->type = bs_state_type_parse(PQgetvalue(res, i, c + 1));
-    s->name = bs_pg_col_str(res, i, c + 2, ar);
-    s->message = bs_pg_col_str(res, i, c + 3, ar);
-    s->timestamp = bs_pg_col_ts(res, i, c + 4);
-    json_t *det = json_loads(PQgetvalue(res, i, c + 5), 0, NULL);
-    bs_details_from_json(det, false, "state_details", ar, &s->details, NULL);
-    json_decref(det);
-}
 
 /* Delivered events, as (outbox seq, result seq) pairs: a row whose last event went is deleted,
  * another moves past its last delivered event. */
@@ -92,8 +71,8 @@ int bs_store_outbox_take(bs_store *st, bs_arena *ar, int limit, bs_outbox_rows *
         out->event[k] = bs_pg_col_str(res, (int)i, 4, ar);
         out->run_count[k] =
             PQgetisnull(res, (int)i, 5) ? 0 : strtoll(PQgetvalue(res, (int)i, 5), NULL, 10);
-        col_state(res, (int)i, 6, ar, &out->validated[k]);
-        col_state(res, (int)i, 12, ar, &out->initial[k]);
+        bs_pg_col_state(res, (int)i, 6, ar, &out->validated[k]);
+        bs_pg_col_state(res, (int)i, 12, ar, &out->initial[k]);
         k++;
     }
     out->n = k;

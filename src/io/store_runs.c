@@ -43,7 +43,7 @@ static const char SQL_LOCK[] =
     "  " BS_PG_US("fr.expected_start_time") ", " BS_PG_US("fr.next_scheduled_start_time") ", "
     "  " BS_PG_US("fr.start_time") ", " BS_PG_US("fr.end_time") ", " BS_PG_US("fr.total_run_time") ", "
     "  fr.empirical_policy::text, "
-    "  s.id, s.type, s.name, s.message, " BS_PG_US("s.timestamp") ", s.state_details::text, "
+    "  " BS_PG_STATE_COLS("s") ", "
     "  COALESCE(NULLIF(s.data, 'null'::jsonb), a.data::jsonb)::text, "
     "  ARRAY(SELECT " BS_PG_US("x.timestamp") " FROM flow_run_state x "
     "        WHERE x.flow_run_id = fr.id "
@@ -81,6 +81,22 @@ static void col_bookkeeping(const PGresult *res, int r, int c, int64_t *run_coun
     if (*total == BS_TS_NULL) *total = 0;
 }
 
+void bs_pg_col_state(const PGresult *res, int r, int c, bs_arena *ar, bs_state *s)
+{
+    memset(s, 0, sizeof *s);
+    bs_details_init(&s->details);
+    s->type = BS_NONE;
+    if (PQgetisnull(res, r, c)) return;
+    bs_pg_col_uuid(res, r, c, &s->id);
+    s->type = bs_state_type_parse(PQgetvalue(res, r, c + 1));
+    s->name = bs_pg_col_str(res, r, c + 2, ar);
+    s->message = bs_pg_col_str(res, r, c + 3, ar);
+    s->timestamp = bs_pg_col_ts(res, r, c + 4);
+    json_t *det = json_loads(PQgetvalue(res, r, c + 5), 0, NULL);
+    bs_details_from_json(det, false, "state_details", ar, &s->details, NULL);
+    json_decref(det);
+}
+
 static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
 {
     memset(run, 0, sizeof *run);
@@ -107,18 +123,8 @@ static void load_row(const PGresult *res, int r, bs_arena *ar, bs_run *run)
     json_decref(pol);
 
     bs_state *cur = &run->current;
-    if (PQgetisnull(res, r, 11)) {
-        cur->type = BS_NONE;
-        bs_details_init(&cur->details);
-    } else {
-        bs_pg_col_uuid(res, r, 11, &cur->id);
-        cur->type = bs_state_type_parse(PQgetvalue(res, r, 12));
-        cur->name = bs_pg_col_str(res, r, 13, ar);
-        cur->message = bs_pg_col_str(res, r, 14, ar);
-        cur->timestamp = bs_pg_col_ts(res, r, 15);
-        json_t *det = json_loads(PQgetvalue(res, r, 16), 0, NULL);
-        bs_details_from_json(det, false, "state_details", ar, &cur->details, NULL);
-        json_decref(det);
+    bs_pg_col_state(res, r, 11, ar, cur);
+    if (cur->type != BS_NONE) {
         cur->data = bs_pg_col_str(res, r, 17, ar);
         if (cur->data) {
             json_t *d = json_loads(cur->data, JSON_DECODE_ANY, NULL);
