@@ -3,6 +3,7 @@
  * symbols), so validation has one input shape; encoding walks the other way. */
 #include "codec.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -107,10 +108,16 @@ static void end_tracking(bool free_them)
     }
 }
 
+/* avro-c is built without THREADSAFE (its error text is one static buffer) and the allocator
+ * above keeps one list: every call into avro-c, from any of a worker's threads, holds this. */
+static pthread_mutex_t avro_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void bs_codec_cap_allocations(size_t max_bytes)
 {
+    pthread_mutex_lock(&avro_mu);
     alloc_cap = max_bytes;
     avro_set_allocator(capped_alloc, NULL);
+    pthread_mutex_unlock(&avro_mu);
 }
 
 const char *bs_framing_name(bs_framing f)
@@ -183,7 +190,9 @@ bad:
                         "worker.confluent_command_versions: \"%s\" is not ID:VERSION,...", spec);
 }
 
-bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
+static void codec_free(bs_codec *cd);
+
+static bs_codec *codec_new(const bs_codec_conf *conf, bs_err *err)
 {
     bs_codec *cd = bs_xcalloc(1, sizeof *cd);
     cd->conf = *conf;
@@ -208,7 +217,7 @@ bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
     cd->reader = avro_reader_memory(NULL, 0);
     return cd;
 fail:
-    bs_codec_free(cd);
+    codec_free(cd);
     return NULL;
 }
 
@@ -221,7 +230,7 @@ static void free_sch(sch *s)
     if (s->schema) avro_schema_decref(s->schema);
 }
 
-void bs_codec_free(bs_codec *cd)
+static void codec_free(bs_codec *cd)
 {
     if (cd == NULL) return;
     for (int i = 0; i < BS_NSCHEMAS; i++) {
@@ -454,8 +463,8 @@ json_t *bs_codec_body_to_command(const json_t *body)
 
 /* ---- framing ---- */
 
-int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, bool json,
-                    json_t **out, bs_err *err)
+static int codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, bool json,
+                        json_t **out, bs_err *err)
 {
     const unsigned char *p = buf;
     *out = NULL;
@@ -555,20 +564,20 @@ int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, 
     return 0;
 }
 
-int bs_codec_decode_reply(bs_codec *cd, const void *buf, size_t len, bool json, json_t **out,
-                          bool *is_result, bs_err *err)
+static int codec_decode_reply(bs_codec *cd, const void *buf, size_t len, bool json, json_t **out,
+                              bool *is_result, bs_err *err)
 {
-    if (bs_codec_decode(cd, BS_SCHEMA_RESULT, buf, len, json, out, err) == 0) {
+    if (codec_decode(cd, BS_SCHEMA_RESULT, buf, len, json, out, err) == 0) {
         *is_result = !json || json_object_get(*out, "seq") != NULL;
         return 0;
     }
     memset(err, 0, sizeof *err);
     *is_result = false;
-    return bs_codec_decode(cd, BS_SCHEMA_COMPLETED, buf, len, json, out, err);
+    return codec_decode(cd, BS_SCHEMA_COMPLETED, buf, len, json, out, err);
 }
 
-int bs_codec_encode(bs_codec *cd, bs_schema which, const json_t *j, bs_framing framing,
-                    unsigned char **buf, size_t *len, bs_err *err)
+static int codec_encode(bs_codec *cd, bs_schema which, const json_t *j, bs_framing framing,
+                        unsigned char **buf, size_t *len, bs_err *err)
 {
     *buf = NULL;
     *len = 0;
@@ -618,4 +627,48 @@ int bs_codec_encode(bs_codec *cd, bs_schema which, const json_t *j, bs_framing f
     *buf = out;
     *len = hdr + body;
     return 0;
+}
+
+/* ---- the public calls, one at a time (avro_mu) ---- */
+
+bs_codec *bs_codec_new(const bs_codec_conf *conf, bs_err *err)
+{
+    pthread_mutex_lock(&avro_mu);
+    bs_codec *cd = codec_new(conf, err);
+    pthread_mutex_unlock(&avro_mu);
+    return cd;
+}
+
+void bs_codec_free(bs_codec *cd)
+{
+    pthread_mutex_lock(&avro_mu);
+    codec_free(cd);
+    pthread_mutex_unlock(&avro_mu);
+}
+
+int bs_codec_decode(bs_codec *cd, bs_schema which, const void *buf, size_t len, bool json,
+                    json_t **out, bs_err *err)
+{
+    pthread_mutex_lock(&avro_mu);
+    const int rc = codec_decode(cd, which, buf, len, json, out, err);
+    pthread_mutex_unlock(&avro_mu);
+    return rc;
+}
+
+int bs_codec_decode_reply(bs_codec *cd, const void *buf, size_t len, bool json, json_t **out,
+                          bool *is_result, bs_err *err)
+{
+    pthread_mutex_lock(&avro_mu);
+    const int rc = codec_decode_reply(cd, buf, len, json, out, is_result, err);
+    pthread_mutex_unlock(&avro_mu);
+    return rc;
+}
+
+int bs_codec_encode(bs_codec *cd, bs_schema which, const json_t *j, bs_framing framing,
+                    unsigned char **buf, size_t *len, bs_err *err)
+{
+    pthread_mutex_lock(&avro_mu);
+    const int rc = codec_encode(cd, which, j, framing, buf, len, err);
+    pthread_mutex_unlock(&avro_mu);
+    return rc;
 }

@@ -112,6 +112,9 @@ static const key KEYS[] = {
      "cap of the exponential retry delay"},
     {"worker", "schema_dir", T_STR, O(schema_dir), BS_SOURCE_DIR "/schemas", 0, 0,
      "directory holding the .avsc files"},
+    {"worker", "threads", T_INT, O(threads), "1", 1, BS_MAX_THREADS,
+     "consumers in this process, one thread each with its own PostgreSQL connection: the "
+     "group spreads the partitions over them, each partition handled in order by one"},
 };
 
 static int set_value(bs_config *cfg, const key *k, const char *val, const char *where, FILE *errs)
@@ -413,6 +416,26 @@ void bs_config_free(bs_config *cfg)
     free(cfg->kafka_vals);
     free(cfg->kafka_where);
     free(cfg);
+}
+
+bs_config *bs_config_copy(const bs_config *cfg)
+{
+    bs_config *c = bs_xmalloc(sizeof *c);
+    *c = *cfg;
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+        if (KEYS[i].type == T_STR) {
+            char **f = (char **)((char *)c + KEYS[i].off);
+            if (*f) *f = bs_xstrdup(*f);
+        }
+    c->kafka_keys = bs_xcalloc(cfg->nkafka + 1, sizeof(char *));
+    c->kafka_vals = bs_xcalloc(cfg->nkafka + 1, sizeof(char *));
+    c->kafka_where = bs_xcalloc(cfg->nkafka + 1, sizeof(char *));
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        c->kafka_keys[i] = bs_xstrdup(cfg->kafka_keys[i]);
+        c->kafka_vals[i] = bs_xstrdup(cfg->kafka_vals[i]);
+        c->kafka_where[i] = bs_xstrdup(cfg->kafka_where[i]);
+    }
+    return c;
 }
 
 void bs_config_print_reference(FILE *out)

@@ -15,6 +15,8 @@
 #include "prefect.h"
 #include "store.h"
 
+#define BS_MAX_THREADS 16 /* worker.threads at most */
+
 typedef struct bs_config {
     char *command_topic, *reply_topic, *dlq_topic, *events_topic, *reply_topic_pattern;
     char *confluent_command_versions;
@@ -27,6 +29,7 @@ typedef struct bs_config {
     int retry_backoff_initial_ms, retry_backoff_max_ms, lease_reap_interval_ms;
     int slot_wait_s, lease_ttl_s, batch_pause_ms;
     int statement_timeout_ms, lock_timeout_ms;
+    int threads; /* worker.threads: consumers (lanes) in one worker process */
     int confluent_command_id, confluent_result_id, confluent_completed_id;
     bs_caps caps; /* [limits] */
     size_t nkafka;
@@ -44,6 +47,8 @@ int bs_config_load(const char *path, FILE *errs, bs_config **out);
  * the caller's and must outlive the configuration. */
 int bs_config_load_x(const char *path, char *const *x, size_t nx, FILE *errs, bs_config **out);
 void bs_config_free(bs_config *cfg); /* NULL is a no-op */
+/* A deep copy (each of a worker's threads reads and reloads its own); x stays shared. */
+bs_config *bs_config_copy(const bs_config *cfg);
 /* The commands that talk to Kafka need bootstrap.servers: 1 (and a message) when missing. */
 int bs_config_require_kafka(const bs_config *cfg, FILE *errs);
 /* Sets or replaces a [kafka] key; where ("file:line", NULL: "config") names it in errors. */

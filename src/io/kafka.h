@@ -85,7 +85,8 @@ bs_consumer *bs_consumer_new_range(const bs_kafka_props *props, const char *topi
 bs_msg *bs_range_next(bs_consumer *cons, bs_range *range, bs_err *err);
 
 /* A function that receives librdkafka's statistics JSON (consumer lag), called from the
- * consumer's poll. Set before bs_consumer_new; statistics.interval.ms 0 then becomes 5000. */
+ * consumer's poll. Set before bs_consumer_new, which keeps fn and ctx for the consumer it
+ * makes; statistics.interval.ms 0 then becomes 5000. */
 typedef void bs_stats_hook(const char *json, size_t len, void *ctx);
 void bs_kafka_set_stats_hook(bs_stats_hook *fn, void *ctx);
 /* A consumer with no group, assigned to every partition of topic at its current end (for

@@ -23,6 +23,8 @@ struct bs_consumer {
     } held[64];
     size_t nheld;
     bool paused;
+    bs_stats_hook *stats_hook; /* the hook set when this consumer was made, and its context */
+    void *stats_ctx;
 };
 
 static void pause_held(bs_consumer *cons)
@@ -75,12 +77,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     }
 }
 
+static bs_stats_hook *stats_hook;
+static void *stats_ctx;
+
+void bs_kafka_set_stats_hook(bs_stats_hook *fn, void *ctx)
+{
+    stats_hook = fn;
+    stats_ctx = ctx;
+}
+
 /* Makes the consumer handle; conf is consumed in every case. group: the handle joins a
  * consumer group, so rebalances come to rebalance_cb with the consumer as opaque. */
 static bs_consumer *consumer_from_conf(rd_kafka_conf_t *conf, bool group, bs_err *err)
 {
     char errstr[512];
     bs_consumer *cons = bs_xcalloc(1, sizeof *cons);
+    cons->stats_hook = stats_hook;
+    cons->stats_ctx = stats_ctx;
     if (group) {
         rd_kafka_conf_set_opaque(conf, cons);
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
@@ -96,21 +109,12 @@ static bs_consumer *consumer_from_conf(rd_kafka_conf_t *conf, bool group, bs_err
     return cons;
 }
 
-static bs_stats_hook *stats_hook;
-static void *stats_ctx;
-
-void bs_kafka_set_stats_hook(bs_stats_hook *fn, void *ctx)
-{
-    stats_hook = fn;
-    stats_ctx = ctx;
-}
-
-/* librdkafka's statistics, handed to the hook from the consumer's poll (the worker's thread) */
+/* librdkafka's statistics, handed to the consumer's hook from its poll (its worker thread) */
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
     (void)rk;
-    (void)opaque;
-    if (stats_hook) stats_hook(json, len, stats_ctx);
+    const bs_consumer *cons = opaque;
+    if (cons->stats_hook) cons->stats_hook(json, len, cons->stats_ctx);
     return 0; /* librdkafka frees json */
 }
 

@@ -148,14 +148,14 @@ static event_refs refs_of(bs_worker *w, const bs_batch *b)
 
 static void observe(bs_worker *w, const bs_batch *b, int64_t txn_start_us)
 {
-    bs_metrics_lock(&w->m);
-    bs_hist_observe(&w->m.txn, (double)(bs_mono_us() - txn_start_us) / 1e6);
-    bs_hist_observe(&w->m.batch, (double)b->n);
+    bs_metrics_lock(w->m);
+    bs_hist_observe(&w->m->txn, (double)(bs_mono_us() - txn_start_us) / 1e6);
+    bs_hist_observe(&w->m->batch, (double)b->n);
     for (size_t i = 0; i < b->n; i++) {
-        w->m.status[b->status[i]]++;
-        if (b->written[i]) w->m.by_type[b->runs[i].current.type][b->d[i].state.type]++;
+        w->m->status[b->status[i]]++;
+        if (b->written[i]) w->m->by_type[b->runs[i].current.type][b->d[i].state.type]++;
     }
-    bs_metrics_unlock(&w->m);
+    bs_metrics_unlock(w->m);
 }
 
 int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const char **ids, size_t n,

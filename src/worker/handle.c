@@ -223,7 +223,7 @@ static void phases_observe(bs_worker *w)
 {
     if (!w->ph.on) return;
     for (int i = 0; i < BS_PHASES; i++)
-        w->m.phase_s[i] += (double)w->ph.us[i] / 1e6;
+        w->m->phase_s[i] += (double)w->ph.us[i] / 1e6;
     w->ph.on = false;
 }
 
@@ -264,12 +264,12 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
     }
     if (rc < 0) w->ph.on = false;
     if (rc < 0 || completes_itself) return rc;
-    bs_metrics_lock(&w->m);
+    bs_metrics_lock(w->m);
     phases_observe(w);
-    w->m.completed[o->kind == BS_OUT_ALREADY ? 1 : 0]++;
-    bs_metrics_unlock(&w->m);
-    w->n_commands++;
-    if (o->kind == BS_OUT_APPLIED) w->n_transitions += (uint64_t)o->matched;
+    w->m->completed[o->kind == BS_OUT_ALREADY ? 1 : 0]++;
+    w->m->commands++;
+    if (o->kind == BS_OUT_APPLIED) w->m->transitions += (uint64_t)o->matched;
+    bs_metrics_unlock(w->m);
     bs_log(BS_LOG_INFO, "worker",
            "command done command_id=%s partition=%" PRId32 " offset=%" PRId64
            " matched=%d accepted=%d rejected=%d waited=%d aborted=%d replayed=%d ms=%lld "

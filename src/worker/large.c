@@ -249,10 +249,10 @@ void bs_large_run(bs_worker *w, volatile sig_atomic_t *stop)
             bs_err serr = {0};
             if (bs_consumer_store(w->cons, e->m, &serr) < 0)
                 bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
-            bs_metrics_lock(&w->m);
-            w->m.completed[0]++;
-            bs_metrics_unlock(&w->m);
-            w->n_commands++;
+            bs_metrics_lock(w->m);
+            w->m->completed[0]++;
+            w->m->commands++;
+            bs_metrics_unlock(w->m);
             large_free(w, i, true);
             continue;
         }

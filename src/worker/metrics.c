@@ -31,6 +31,7 @@ void bs_metrics_init(bs_metrics *m)
                                   0.25,  0.5,    1,     2.5,  5,     10};
     memset(m, 0, sizeof *m);
     pthread_mutex_init(&m->mu, NULL);
+    m->threads = 1;
     hist_init(&m->batch, batch, sizeof batch / sizeof batch[0]);
     hist_init(&m->latency, secs, sizeof secs / sizeof secs[0]);
     hist_init(&m->txn, secs, sizeof secs / sizeof secs[0]);
@@ -88,7 +89,7 @@ void bs_metrics_seen(bs_metrics *m, const char *topic, int32_t partition, int64_
     m->seen[i].ts_ms = ts_ms;
 }
 
-int bs_metrics_lag_from_stats(bs_metrics *m, const char *json, size_t len)
+int bs_metrics_lag_from_stats(bs_metrics *m, int lane, const char *json, size_t len)
 {
     json_t *root = json_loadb(json, len, 0, NULL);
     if (root == NULL) return -1;
@@ -107,6 +108,7 @@ int bs_metrics_lag_from_stats(bs_metrics *m, const char *json, size_t len)
             if (part < 0 || !json_is_integer(cl) || json_integer_value(cl) < 0 || n == 256 ||
                 (state && strcmp(state, "none") == 0))
                 continue;
+            lag[n].lane = lane;
             snprintf(lag[n].topic, sizeof lag[n].topic, "%s", tname);
             lag[n].partition = (int32_t)part;
             lag[n].lag = json_integer_value(cl);
@@ -127,6 +129,8 @@ int bs_metrics_lag_from_stats(bs_metrics *m, const char *json, size_t len)
                                    ? (now_ms - (double)m->seen[j].ts_ms) / 1e3
                                    : 0;
     }
+    for (size_t i = 0; i < m->nlag && n < 256; i++) /* the other threads' partitions stay */
+        if (m->lag[i].lane != lane) lag[n++] = m->lag[i];
     memcpy(m->lag, lag, sizeof(bs_lag) * n);
     m->nlag = n;
     bs_metrics_unlock(m);
@@ -291,6 +295,11 @@ char *bs_metrics_render(bs_metrics *m)
     add(&b, "bulkstate_inflight_commands %d\n", m->inflight);
     head(&b, "bulkstate_assigned_partitions", "gauge", "Partitions assigned to this worker.");
     add(&b, "bulkstate_assigned_partitions %d\n", m->assigned);
+    head(&b, "bulkstate_thread_assigned_partitions", "gauge",
+         "Partitions assigned to each of the worker's threads (worker.threads).");
+    for (int i = 0; i < m->threads && i < BS_METRICS_THREADS; i++)
+        add(&b, "bulkstate_thread_assigned_partitions{thread=\"%d\"} %d\n", i,
+            m->thread_assigned[i]);
     if (m->prefect_on) {
         head(&b, "bulkstate_prefect_outbox_events", "gauge",
              "State-change events committed and not yet accepted by Prefect's server.");

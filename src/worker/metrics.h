@@ -1,5 +1,5 @@
 /* metrics: the worker's counters, gauges and histograms, and their Prometheus text rendering.
- * Updated by the worker's thread, read by the HTTP server's thread: every call takes the
+ * Updated by the worker's threads, read by the HTTP server's thread: every call takes the
  * registry's mutex. No I/O. */
 #ifndef BS_METRICS_H
 #define BS_METRICS_H
@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BS_HIST_MAX 16
+#define BS_HIST_MAX        16
+#define BS_METRICS_THREADS 16 /* worker.threads at most (BS_MAX_THREADS) */
 
 /* Where a command's time goes, from the worker's own clocks: waiting in Kafka (the record's
  * timestamp to the worker taking it: its delivery and any queueing behind earlier commands),
@@ -40,6 +41,7 @@ typedef struct bs_hist {
 } bs_hist;
 
 typedef struct bs_lag {
+    int lane; /* the worker thread whose consumer reported it */
     char topic[128];
     int32_t partition;
     int64_t lag;
@@ -71,9 +73,13 @@ typedef struct bs_metrics {
     size_t nlag;
     bs_seen seen[256];
     size_t nseen;
-    char group[128]; /* the consumer group (label of the lag metrics) */
-    int inflight, assigned;
-    bool db_ok, backoff;
+    char group[128];        /* the consumer group (label of the lag metrics) */
+    int inflight, assigned; /* over the worker's threads */
+    int threads;            /* worker.threads */
+    int thread_assigned[BS_METRICS_THREADS];
+    int backoff; /* threads retrying after a transient failure now */
+    bool db_ok;
+    uint64_t commands, transitions; /* settled commands, their runs (systemd STATUS=) */
     char db_error[160], backoff_error[160];
     /* delivery of events to Prefect's server ([prefect] api_url; off: prefect_on false) */
     bool prefect_on;
@@ -94,9 +100,10 @@ void bs_metrics_failed(bs_metrics *m, const char *code);
 void bs_metrics_seen(bs_metrics *m, const char *topic, int32_t partition, int64_t ts_ms);
 void bs_hist_observe(bs_hist *h, double v);
 
-/* Replaces the lag table from librdkafka's statistics JSON (topics.*.partitions.*.consumer_lag
- * of the partitions this consumer has assigned). Returns -1 when the JSON is unreadable. */
-int bs_metrics_lag_from_stats(bs_metrics *m, const char *json, size_t len);
+/* Replaces the lag entries of a worker thread (lane) from its consumer's librdkafka statistics
+ * JSON (topics.*.partitions.*.consumer_lag of the partitions it has assigned). Returns -1 when
+ * the JSON is unreadable. */
+int bs_metrics_lag_from_stats(bs_metrics *m, int lane, const char *json, size_t len);
 
 /* The Prometheus text exposition (version 0.0.4) of the registry, malloc'ed. */
 char *bs_metrics_render(bs_metrics *m);

@@ -2,6 +2,7 @@
  * notify protocol (READY, WATCHDOG, STATUS), the SIGHUP reload, and librdkafka's statistics
  * (consumer lag) into the metrics. */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 void bs_periodic_on_stats(const char *json, size_t len, void *ctx)
 {
     bs_worker *w = ctx;
-    if (bs_metrics_lag_from_stats(&w->m, json, len) < 0)
+    if (bs_metrics_lag_from_stats(w->m, w->lane, json, len) < 0)
         bs_log(BS_LOG_DEBUG, "worker", "unreadable librdkafka statistics");
 }
 
@@ -21,6 +22,7 @@ void bs_periodic_on_stats(const char *json, size_t len, void *ctx)
  * (a failure is logged and tried again at the next interval). */
 void bs_periodic_reap(bs_worker *w)
 {
+    if (w->lane != 0) return; /* one reaper per process */
     int64_t now = bs_now_us();
     if (now < w->next_reap_us) return;
     w->next_reap_us = now + (int64_t)w->cfg->lease_reap_interval_ms * 1000;
@@ -32,47 +34,64 @@ void bs_periodic_reap(bs_worker *w)
     else if (leases > 0) {
         bs_log(BS_LOG_INFO, "worker", "lease reaper: expired_leases=%d slots_freed=%d", leases,
                slots);
-        bs_metrics_lock(&w->m);
-        w->m.reaped_slots += (uint64_t)slots;
-        bs_metrics_unlock(&w->m);
+        bs_metrics_lock(w->m);
+        w->m->reaped_slots += (uint64_t)slots;
+        bs_metrics_unlock(w->m);
     }
     bs_arena_reset(w->ar);
 }
 
-/* systemd: READY=1 once partitions are assigned and PostgreSQL answered; WATCHDOG=1 from the
- * loop. All no-ops outside systemd. */
+/* systemd: READY=1 once partitions are assigned and PostgreSQL answered; WATCHDOG=1 while
+ * every thread's loop turns. All no-ops outside systemd. Each thread keeps its share of the
+ * assigned partitions in the metrics; the main thread (lane 0) speaks for the process. */
 void bs_periodic_notify(bs_worker *w)
 {
-    int assigned = bs_consumer_assigned(w->cons);
-    bs_metrics_lock(&w->m);
-    w->m.assigned = assigned;
-    bool db_ok = w->m.db_ok;
-    bs_metrics_unlock(&w->m);
-    if (!w->ready_sent && assigned > 0 && db_ok) {
+    const int assigned = bs_consumer_assigned(w->cons);
+    const int64_t now = bs_mono_us();
+    atomic_store(&w->turn_us, now);
+    bs_metrics_lock(w->m);
+    w->m->assigned += assigned - w->m->thread_assigned[w->lane];
+    w->m->thread_assigned[w->lane] = assigned;
+    const int total = w->m->assigned;
+    const bool db_ok = w->m->db_ok;
+    bs_metrics_unlock(w->m);
+    if (w->lane != 0) return;
+    if (!w->ready_sent && total > 0 && db_ok) {
         char msg[160];
-        snprintf(msg, sizeof msg, "READY=1\nSTATUS=ready: %d partitions assigned", assigned);
+        snprintf(msg, sizeof msg, "READY=1\nSTATUS=ready: %d partitions assigned", total);
         bs_notify(msg);
         w->ready_sent = true;
-        bs_log(BS_LOG_INFO, "worker", "ready partitions=%d", assigned);
+        bs_log(BS_LOG_INFO, "worker", "ready partitions=%d threads=%zu", total, w->nlanes);
     }
-    int64_t now = bs_mono_us();
     if (w->watchdog_us > 0 && now >= w->next_watchdog_us) {
-        bs_notify("WATCHDOG=1");
+        /* a thread stuck longer than the interval withholds the ping: systemd restarts us */
+        size_t stuck = 0;
+        for (size_t i = 1; i < w->nlanes; i++)
+            if (now - atomic_load(&w->lanes[i]->turn_us) > w->watchdog_us) stuck = i;
+        if (stuck == 0)
+            bs_notify("WATCHDOG=1");
+        else
+            bs_log(BS_LOG_WARN, "worker", "thread %zu has not turned for %lld ms: no watchdog ping",
+                   stuck, (long long)((now - atomic_load(&w->lanes[stuck]->turn_us)) / 1000));
         w->next_watchdog_us = now + w->watchdog_us;
     }
 }
 
-/* STATUS=: a one-line summary, after each command. */
+/* STATUS=: a one-line summary, after each command (the process's figures). */
 void bs_periodic_status(bs_worker *w)
 {
+    bs_metrics_lock(w->m);
+    const uint64_t commands = w->m->commands, transitions = w->m->transitions;
+    const int assigned = w->m->assigned;
+    bs_metrics_unlock(w->m);
     char msg[200];
     snprintf(msg, sizeof msg, "STATUS=%" PRIu64 " commands, %" PRIu64 " runs; %d partitions",
-             w->n_commands, w->n_transitions, bs_consumer_assigned(w->cons));
+             commands, transitions, assigned);
     bs_notify(msg);
 }
 
 /* SIGHUP: the reloadable keys are applied; a config that does not load is not, and the log
- * says why. */
+ * says why. Every thread reloads its own copy; the main thread's reload is the one logged. */
 void bs_periodic_reload(bs_worker *w, const char *path)
 {
     char *errs = NULL, *changes = NULL;
@@ -81,7 +100,13 @@ void bs_periodic_reload(bs_worker *w, const char *path)
     int rc = bs_config_reload(w->cfg, path, ef, cf);
     fclose(ef);
     fclose(cf);
-    for (char *line = strtok(changes, "\n"); line; line = strtok(NULL, "\n"))
+    if (w->lane != 0) {
+        free(errs);
+        free(changes);
+        return;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(changes, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
         bs_log(BS_LOG_INFO, "worker", "reload: %s", line);
     if (rc < 0) {
         for (char *p = errs; p && *p; p++)

@@ -226,11 +226,11 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
         }
         bs_log(BS_LOG_WARN, "worker", "error completion not sent: %s", cerr2.msg);
     }
-    bs_metrics_lock(&w->m);
-    w->m.completed[2]++;
-    w->m.dlq++;
-    bs_metrics_failed(&w->m, code);
-    bs_metrics_unlock(&w->m);
+    bs_metrics_lock(w->m);
+    w->m->completed[2]++;
+    w->m->dlq++;
+    bs_metrics_failed(w->m, code);
+    bs_metrics_unlock(w->m);
     return 0;
 }
 

@@ -4,10 +4,19 @@
  * consumer keeps polling (group membership), or stop. A command's offset is stored only after
  * its transaction committed and every reply and its completion were acknowledged; a crash
  * anywhere before that redelivers the command, which then finds its record 'done' and
- * republishes the stored replies instead of applying anything again. */
+ * republishes the stored replies instead of applying anything again.
+ *
+ * worker.threads > 1 runs that loop in as many lanes, one thread each, each with a consumer of
+ * its own in the group (as Kafka Streams runs one consumer per stream thread): the group
+ * spreads the partitions over the lanes, rebalances reach each lane's consumer in its own
+ * poll, between two commands, and a partition's commands keep their order in the one lane it
+ * is assigned to. What holds between two worker processes holds between two lanes. */
 #include "worker.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,18 +26,37 @@
 #include "settle.h"
 #include "worker_int.h"
 
+_Static_assert(BS_MAX_THREADS <= BS_METRICS_THREADS, "a gauge for every thread");
+
 static const bs_mode WORKER_MODE = {.publish = true, .dead_letter = true};
 
-static bs_worker *worker_new(bs_config *cfg, bool replay, bs_err *err)
+/* One lane. main NULL: lane 0, which makes what the process shares (metrics, HTTP endpoint,
+ * Prefect's outbox); otherwise lane `lane` of main, with cfg its own copy. */
+static bs_worker *worker_new(bs_config *cfg, bs_worker *main, int lane, bool replay, bs_err *err)
 {
     bs_worker *w = bs_xcalloc(1, sizeof *w);
     w->cfg = cfg;
-    bs_metrics_init(&w->m);
-    const char *group = bs_config_get_kafka(cfg, "group.id");
-    snprintf(w->m.group, sizeof w->m.group, "%s", group ? group : "");
-    if (!replay && cfg->metrics_listen[0] &&
-        (w->http = bs_http_start(cfg->metrics_listen, &w->m, err)) == NULL)
-        goto fail;
+    w->lane = lane;
+    w->main = main ? main : w;
+    if (main == NULL) {
+        w->m = bs_xcalloc(1, sizeof *w->m);
+        bs_metrics_init(w->m);
+        const char *group = bs_config_get_kafka(cfg, "group.id");
+        snprintf(w->m->group, sizeof w->m->group, "%s", group ? group : "");
+        if (!replay && cfg->metrics_listen[0] &&
+            (w->http = bs_http_start(cfg->metrics_listen, w->m, err)) == NULL)
+            goto fail;
+    } else {
+        w->m = main->m;
+        w->outbox = main->outbox;
+        /* static membership: every member of the group needs an instance id of its own */
+        const char *instance = bs_config_get_kafka(cfg, "group.instance.id");
+        if (instance != NULL) {
+            char id[256];
+            snprintf(id, sizeof id, "%s-%d", instance, lane);
+            bs_config_set_kafka(cfg, "group.instance.id", id, "worker.threads");
+        }
+    }
     w->ar = bs_arena_new();
     char why[256];
     if (bs_topic_pattern_compile(cfg->reply_topic_pattern, &w->reply_re, why, sizeof why) < 0) {
@@ -53,17 +81,19 @@ static bs_worker *worker_new(bs_config *cfg, bool replay, bs_err *err)
         nanosleep(&ts, NULL);
         if (backoff >= 5000) goto fail;
     }
-    w->m.db_ok = true;
+    w->m->db_ok = true;
     const bs_kafka_props kp = bs_config_kafka_props(cfg);
     if ((w->prod = bs_producer_new(&kp, err)) == NULL) goto fail;
-    bs_kafka_set_stats_hook(w->http ? bs_periodic_on_stats : NULL, w);
+    bs_kafka_set_stats_hook(w->main->http ? bs_periodic_on_stats : NULL, w);
     /* a replay reads the log on its own, outside the consumer group */
     if (!replay && (w->cons = bs_consumer_new(&kp, cfg->command_topic, err)) == NULL) goto fail;
-    if (!replay && cfg->prefect_api_url[0] &&
-        (w->outbox = bs_outbox_start(cfg, &w->m, err)) == NULL)
-        goto fail;
-    w->watchdog_us = bs_notify_watchdog_interval_us();
-    bs_failpoint_setup();
+    if (main == NULL) {
+        if (!replay && cfg->prefect_api_url[0] &&
+            (w->outbox = bs_outbox_start(cfg, w->m, err)) == NULL)
+            goto fail;
+        w->watchdog_us = bs_notify_watchdog_interval_us();
+        bs_failpoint_setup();
+    }
     return w;
 fail:
     bs_worker_free(w);
@@ -72,30 +102,60 @@ fail:
 
 bs_worker *bs_worker_new(bs_config *cfg, bs_err *err)
 {
-    return worker_new(cfg, false, err);
+    bs_worker *w = worker_new(cfg, NULL, 0, false, err);
+    if (w == NULL) return NULL;
+    w->lanes[w->nlanes++] = w;
+    for (int i = 1; i < cfg->threads; i++) {
+        bs_worker *lane = worker_new(bs_config_copy(cfg), w, i, false, err);
+        if (lane == NULL) {
+            bs_worker_free(w);
+            return NULL;
+        }
+        w->lanes[w->nlanes++] = lane;
+    }
+    w->m->threads = (int)w->nlanes;
+    return w;
 }
 
 bs_worker *bs_worker_new_replay(bs_config *cfg, bs_err *err)
 {
-    return worker_new(cfg, true, err);
+    bs_worker *w = worker_new(cfg, NULL, 0, true, err);
+    if (w != NULL) w->lanes[w->nlanes++] = w;
+    return w;
 }
 
 void bs_worker_free(bs_worker *w)
 {
     if (w == NULL) return;
+    for (size_t i = w->nlanes; i-- > 1;) /* lane 0 frees the others first: they use its parts */
+        bs_worker_free(w->lanes[i]);
     bs_large_release_all(w, NULL);
-    bs_outbox_stop(w->outbox);
+    if (w->lane == 0) bs_outbox_stop(w->outbox);
     bs_consumer_close(w->cons);
     bs_producer_free(w->prod, w->cfg->flush_timeout_ms);
     bs_store_free(w->store);
     bs_codec_free(w->codec);
     bs_arena_free(w->ar);
-    bs_http_stop(w->http);
-    bs_metrics_destroy(&w->m);
     for (size_t i = 0; i < w->n_known_topics; i++)
         free(w->known_topics[i]);
     if (w->reply_re_set) regfree(&w->reply_re);
+    if (w->lane == 0) {
+        bs_http_stop(w->http);
+        bs_metrics_destroy(w->m);
+        free(w->m);
+    } else {
+        bs_config_free(w->cfg);
+    }
     free(w);
+}
+
+/* This lane's part of the in-flight gauge: the command in hand (if any) and its large ones. */
+static void set_inflight(bs_worker *w, int n)
+{
+    bs_metrics_lock(w->m);
+    w->m->inflight += n - w->inflight;
+    w->inflight = n;
+    bs_metrics_unlock(w->m);
 }
 
 static int64_t jitter(int64_t ms)
@@ -129,13 +189,13 @@ static void back_off(bs_worker *w, const bs_msg *m, int64_t delay, const bs_err 
     bs_arena_reset(w->ar);
     bs_err dberr = {0};
     bool db_ok = bs_store_check(w->store, &dberr) == 0;
-    bs_metrics_lock(&w->m);
-    w->m.retries++;
-    w->m.backoff = true;
-    w->m.db_ok = db_ok;
-    snprintf(w->m.db_error, sizeof w->m.db_error, "%s", dberr.msg);
-    snprintf(w->m.backoff_error, sizeof w->m.backoff_error, "%s", why->msg);
-    bs_metrics_unlock(&w->m);
+    bs_metrics_lock(w->m);
+    w->m->retries++;
+    w->m->backoff++;
+    w->m->db_ok = db_ok;
+    snprintf(w->m->db_error, sizeof w->m->db_error, "%s", dberr.msg);
+    snprintf(w->m->backoff_error, sizeof w->m->backoff_error, "%s", why->msg);
+    bs_metrics_unlock(w->m);
     bs_consumer_pause(w->cons, true);
     const int64_t until = bs_mono_ms() + delay;
     while (!*stop && bs_mono_ms() < until) {
@@ -150,9 +210,9 @@ static void back_off(bs_worker *w, const bs_msg *m, int64_t delay, const bs_err 
         bs_periodic_notify(w);
     }
     bs_consumer_pause(w->cons, false);
-    bs_metrics_lock(&w->m);
-    w->m.backoff = false;
-    bs_metrics_unlock(&w->m);
+    bs_metrics_lock(w->m);
+    w->m->backoff--;
+    bs_metrics_unlock(w->m);
 }
 
 /* One message, until it is settled, the partition is revoked or a stop is asked. Returns
@@ -181,10 +241,10 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
         switch (bs_settle_decide(rc == 0 ? NULL : &herr, rejecting, poisoned)) {
         case BS_SETTLE_DONE: {
             if (o.kind == BS_OUT_RUNNING) return 1; /* settled when its last batch is */
-            bs_metrics_lock(&w->m);
-            bs_hist_observe(&w->m.latency, (double)(bs_mono_us() - taken_us) / 1e6);
-            w->m.db_ok = true;
-            bs_metrics_unlock(&w->m);
+            bs_metrics_lock(w->m);
+            bs_hist_observe(&w->m->latency, (double)(bs_mono_us() - taken_us) / 1e6);
+            w->m->db_ok = true;
+            bs_metrics_unlock(w->m);
             bs_periodic_status(w);
             bs_failpoint("before_offset");
             bs_err serr = {0};
@@ -217,20 +277,27 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
     }
 }
 
-int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload_flag,
-                  const char *config_path, bs_err *err)
+/* SIGHUP: lane 0 reloads when the signal asked, then the other lanes follow it. */
+static void reload_if_asked(bs_worker *w, volatile sig_atomic_t *reload_flag)
 {
-    bs_log(BS_LOG_INFO, "worker", "started topic=%s group=%s reply_topic=%s framing=%s",
-           w->cfg->command_topic, bs_config_get_kafka(w->cfg, "group.id"), w->cfg->reply_topic,
-           bs_framing_name(w->framing));
-    srand((unsigned)bs_now_us());
+    if (w->lane == 0 && reload_flag && *reload_flag) {
+        *reload_flag = 0;
+        bs_periodic_reload(w, w->config_path);
+        atomic_fetch_add(&w->reload_gen, 1);
+    } else if (w->lane != 0 && atomic_load(&w->main->reload_gen) != w->reloads_seen) {
+        w->reloads_seen = atomic_load(&w->main->reload_gen);
+        bs_periodic_reload(w, w->config_path);
+    }
+}
+
+/* One lane's loop, until *w->stop: 0, or -1 with err. */
+static int lane_loop(bs_worker *w, volatile sig_atomic_t *reload_flag, bs_err *err)
+{
+    volatile sig_atomic_t *stop = w->stop;
     int rc = 0;
     while (!*stop) {
         bs_err perr = {0};
-        if (reload_flag && *reload_flag) {
-            *reload_flag = 0;
-            bs_periodic_reload(w, config_path);
-        }
+        reload_if_asked(w, reload_flag);
         const bool hold = bs_outbox_full(w->outbox); /* Prefect is behind: commands wait */
         if (hold != w->outbox_held) {
             bs_log(hold ? BS_LOG_WARN : BS_LOG_INFO, "worker", "%s",
@@ -253,32 +320,87 @@ int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic
         bs_producer_poll(w->prod);
         bs_periodic_notify(w);
         bs_periodic_reap(w);
+        reload_if_asked(w, reload_flag); /* again: a message the poll returned sees it */
         if (m == NULL) {
             if (perr.fatal) {
                 *err = perr;
-                return -1;
+                rc = -1;
+                break;
             }
             continue;
         }
-        bs_metrics_lock(&w->m);
-        w->m.consumed++;
-        bs_metrics_seen(&w->m, m->topic, m->partition, m->timestamp_ms);
-        w->m.inflight = (int)w->nlarge + 1;
-        bs_metrics_unlock(&w->m);
+        bs_metrics_lock(w->m);
+        w->m->consumed++;
+        bs_metrics_seen(w->m, m->topic, m->partition, m->timestamp_ms);
+        bs_metrics_unlock(w->m);
+        set_inflight(w, (int)w->nlarge + 1);
         const int kept = settle_message(w, m, stop, err);
         w->cur = NULL;
         if (kept != 1) bs_msg_free(m);
         bs_arena_reset(w->ar);
-        bs_metrics_lock(&w->m);
-        w->m.inflight = (int)w->nlarge; /* large commands still in progress */
-        bs_metrics_unlock(&w->m);
+        set_inflight(w, (int)w->nlarge); /* large commands still in progress */
         if (kept < 0) {
             rc = -1;
             break;
         }
     }
     if (rc == 0) bs_large_release_all(w, "stopping");
+    return rc;
+}
+
+static void *lane_thread(void *arg)
+{
+    bs_worker *w = arg;
+    w->rc = lane_loop(w, NULL, &w->err);
+    if (w->rc < 0) {
+        bs_log(BS_LOG_ERROR, "worker", "thread %d failed, stopping the worker: %s", w->lane,
+               w->err.msg);
+        *w->stop = 1; /* the process stops as a whole: systemd restarts it */
+    }
+    return NULL;
+}
+
+int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload_flag,
+                  const char *config_path, bs_err *err)
+{
+    bs_log(BS_LOG_INFO, "worker", "started topic=%s group=%s reply_topic=%s framing=%s threads=%zu",
+           w->cfg->command_topic, bs_config_get_kafka(w->cfg, "group.id"), w->cfg->reply_topic,
+           bs_framing_name(w->framing), w->nlanes);
+    srand((unsigned)bs_now_us());
+    for (size_t i = 0; i < w->nlanes; i++) {
+        w->lanes[i]->stop = stop;
+        w->lanes[i]->config_path = config_path;
+        atomic_store(&w->lanes[i]->turn_us, bs_mono_us());
+    }
+    /* signals go to this thread: the lanes' threads start with them blocked */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = 0;
+    for (size_t i = 1; i < w->nlanes && rc == 0; i++) {
+        const int e = pthread_create(&w->lanes[i]->thread, NULL, lane_thread, w->lanes[i]);
+        if (e != 0) {
+            bs_err_fatal(err, BS_EINVAL, "could not start worker thread %zu: %s", i, strerror(e));
+            rc = -1;
+        }
+        w->lanes[i]->started = e == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0) rc = lane_loop(w, reload_flag, err);
+    if (rc < 0) *stop = 1;
     bs_notify("STOPPING=1");
     bs_log(BS_LOG_INFO, "worker", "stopping");
+    for (size_t i = 1; i < w->nlanes; i++) {
+        if (!w->lanes[i]->started) continue;
+        pthread_join(w->lanes[i]->thread, NULL);
+        w->lanes[i]->started = false;
+        if (rc == 0 && w->lanes[i]->rc < 0) {
+            *err = w->lanes[i]->err;
+            rc = -1;
+        }
+    }
     return rc;
 }

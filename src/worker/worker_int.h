@@ -1,5 +1,6 @@
 /* worker_int: what the worker's files share. Not for use outside src/worker/.
- *   worker.c    the loop: poll, handle, settle (retry with backoff, dead-letter, stop);
+ *   worker.c    the loop: poll, handle, settle (retry with backoff, dead-letter, stop); the
+ *               threads (lanes) of worker.threads, one loop each;
  *   handle.c    one message: decode, validate, cancel, start a large command, or apply;
  *   apply.c     the pipeline of one batch, shared by every kind of command;
  *   large.c     large commands (max_runs): batches with a checkpoint, round robin;
@@ -11,7 +12,9 @@
 #ifndef BS_WORKER_INT_H
 #define BS_WORKER_INT_H
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,8 +36,15 @@
 
 typedef struct large_cmd large_cmd;
 
+/* A worker process runs worker.threads lanes. Each lane is a bs_worker of its own, run by its
+ * own thread: its consumer (a member of the group: the group spreads the partitions over the
+ * lanes, and a partition is handled in order by the one lane it is assigned to), producer,
+ * PostgreSQL connection, codec, arena and large commands. They share the metrics registry, the
+ * HTTP endpoint and Prefect's outbox, which lane 0 owns. Lane 0 runs on the caller's thread and
+ * also does what the process does once: the lease reaper, systemd's notifications, the logged
+ * reload. */
 struct bs_worker {
-    bs_config *cfg; /* SIGHUP applies the reloadable keys in place */
+    bs_config *cfg; /* SIGHUP applies the reloadable keys in place (lanes > 0: their own copy) */
     bs_codec *codec;
     bs_store *store;
     bs_consumer *cons; /* NULL in a replay worker */
@@ -48,14 +58,27 @@ struct bs_worker {
     char *known_topics[64]; /* reply topics seen to exist */
     size_t n_known_topics;
     int64_t next_reap_us; /* when the expired-lease reaper runs next */
-    bs_metrics m;         /* read by the HTTP thread under its mutex */
+    bs_metrics *m;        /* the process's registry (lane 0's), under its mutex */
     bs_http *http;
     bs_outbox *outbox;                     /* NULL unless [prefect] api_url is set */
     bool outbox_held;                      /* the consumer is paused until the outbox has room */
     bool ready_sent;                       /* systemd READY=1 */
     int64_t watchdog_us, next_watchdog_us; /* WATCHDOG=1 interval, 0 = no watchdog */
-    uint64_t n_commands, n_transitions;    /* for STATUS= */
-    large_cmd *large[BS_MAX_LARGE];        /* in progress, one batch each per loop turn */
+    int lane;                              /* 0: the caller's thread; 1..: threads of their own */
+    bs_worker *lanes[BS_MAX_THREADS];      /* lane 0: every lane, itself first */
+    size_t nlanes;
+    bs_worker *main;             /* lane 0 */
+    int inflight;                /* this lane's part of the metrics' in-flight gauge */
+    _Atomic int64_t turn_us;     /* when this lane's loop last turned (lane 0's watchdog) */
+    _Atomic unsigned reload_gen; /* lane 0: its reloads so far; the others follow */
+    unsigned reloads_seen;
+    const char *config_path;     /* what a reload reads */
+    volatile sig_atomic_t *stop; /* the process's stop flag: set by a signal or a failed lane */
+    pthread_t thread;
+    bool started;
+    int rc; /* a lane's loop: 0, or -1 with err */
+    bs_err err;
+    large_cmd *large[BS_MAX_LARGE]; /* in progress, one batch each per loop turn */
     size_t nlarge;
     struct {             /* the one-batch command being handled: where its time goes */
         bool on;         /* off for large commands, whose batches interleave with others */

@@ -32,8 +32,13 @@ def sql(q):
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
+THREADS = 1  # worker.threads of every worker started (--threads)
+
+
 class Scenario:
     def __init__(self, name, n_runs, n_cmds, seed, sel_min=1, sel_max=5, partitions=3):
+        if THREADS > 1:  # records, topics and run ids of their own
+            name = f"{name}-t{THREADS}"
         self.name = name
         self.prefix = f"ft-{name}"
         self.partitions = partitions
@@ -49,7 +54,8 @@ class Scenario:
                         BULKSTATE_KAFKA_GROUP_ID=f"{self.prefix}-group",
                         BULKSTATE_KAFKA_SESSION_TIMEOUT_MS="6000",
                         BULKSTATE_KAFKA_HEARTBEAT_INTERVAL_MS="1000",
-                        BULKSTATE_KAFKA_AUTO_COMMIT_INTERVAL_MS="500")
+                        BULKSTATE_KAFKA_AUTO_COMMIT_INTERVAL_MS="500",
+                        BULKSTATE_WORKER_THREADS=str(THREADS))
         rng = random.Random(seed)
         # run ids: UUIDv7-shaped, one prefix per scenario
         tag = sum(map(ord, name)) % 4096
@@ -249,14 +255,16 @@ def services_scenario(args, log):
 
 
 def overlap_scenario(args, log):
-    """4 workers in one group (4 partitions), 10,000 commands of 5..20 runs out of 50: heavily
-    overlapping lock sets. No deadlock may reach a user (every completion without error), and
-    every effect applies once."""
+    """4 consumers in one group (4 partitions: 4 workers, or 4 / --threads workers of that many
+    threads each), 10,000 commands of 5..20 runs out of 50: heavily overlapping lock sets. No
+    deadlock may reach a user (every completion without error), and every effect applies
+    once."""
     sc = Scenario("overlap", 50, args.commands, args.seed + 11, sel_min=5, sel_max=20,
                   partitions=4)
     sc.setup()
     t0 = time.time()
-    workers = [sc.start_worker(log=log, instance=i, static=False) for i in range(4)]
+    nworkers = max(1, 4 // THREADS)
+    workers = [sc.start_worker(log=log, instance=i, static=False) for i in range(nworkers)]
     deadline = time.time() + 900
     while sc.done() < len(sc.cmds) and time.time() < deadline:
         time.sleep(0.5)
@@ -268,7 +276,8 @@ def overlap_scenario(args, log):
     log.flush()
     with open(args.log) as f:
         text = f.read()
-    print(f"4 workers: {sc.done()} commands in {elapsed:.0f} s; deadlocks retried="
+    print(f"{nworkers} workers of {THREADS} threads: {sc.done()} commands in {elapsed:.0f} s; "
+          f"deadlocks retried="
           f"{text.count('deadlock')}, transient failures retried={text.count('transient failure')}",
           flush=True)
     # a deadlock surfacing to a user would be an error completion: verify() counts those
@@ -487,7 +496,10 @@ def main():
     ap.add_argument("--faults", type=int, default=50)
     ap.add_argument("--seed", type=int, default=20261128)
     ap.add_argument("--log", default=os.devnull)
+    ap.add_argument("--threads", type=int, default=1, help="worker.threads of every worker")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     with open(args.log, "a") as log:
         scenarios = {"kill": kill_scenario, "services": services_scenario,
                      "overlap": overlap_scenario, "poison": poison_scenario,

@@ -68,15 +68,24 @@ int main(void)
     free(body);
     m.assigned = 3;
     m.db_ok = true;
-    m.backoff = true;
+    m.backoff = 1;
     snprintf(m.backoff_error, sizeof m.backoff_error, "%s", "connection refused");
     CHECK_INT(bs_metrics_ready(&m, &body), 0);
     CHECK_STR(body, "retrying after a transient failure: connection refused\n");
     free(body);
-    m.backoff = false;
+    m.backoff = 0;
     CHECK_INT(bs_metrics_ready(&m, &body), 1);
     CHECK_STR(body, "ready\n");
     free(body);
+    /* the partitions of each of the worker's threads */
+    m.threads = 2;
+    m.thread_assigned[0] = 2;
+    m.thread_assigned[1] = 1;
+    t = bs_metrics_render(&m);
+    CHECK(has(t, "bulkstate_thread_assigned_partitions{thread=\"0\"} 2\n"));
+    CHECK(has(t, "bulkstate_thread_assigned_partitions{thread=\"1\"} 1\n"));
+    CHECK(strstr(t, "thread=\"2\"") == NULL);
+    free(t);
 
     /* lag from librdkafka statistics: assigned partitions only, the UA partition -1 skipped */
     static const char stats[] =
@@ -92,7 +101,7 @@ int main(void)
     const int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     bs_metrics_seen(&m, "bulkstate.commands", 0, now_ms - 3000);
     bs_metrics_seen(&m, "bulkstate.commands", 2, now_ms - 9000);
-    CHECK_INT(bs_metrics_lag_from_stats(&m, stats, sizeof stats - 1), 0);
+    CHECK_INT(bs_metrics_lag_from_stats(&m, 0, stats, sizeof stats - 1), 0);
     t = bs_metrics_render(&m);
     CHECK(has(t, "bulkstate_consumer_lag{topic=\"bulkstate.commands\",partition=\"0\",group=\""
                  "bulkstate\"} 12\n"));
@@ -110,7 +119,26 @@ int main(void)
     CHECK(strstr(t, "partition=\"-1\"") == NULL);
     CHECK(has(t, "bulkstate_ready 1\n"));
     free(t);
-    CHECK_INT(bs_metrics_lag_from_stats(&m, "{nope", 5), -1);
+    /* a second thread's consumer reports partition 4: the first thread's entries stay; a
+     * report replaces only the entries of the thread it comes from */
+    const char stats4[] =
+        "{\"topics\": {\"bulkstate.commands\": {\"partitions\": {\"4\": "
+        "{\"partition\": 4, \"fetch_state\": \"active\", \"consumer_lag\": 7}}}}}";
+    CHECK_INT(bs_metrics_lag_from_stats(&m, 1, stats4, sizeof stats4 - 1), 0);
+    CHECK_INT(bs_metrics_lag_from_stats(&m, 0, stats, sizeof stats - 1), 0);
+    t = bs_metrics_render(&m);
+    CHECK(has(t, "bulkstate_consumer_lag{topic=\"bulkstate.commands\",partition=\"0\",group=\""
+                 "bulkstate\"} 12\n"));
+    CHECK(has(t, "bulkstate_consumer_lag{topic=\"bulkstate.commands\",partition=\"4\",group=\""
+                 "bulkstate\"} 7\n"));
+    free(t);
+    CHECK_INT(bs_metrics_lag_from_stats(&m, 1, "{\"topics\": {}}", 14), 0);
+    t = bs_metrics_render(&m);
+    CHECK(strstr(t, "partition=\"4\"") == NULL);
+    CHECK(has(t, "bulkstate_consumer_lag{topic=\"bulkstate.commands\",partition=\"0\",group=\""
+                 "bulkstate\"} 12\n"));
+    free(t);
+    CHECK_INT(bs_metrics_lag_from_stats(&m, 0, "{nope", 5), -1);
     bs_metrics_destroy(&m);
     return t_done();
 }
