@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -10,13 +11,14 @@
 
 #include "text.h"
 
-static bs_log_level min_level = BS_LOG_INFO;
-static int as_json;
+/* set by a reload on the main thread, read by every thread (librdkafka's too) */
+static _Atomic int min_level = BS_LOG_INFO;
+static _Atomic int as_json;
 
 void bs_log_setup(bs_log_level level, int json)
 {
-    min_level = level;
-    as_json = json;
+    atomic_store(&min_level, (int)level);
+    atomic_store(&as_json, json);
 }
 
 int bs_log_level_parse(const char *s)
@@ -34,7 +36,7 @@ void bs_log(bs_log_level level, const char *module, const char *fmt, ...)
     struct timespec now;
     struct tm tm;
     va_list ap;
-    if (level < min_level) return;
+    if ((int)level < atomic_load(&min_level)) return;
     va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
@@ -45,7 +47,7 @@ void bs_log(bs_log_level level, const char *module, const char *fmt, ...)
     gmtime_r(&now.tv_sec, &tm);
     snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
-    if (as_json) {
+    if (atomic_load(&as_json)) {
         json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "ts", ts, "level", n[level], "module", module,
                               "msg", msg);
         char *line = json_dumps(o, JSON_COMPACT);

@@ -2,6 +2,7 @@
  * SIGKILL itself the Nth time it reaches point NAME (before_commit, after_commit,
  * between_replies, before_offset, batch_before_commit, batch_after_commit). */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,8 @@
 #include "worker_int.h"
 
 static char fp_name[32];
-static long fp_nth, fp_seen;
+static long fp_nth;
+static atomic_long fp_seen; /* over the worker's threads */
 
 void bs_failpoint_setup(void)
 {
@@ -24,7 +26,9 @@ void bs_failpoint_setup(void)
 
 void bs_failpoint(const char *name)
 {
-    if (fp_name[0] == '\0' || strcmp(name, fp_name) != 0 || ++fp_seen != fp_nth) return;
+    if (fp_name[0] == '\0' || strcmp(name, fp_name) != 0 ||
+        atomic_fetch_add(&fp_seen, 1) + 1 != fp_nth)
+        return;
     bs_log(BS_LOG_WARN, "worker", "failpoint %s reached: SIGKILL", name);
     raise(SIGKILL);
 }

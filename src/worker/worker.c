@@ -81,7 +81,9 @@ static bs_worker *worker_new(bs_config *cfg, bs_worker *main, int lane, bool rep
         nanosleep(&ts, NULL);
         if (backoff >= 5000) goto fail;
     }
+    bs_metrics_lock(w->m); /* the HTTP thread may be reading */
     w->m->db_ok = true;
+    bs_metrics_unlock(w->m);
     const bs_kafka_props kp = bs_config_kafka_props(cfg);
     if ((w->prod = bs_producer_new(&kp, err)) == NULL) goto fail;
     bs_kafka_set_stats_hook(w->main->http ? bs_periodic_on_stats : NULL, w);
@@ -113,7 +115,9 @@ bs_worker *bs_worker_new(bs_config *cfg, bs_err *err)
         }
         w->lanes[w->nlanes++] = lane;
     }
+    bs_metrics_lock(w->m);
     w->m->threads = (int)w->nlanes;
+    bs_metrics_unlock(w->m);
     return w;
 }
 

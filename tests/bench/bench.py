@@ -20,7 +20,7 @@ Scenarios (each prints a table; all figures go to build/bench/results.json):
               completion timestamp, p50/p95/p99/max, and where the time went (the worker's
               phase clocks, its completions' bulkstate.phases header)
   tail        the latency run again once per hypothesis about the tail, one change each
-  scale       1 and 2 workers, 1, 3 and 6 partitions
+  scale       1 and 2 workers, 1, 3 and 6 partitions; 1 worker of 2 and 3 threads
   delivery    events to Prefect's server with its services on: the command path's throughput
               without delivery, with it, and with the outbox only; the delay to Prefect
 """
@@ -567,6 +567,7 @@ TAIL_HYPOTHESES = [
     ("checkpoints spread (checkpoint_timeout 30 min, max_wal_size 8 GB)",
      {"system": {"checkpoint_timeout": "1800", "max_wal_size": "8192"}}),
     ("Prefect's server and its services running beside", {"live": True}),
+    ("worker.threads 3: one thread per partition", {"env": {"BULKSTATE_WORKER_THREADS": "3"}}),
 ]
 
 
@@ -821,34 +822,48 @@ def scenario_delivery(args, res):
               f"the cores")
 
 
+# (workers, partitions, worker.threads)
+SCALE_ROWS = [(1, 1, 1), (1, 3, 1), (1, 6, 1), (2, 1, 1), (2, 3, 1), (2, 6, 1), (1, 6, 2), (1, 6, 3)]
+
+
 def scenario_scale(args, res):
     print("\nscale (same backlog each time):")
-    print(f"  {'workers':>7} {'partitions':>10} {'transitions/s':>14} {'worker CPU s':>12} "
-          f"{'PostgreSQL CPU s':>16} {'wall s':>7} {'CPU busy':>8}")
+    print(f"  {'workers':>7} {'threads':>7} {'partitions':>10} {'transitions/s':>14} "
+          f"{'worker CPU s':>12} {'PostgreSQL CPU s':>16} {'wall s':>7} {'CPU busy':>8}")
     tps = {}
     # 6 partitions as well: with 3, two workers split the partitions 2:1, so the second worker
-    # can add at most half (1.5x) whatever the worker does; 6 split evenly
-    for i, (workers, parts) in enumerate([(1, 1), (1, 3), (1, 6), (2, 1), (2, 3), (2, 6)]):
+    # can add at most half (1.5x) whatever the worker does; 6 split evenly. Then one worker of
+    # 2 and 3 threads (worker.threads) against two workers of one
+    for i, (workers, parts, threads) in enumerate(SCALE_ROWS):
         prefix = f"sc{i}"
         topic = f"bench.scale{i}"
         cmds = make_commands("bench", args.scale_commands, 10 + i, prefix)
         topics("bench", topic, parts)
         produce(topic, cmds, parts)
-        elapsed, matched, _, wcpu, pcpu = run_workers("bench", topic, f"bench-{prefix}", prefix,
-                                                      len(cmds), workers)
-        tps[(workers, parts)] = matched / elapsed
+        elapsed, matched, _, wcpu, pcpu = run_workers(
+            "bench", topic, f"bench-{prefix}", prefix, len(cmds), workers,
+            extra_env={"BULKSTATE_WORKER_THREADS": str(threads)})
+        tps[(workers, parts, threads)] = matched / elapsed
         # the share of the machine's cores the workers and PostgreSQL kept busy: which resource
         # saturates
         busy = (wcpu + pcpu) / (elapsed * os.cpu_count())
-        print(f"  {workers:>7} {parts:>10} {matched / elapsed:>14.1f} {wcpu:>12.1f} {pcpu:>16.1f} "
-              f"{elapsed:>7.1f} {busy:>8.0%}")
-        res[f"scale_w{workers}_p{parts}_transitions_per_s"] = round(matched / elapsed, 1)
-        res[f"scale_w{workers}_p{parts}_cpu_busy"] = round(busy, 3)
-        res[f"scale_w{workers}_p{parts}_postgres_cpu_share"] = round(pcpu / (wcpu + pcpu), 3)
-    res["two_worker_speedup"] = round(tps[(2, 6)] / tps[(1, 6)], 2)
-    res["two_worker_speedup_3_partitions"] = round(tps[(2, 3)] / tps[(1, 3)], 2)
+        print(f"  {workers:>7} {threads:>7} {parts:>10} {matched / elapsed:>14.1f} {wcpu:>12.1f} "
+              f"{pcpu:>16.1f} {elapsed:>7.1f} {busy:>8.0%}")
+        key = f"scale_w{workers}_p{parts}" + (f"_t{threads}" if threads > 1 else "")
+        res[f"{key}_transitions_per_s"] = round(matched / elapsed, 1)
+        res[f"{key}_cpu_busy"] = round(busy, 3)
+        res[f"{key}_postgres_cpu_share"] = round(pcpu / (wcpu + pcpu), 3)
+    res["two_worker_speedup"] = round(tps[(2, 6, 1)] / tps[(1, 6, 1)], 2)
+    res["two_worker_speedup_3_partitions"] = round(tps[(2, 3, 1)] / tps[(1, 3, 1)], 2)
     print(f"  2 workers / 1: {res['two_worker_speedup']} with 6 partitions, "
           f"{res['two_worker_speedup_3_partitions']} with 3 (split 2:1, at most 1.5)")
+    best = max(((1, 6, t) for t in (2, 3)), key=lambda k: tps[k])
+    res["threads_best"] = best[2]
+    res["threads_speedup"] = round(tps[best] / tps[(1, 6, 1)], 2)
+    res["threads_to_two_workers"] = round(tps[best] / tps[(2, 6, 1)], 2)
+    res["scale_best_one_worker_transitions_per_s"] = round(tps[best], 1)
+    print(f"  1 worker of {best[2]} threads / 1 worker of 1: {res['threads_speedup']}; "
+          f"/ 2 workers of 1: {res['threads_to_two_workers']} (6 partitions)")
 
 
 def live_pid():
@@ -974,6 +989,9 @@ def run_all(args, res, modes, skip):
         if res.get("scale_w2_p6_transitions_per_s"):  # each side in its best configuration
             res["ratio_two_workers_to_prefect"] = round(
                 res["scale_w2_p6_transitions_per_s"] / res["prefect_transitions_per_s"], 1)
+        if res.get("scale_best_one_worker_transitions_per_s"):
+            res["ratio_threads_to_prefect"] = round(
+                res["scale_best_one_worker_transitions_per_s"] / res["prefect_transitions_per_s"], 1)
     print("\nsummary")
     cols = [(m, res if i == 0 else res.get(m, {})) for i, m in enumerate(modes)]
     print(f"  {'':<30} " + " ".join(f"{m:>12}" for m, _ in cols))
@@ -989,11 +1007,14 @@ def run_all(args, res, modes, skip):
     print(f"\ntargets ({modes[0]})")
     targets = [("transitions_per_s / prefect", res.get("ratio_to_prefect"), ">=", 25),
                ("  2 workers (scale) / prefect", res.get("ratio_two_workers_to_prefect"), ">=", 25),
+               (f"  1 worker, {res.get('threads_best')} threads / prefect",
+                res.get("ratio_threads_to_prefect"), ">=", 25),
                ("transitions_per_s / floor", res.get("ratio_to_floor"), ">=", 0.85),
                ("p50 ms at 50% load", res.get("p50_ms_half_load"), "<=", 30),
                ("p99 ms at 50% load", res.get("p99_ms_half_load"), "<=", 100),
                ("RSS growth 100k -> 1M (MB)", growth, "<", 5),
                ("2 workers / 1 (6 partitions)", res.get("two_worker_speedup"), ">=", 1.8),
+               ("  1 worker, threads / 2 workers", res.get("threads_to_two_workers"), ">=", 0.9),
                ("delivery to Prefect: cost", res.get("delivery_cost"), "<=", 0.05),
                ("  bulkstate's part (a sink)", res.get("delivery_cost_sink"), "<=", 0.05),
                ("  recording the events only", res.get("delivery_cost_outbox_only"), "<=", 0.05),
