@@ -477,7 +477,7 @@ def latency_run(db, name, cmds, rate, extra_env=None):
     by one worker on db that is already running (it joined its group and got its partitions:
     its /readyz says so), so that latency is measured on a running worker, not on the group's
     first join. Returns the latencies (ms, sorted) and, per command, (completion time,
-    latency, command time, phases)."""
+    latency, command time, phases, its partition)."""
     topic = f"bench.{name}"
     topics(db, topic, 3)
     with socket.socket() as sk:
@@ -515,18 +515,18 @@ def latency_run(db, name, cmds, rate, extra_env=None):
     w.wait(timeout=60)
     sent = {}
     for line in subprocess.run(["kcat", "-C", "-b", BROKER, "-t", topic, "-o", "beginning",
-                                "-e", "-q", "-f", "%k %T\n"], capture_output=True, text=True).stdout.splitlines():
-        k, ts = line.split()
-        sent[k] = int(ts)
+                                "-e", "-q", "-f", "%k %T %p\n"], capture_output=True, text=True).stdout.splitlines():
+        k, ts, part = line.split()
+        sent[k] = (int(ts), int(part))
     lat, done = [], []
     for line in subprocess.run(["kcat", "-C", "-b", BROKER, "-t", topic + ".replies", "-o",
                                 "beginning", "-e", "-q", "-f", "%k %T %h\n"], capture_output=True,
                                text=True).stdout.splitlines():
         parts = line.split(" ", 2)
         if len(parts) == 3 and "seq=" not in parts[2] and parts[0] in sent:
-            t_cmd = sent.pop(parts[0])
+            t_cmd, part = sent.pop(parts[0])
             lat.append(int(parts[1]) - t_cmd)
-            done.append((int(parts[1]), lat[-1], t_cmd, phases_of(parts[2])))
+            done.append((int(parts[1]), lat[-1], t_cmd, phases_of(parts[2]), part))
     lat.sort()
     return lat, done, totals
 
@@ -581,7 +581,7 @@ def scenario_tail(args, res):
     print(f"  {'':<66} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6}")
     print(f"  {'as in the latency scenario':<66} " +
           " ".join(f"{base[k]:>6}" for k in ("p50", "p95", "p99", "max")))
-    out = {}
+    out, phases = {}, []
     for i, (name, h) in enumerate(TAIL_HYPOTHESES):
         if args.tail and not any(t in name for t in args.tail.split(",")):
             continue
@@ -610,6 +610,10 @@ def scenario_tail(args, res):
         st = quantiles(lat)
         out[name] = st
         print(f"  {name:<66} " + " ".join(f"{st[k]:>6}" for k in ("p50", "p95", "p99", "max")))
+        phases.append((name, done, st["p99"], "BULKSTATE_WORKER_THREADS" in h.get("env", {})))
+    for name, done, p99, per_partition in phases:  # after the table, one block each
+        print(f"\n  {name}:")
+        out[name]["phases_ms"] = print_phases(done, p99, per_partition)
     res["tail_hypotheses"] = out
 
 
@@ -626,20 +630,22 @@ def phases_of(headers):
     return {}
 
 
-def print_phases(done, p99):
+def print_phases(done, p99, per_partition=False):
     """Where the commands' time went, from the worker's clocks: the mean of each phase over all
     commands and over those at or above p99. The wait in Kafka is split into the part spent
     queued behind the command the worker was busy with (the one completed before this one,
     when that completion came after this command was produced) and the rest (the broker's
-    delivery to the worker)."""
+    delivery to the worker). per_partition: a thread per partition, so a command queues only
+    behind its own partition's."""
     done.sort()
     rows = []
-    prev_done = None
-    for t_done, l, t_cmd, ph in done:
+    prev_done = {}
+    for t_done, l, t_cmd, ph, part in done:
+        lane = part if per_partition else 0
         if ph:
-            queued = min(ph["wait"], max(0, prev_done - t_cmd)) if prev_done else 0
+            queued = min(ph["wait"], max(0, prev_done[lane] - t_cmd)) if lane in prev_done else 0
             rows.append((l, dict(ph, queued=queued, delivery=ph["wait"] - queued)))
-        prev_done = t_done
+        prev_done[lane] = t_done
     if not rows:
         print("  (no bulkstate.phases headers)")
         return None

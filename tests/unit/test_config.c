@@ -27,7 +27,19 @@ int main(void)
     CHECK_INT(bs_config_load("config/bulkstate.ini", e, &cfg), 0);
     fclose(e);
     CHECK_STR(bs_config_get_kafka(cfg, "group.id"), "bulkstate");
+    CHECK_INT(cfg->threads, 1);
+    /* a worker thread's copy: the same values, and its own (it outlives the original, and a
+     * key set on it leaves the original alone) */
+    bs_config *copy = bs_config_copy(cfg);
+    bs_config_set_kafka(copy, "group.id", "other", NULL);
+    CHECK_STR(bs_config_get_kafka(cfg, "group.id"), "bulkstate");
     bs_config_free(cfg);
+    CHECK_STR(copy->command_topic, "bulkstate.commands");
+    CHECK_STR(copy->conninfo, "host=/run/postgresql dbname=prefect user=bulkstate");
+    CHECK_INT(copy->poll_timeout_ms, 200);
+    CHECK_STR(bs_config_get_kafka(copy, "group.id"), "other");
+    CHECK_STR(bs_config_get_kafka(copy, "bootstrap.servers"), "127.0.0.1:9092");
+    bs_config_free(copy);
 
     memset(errs, 0, sizeof errs);
     CHECK_INT(load_text("[worker]\npoll_timeout_ms = 5\nbogus = 1\n[kafka]\n"
