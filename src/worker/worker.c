@@ -30,15 +30,15 @@ _Static_assert(BS_MAX_THREADS <= BS_METRICS_THREADS, "a gauge for every thread")
 
 static const bs_mode WORKER_MODE = {.publish = true, .dead_letter = true};
 
-/* One lane. main NULL: lane 0, which makes what the process shares (metrics, HTTP endpoint,
- * Prefect's outbox); otherwise lane `lane` of main, with cfg its own copy. */
-static bs_worker *worker_new(bs_config *cfg, bs_worker *main, int lane, bool replay, bs_err *err)
+/* One lane. lane0 NULL: lane 0, which makes what the process shares (metrics, HTTP endpoint,
+ * Prefect's outbox); otherwise lane `lane` of lane0, with cfg its own copy. */
+static bs_worker *worker_new(bs_config *cfg, bs_worker *lane0, int lane, bool replay, bs_err *err)
 {
     bs_worker *w = bs_xcalloc(1, sizeof *w);
     w->cfg = cfg;
     w->lane = lane;
-    w->main = main ? main : w;
-    if (main == NULL) {
+    w->lane0 = lane0 ? lane0 : w;
+    if (lane0 == NULL) {
         w->m = bs_xcalloc(1, sizeof *w->m);
         bs_metrics_init(w->m);
         const char *group = bs_config_get_kafka(cfg, "group.id");
@@ -47,8 +47,8 @@ static bs_worker *worker_new(bs_config *cfg, bs_worker *main, int lane, bool rep
             (w->http = bs_http_start(cfg->metrics_listen, w->m, err)) == NULL)
             goto fail;
     } else {
-        w->m = main->m;
-        w->outbox = main->outbox;
+        w->m = lane0->m;
+        w->outbox = lane0->outbox;
         /* static membership: every member of the group needs an instance id of its own */
         const char *instance = bs_config_get_kafka(cfg, "group.instance.id");
         if (instance != NULL) {
@@ -86,10 +86,10 @@ static bs_worker *worker_new(bs_config *cfg, bs_worker *main, int lane, bool rep
     bs_metrics_unlock(w->m);
     const bs_kafka_props kp = bs_config_kafka_props(cfg);
     if ((w->prod = bs_producer_new(&kp, err)) == NULL) goto fail;
-    bs_kafka_set_stats_hook(w->main->http ? bs_periodic_on_stats : NULL, w);
+    bs_kafka_set_stats_hook(w->lane0->http ? bs_periodic_on_stats : NULL, w);
     /* a replay reads the log on its own, outside the consumer group */
     if (!replay && (w->cons = bs_consumer_new(&kp, cfg->command_topic, err)) == NULL) goto fail;
-    if (main == NULL) {
+    if (lane0 == NULL) {
         if (!replay && cfg->prefect_api_url[0] &&
             (w->outbox = bs_outbox_start(cfg, w->m, err)) == NULL)
             goto fail;
@@ -288,8 +288,8 @@ static void reload_if_asked(bs_worker *w, volatile sig_atomic_t *reload_flag)
         *reload_flag = 0;
         bs_periodic_reload(w, w->config_path);
         atomic_fetch_add(&w->reload_gen, 1);
-    } else if (w->lane != 0 && atomic_load(&w->main->reload_gen) != w->reloads_seen) {
-        w->reloads_seen = atomic_load(&w->main->reload_gen);
+    } else if (w->lane != 0 && atomic_load(&w->lane0->reload_gen) != w->reloads_seen) {
+        w->reloads_seen = atomic_load(&w->lane0->reload_gen);
         bs_periodic_reload(w, w->config_path);
     }
 }
@@ -304,9 +304,10 @@ static int lane_loop(bs_worker *w, volatile sig_atomic_t *reload_flag, bs_err *e
         reload_if_asked(w, reload_flag);
         const bool hold = bs_outbox_full(w->outbox); /* Prefect is behind: commands wait */
         if (hold != w->outbox_held) {
-            bs_log(hold ? BS_LOG_WARN : BS_LOG_INFO, "worker", "%s",
-                   hold ? "Prefect's outbox is full: commands wait for its events"
-                        : "Prefect's outbox has room again: commands resume");
+            if (w->lane == 0) /* (every lane holds; one says so) */
+                bs_log(hold ? BS_LOG_WARN : BS_LOG_INFO, "worker", "%s",
+                       hold ? "Prefect's outbox is full: commands wait for its events"
+                            : "Prefect's outbox has room again: commands resume");
             bs_consumer_pause(w->cons, hold);
             w->outbox_held = hold;
         }

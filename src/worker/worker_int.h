@@ -67,7 +67,7 @@ struct bs_worker {
     int lane;                              /* 0: the caller's thread; 1..: threads of their own */
     bs_worker *lanes[BS_MAX_THREADS];      /* lane 0: every lane, itself first */
     size_t nlanes;
-    bs_worker *main;             /* lane 0 */
+    bs_worker *lane0;            /* lane 0 (itself for lane 0) */
     int inflight;                /* this lane's part of the metrics' in-flight gauge */
     _Atomic int64_t turn_us;     /* when this lane's loop last turned (lane 0's watchdog) */
     _Atomic unsigned reload_gen; /* lane 0: its reloads so far; the others follow */

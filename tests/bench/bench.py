@@ -637,7 +637,7 @@ def print_phases(done, p99, per_partition=False):
     when that completion came after this command was produced) and the rest (the broker's
     delivery to the worker). per_partition: a thread per partition, so a command queues only
     behind its own partition's."""
-    done.sort()
+    done.sort(key=lambda d: (d[0], d[2]))  # by completion, then production (not the dicts)
     rows = []
     prev_done = {}
     for t_done, l, t_cmd, ph, part in done:
