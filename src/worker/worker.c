@@ -281,13 +281,15 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
     }
 }
 
-/* SIGHUP: lane 0 reloads when the signal asked, then the other lanes follow it. */
+/* SIGHUP: lane 0 sees the signal and tells the other lanes; each reloads the file itself. The
+ * other lanes are told first, so that once lane 0 logs the reload, no lane handles a message
+ * without it. */
 static void reload_if_asked(bs_worker *w, volatile sig_atomic_t *reload_flag)
 {
     if (w->lane == 0 && reload_flag && *reload_flag) {
         *reload_flag = 0;
-        bs_periodic_reload(w, w->config_path);
         atomic_fetch_add(&w->reload_gen, 1);
+        bs_periodic_reload(w, w->config_path);
     } else if (w->lane != 0 && atomic_load(&w->lane0->reload_gen) != w->reloads_seen) {
         w->reloads_seen = atomic_load(&w->lane0->reload_gen);
         bs_periodic_reload(w, w->config_path);
