@@ -23,7 +23,7 @@ bs_worker *bs_worker_new(bs_config *cfg, bs_err *err);
 /* Runs until *stop is set; finishes the command in hand, flushes and commits. When *reload is
  * set, reloads config_path (see bs_config_reload) between commands. The other threads start
  * and end with it; a fatal error in one sets *stop and stops them all. Returns 0, or -1 with
- * err on a fatal error (the first thread's that failed). */
+ * err on a fatal error (the calling thread's, else the first other thread's that failed). */
 int bs_worker_run(bs_worker *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload,
                   const char *config_path, bs_err *err);
 void bs_worker_free(bs_worker *w); /* NULL is a no-op */
