@@ -7,9 +7,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-/* Whether text has partition p's bulkstate_consumer_lag line with value v (group bulkstate). */
-static int has_lag(const char *text, int p, const char *v);
-
 static int has(const char *text, const char *line)
 {
     const char *p = strstr(text, line);
@@ -17,6 +14,7 @@ static int has(const char *text, const char *line)
     return p != NULL;
 }
 
+/* Whether text has partition p's bulkstate_consumer_lag line with value v (group bulkstate). */
 static int has_lag(const char *text, int p, const char *v)
 {
     char line[160];
