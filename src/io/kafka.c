@@ -17,12 +17,13 @@ struct bs_producer {
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
     bs_log_level l = level <= 3   ? BS_LOG_ERROR
                      : level <= 4 ? BS_LOG_WARN
                      : level <= 6 ? BS_LOG_INFO
                                   : BS_LOG_DEBUG;
-    bs_log(l, "rdkafka", "facility=%s msg=\"%s\"", fac, buf);
+    /* the handle's name tells a worker's consumers apart (one per thread) */
+    bs_log(l, "rdkafka", "handle=%s facility=%s msg=\"%s\"", rk ? rd_kafka_name(rk) : "-", fac,
+           buf);
 }
 
 const char *bs_kafka_prop(const bs_kafka_props *props, const char *key)

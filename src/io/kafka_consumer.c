@@ -13,6 +13,8 @@
 #include "ids.h"
 #include "log.h"
 
+#define HELD_MAX 64 /* partitions held at once (the worker holds at most BS_MAX_LARGE) */
+
 struct bs_consumer {
     rd_kafka_t *rk;
     int assigned; /* partitions currently assigned */
@@ -20,21 +22,40 @@ struct bs_consumer {
     struct {
         char topic[256];
         int32_t partition;
-    } held[64];
+    } held[HELD_MAX];
     size_t nheld;
     bool paused;
     bs_stats_hook *stats_hook; /* the hook set when this consumer was made, and its context */
     void *stats_ctx;
 };
 
-static void pause_held(bs_consumer *cons)
+static bool is_held(const bs_consumer *cons, const char *topic, int32_t partition)
 {
-    if (cons->nheld == 0) return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)cons->nheld);
     for (size_t i = 0; i < cons->nheld; i++)
-        rd_kafka_topic_partition_list_add(l, cons->held[i].topic, cons->held[i].partition);
-    rd_kafka_pause_partitions(cons->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
+        if (cons->held[i].partition == partition && strcmp(cons->held[i].topic, topic) == 0)
+            return true;
+    return false;
+}
+
+/* Sets the pause state of each partition of l, explicitly both ways: paused while the consumer
+ * is paused or the partition held, fetching otherwise. librdkafka keeps a partition's pause flag
+ * in the handle across an unassign, so a partition paused when the group took it away comes
+ * back paused when the group gives it back, and resuming only what is assigned at the time
+ * would leave it paused for good (assigned, lagging, delivering nothing). */
+static void apply_pause(bs_consumer *cons, const rd_kafka_topic_partition_list_t *l)
+{
+    rd_kafka_topic_partition_list_t *paused = rd_kafka_topic_partition_list_new(l->cnt);
+    rd_kafka_topic_partition_list_t *running = rd_kafka_topic_partition_list_new(l->cnt);
+    for (int i = 0; i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &l->elems[i];
+        rd_kafka_topic_partition_list_add(
+            cons->paused || is_held(cons, tp->topic, tp->partition) ? paused : running, tp->topic,
+            tp->partition);
+    }
+    if (paused->cnt) rd_kafka_pause_partitions(cons->rk, paused);
+    if (running->cnt) rd_kafka_resume_partitions(cons->rk, running);
+    rd_kafka_topic_partition_list_destroy(paused);
+    rd_kafka_topic_partition_list_destroy(running);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
@@ -52,10 +73,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             rd_kafka_assign(rk, parts);
             cons->assigned = parts->cnt;
         }
-        if (cons->paused)
-            rd_kafka_pause_partitions(rk, parts);
-        else
-            pause_held(cons);
+        apply_pause(cons, parts);
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* commands are handled one at a time in the poll loop, so nothing is in flight here:
          * commit what was stored, then let the partitions go (not for lost partitions) */
@@ -373,13 +391,9 @@ void bs_consumer_pause(bs_consumer *cons, bool pause)
     rd_kafka_topic_partition_list_t *a = NULL;
     cons->paused = pause;
     if (rd_kafka_assignment(cons->rk, &a) == 0 && a) {
-        if (pause)
-            rd_kafka_pause_partitions(cons->rk, a);
-        else
-            rd_kafka_resume_partitions(cons->rk, a);
+        apply_pause(cons, a);
         rd_kafka_topic_partition_list_destroy(a);
     }
-    if (!pause) pause_held(cons);
 }
 
 void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, bool hold)
@@ -388,19 +402,21 @@ void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, b
     while (i < cons->nheld &&
            !(cons->held[i].partition == partition && strcmp(cons->held[i].topic, topic) == 0))
         i++;
+    if (hold && i == HELD_MAX) {
+        bs_log(BS_LOG_ERROR, "kafka", "more than %d partitions held: %s [%d] not held", HELD_MAX,
+               topic, partition);
+        return;
+    }
+    if (hold && i == cons->nheld) {
+        snprintf(cons->held[i].topic, sizeof cons->held[i].topic, "%s", topic);
+        cons->held[i].partition = partition;
+        cons->nheld++;
+    } else if (!hold && i < cons->nheld) {
+        cons->held[i] = cons->held[--cons->nheld];
+    }
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, partition);
-    if (hold) {
-        if (i == cons->nheld && cons->nheld < sizeof cons->held / sizeof cons->held[0]) {
-            snprintf(cons->held[i].topic, sizeof cons->held[i].topic, "%s", topic);
-            cons->held[i].partition = partition;
-            cons->nheld++;
-        }
-        rd_kafka_pause_partitions(cons->rk, l);
-    } else {
-        if (i < cons->nheld) cons->held[i] = cons->held[--cons->nheld];
-        if (!cons->paused) rd_kafka_resume_partitions(cons->rk, l);
-    }
+    apply_pause(cons, l);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
