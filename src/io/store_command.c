@@ -88,6 +88,13 @@ int bs_store_claim(bs_store *st, bs_arena *ar, const char *command_id, const cha
     return 0;
 }
 
+/* The count commits asynchronously (synchronous_commit off for its own transaction only, set
+ * by the statement itself): it does not wait for the WAL flush, a cost paid once per command on
+ * a durable database. What it risks is a PostgreSQL crash within its WAL writer's delay (3 x
+ * wal_writer_delay at most), which can forget the last counts: a message that kills the worker
+ * is then dead-lettered one delivery later. A worker crash loses nothing (the count is
+ * committed, and seen, at once), and the command's own transaction, committed durably, flushes
+ * its count with it. */
 int bs_store_bump_attempt(bs_store *st, const bs_source *src, int *attempts, bs_err *err)
 {
     const bs_source_text t = bs_pg_source(src);
@@ -95,8 +102,10 @@ int bs_store_bump_attempt(bs_store *st, const bs_source *src, int *attempts, bs_
     if (bs_store_check(st, err) < 0) return -1;
     PGresult *res =
         bs_pg_exec(st,
+                   "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
                    "INSERT INTO bulkstate.delivery_attempt (topic, partition, \"offset\") "
-                   "VALUES ($1, $2, $3) ON CONFLICT (topic, partition, \"offset\") DO "
+                   "SELECT $1, $2::integer, $3::bigint FROM async "
+                   "ON CONFLICT (topic, partition, \"offset\") DO "
                    "UPDATE SET attempts = bulkstate.delivery_attempt.attempts + 1, "
                    "last_seen = now() RETURNING attempts",
                    3, p);

@@ -215,8 +215,12 @@ static void phases_start(bs_worker *w, const bs_msg *m)
     memset(&w->ph, 0, sizeof w->ph);
     w->ph.on = true;
     w->ph.last_us = bs_mono_us();
-    const int64_t wait = m->timestamp_ms > 0 ? bs_now_us() - m->timestamp_ms * 1000 : 0;
+    /* the delivery count came between the two; it is the worker's, not Kafka's */
+    const int64_t wait =
+        m->timestamp_ms > 0 ? bs_now_us() - m->timestamp_ms * 1000 - w->count_us : 0;
     w->ph.us[BS_PH_WAIT] = wait > 0 ? wait : 0;
+    w->ph.us[BS_PH_COUNT] = w->count_us;
+    w->count_us = 0;
 }
 
 static void phases_observe(bs_worker *w)

@@ -13,9 +13,9 @@
 #include "kafka.h"
 #include "model.h"
 
-const char *const bs_phase_names[BS_PHASES] = {"wait",   "decode",  "claim", "select",
-                                               "lock",   "decide",  "write", "record",
-                                               "commit", "publish", "ack"};
+const char *const bs_phase_names[BS_PHASES] = {"wait",   "count",  "decode",  "claim",
+                                               "select", "lock",   "decide",  "write",
+                                               "record", "commit", "publish", "ack"};
 
 static void hist_init(bs_hist *h, const double *le, size_t n)
 {
@@ -234,7 +234,8 @@ char *bs_metrics_render(bs_metrics *m)
             m->completed[i]);
     head(&b, "bulkstate_command_phase_seconds_total", "counter",
          "Time one-batch commands spent, by phase: wait (in Kafka, queueing included), "
-         "decode, claim, select, lock, decide, write, record, commit, publish, ack.");
+         "count (the delivery count), decode, claim, select, lock, decide, write, record, "
+         "commit, publish, ack.");
     for (int i = 0; i < BS_PHASES; i++)
         add(&b, "bulkstate_command_phase_seconds_total{phase=\"%s\"} %.6f\n", bs_phase_names[i],
             m->phase_s[i]);

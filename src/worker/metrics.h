@@ -14,10 +14,11 @@
 
 /* Where a command's time goes, from the worker's own clocks: waiting in Kafka (the record's
  * timestamp to the worker taking it: its delivery and any queueing behind earlier commands),
- * then each step of handling it. "ack" is the wait for the broker's acknowledgement of the
- * replies and completion. */
+ * counting the delivery (bulkstate.delivery_attempt), then each step of handling it. "ack" is
+ * the wait for the broker's acknowledgement of the replies and completion. */
 typedef enum bs_phase {
     BS_PH_WAIT,
+    BS_PH_COUNT,
     BS_PH_DECODE,
     BS_PH_CLAIM,
     BS_PH_SELECT,

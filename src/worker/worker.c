@@ -233,8 +233,10 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
         int attempts = 0, rc = -1;
         bool poisoned = false;
         w->cur = m; /* (a large command's batch during a backoff sets its own) */
+        const int64_t count_start_us = bs_mono_us();
         if (!counted && bs_store_bump_attempt(w->store, &src, &attempts, &herr) == 0) {
             counted = true;
+            w->count_us = bs_mono_us() - count_start_us;
             poisoned = bs_settle_is_poison(attempts, w->cfg->max_attempts);
             rc = poisoned ? reject_poison(w, m, attempts, &o, &herr)
                           : bs_handle(w, &WORKER_MODE, m, &o, &herr);

@@ -85,6 +85,7 @@ struct bs_worker {
         int64_t last_us; /* monotonic time of the last mark */
         int64_t us[BS_PHASES];
     } ph;
+    int64_t count_us; /* the current delivery's count (before bs_handle starts the clocks) */
 };
 
 /* The time since the last mark goes to phase p (while w->ph.on). */

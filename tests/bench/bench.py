@@ -617,7 +617,7 @@ def scenario_tail(args, res):
     res["tail_hypotheses"] = out
 
 
-PHASES = ("wait", "decode", "claim", "select", "lock", "decide", "write", "record", "commit",
+PHASES = ("wait", "count", "decode", "claim", "select", "lock", "decide", "write", "record", "commit",
           "publish")
 
 

@@ -46,7 +46,7 @@ order=$(printf '%s\n' "$hdrs" | sed -n 's/.*command-id=e2e-1,\{0,1\}//p' | sed '
 check_eq "c1 replies in order: results by seq, then the completion, each saying which it is" "$order" "bulkstate.kind=result,seq=0 bulkstate.kind=result,seq=1 bulkstate.kind=completion "
 # the completion says where the command's time went: every phase, in ms
 check_match "c1 completion's phases" "$(printf '%s\n' "$hdrs" | tail -1)" \
-  'bulkstate.phases=wait=[0-9.]+;decode=[0-9.]+;claim=[0-9.]+;select=[0-9.]+;lock=[0-9.]+;decide=[0-9.]+;write=[0-9.]+;record=[0-9.]+;commit=[0-9.]+;publish=[0-9.]+(,|$)'
+  'bulkstate.phases=wait=[0-9.]+;count=[0-9.]+;decode=[0-9.]+;claim=[0-9.]+;select=[0-9.]+;lock=[0-9.]+;decide=[0-9.]+;write=[0-9.]+;record=[0-9.]+;commit=[0-9.]+;publish=[0-9.]+(,|$)'
 
 # what the database recorded, as `bulkstate status` shows it
 check_match "status of c1" "$("$BIN" status e2e-1)" "^command e2e-1: done, matched=2 accepted=2 rejected=0 waited=0 aborted=0"
