@@ -228,6 +228,7 @@ static void phases_observe(bs_worker *w)
     if (!w->ph.on) return;
     for (int i = 0; i < BS_PHASES; i++)
         w->m->phase_s[i] += (double)w->ph.us[i] / 1e6;
+    bs_hist_observe(&w->m->ack, (double)w->ph.us[BS_PH_ACK] / 1e6);
     w->ph.on = false;
 }
 

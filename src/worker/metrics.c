@@ -35,6 +35,7 @@ void bs_metrics_init(bs_metrics *m)
     hist_init(&m->batch, batch, sizeof batch / sizeof batch[0]);
     hist_init(&m->latency, secs, sizeof secs / sizeof secs[0]);
     hist_init(&m->txn, secs, sizeof secs / sizeof secs[0]);
+    hist_init(&m->ack, secs, sizeof secs / sizeof secs[0]);
     hist_init(&m->prefect_delay, secs, sizeof secs / sizeof secs[0]);
 }
 
@@ -261,6 +262,10 @@ char *bs_metrics_render(bs_metrics *m)
          &m->latency);
     hist(&b, "bulkstate_db_transaction_seconds",
          "Duration of a command's PostgreSQL transaction (begin to commit).", &m->txn);
+    hist(&b, "bulkstate_reply_ack_seconds",
+         "A one-batch command's wait for the broker's acknowledgement of its replies and "
+         "completion (its ack phase; the thread takes no message meanwhile).",
+         &m->ack);
     head(&b, "bulkstate_dead_letters_total", "counter",
          "Records written to the dead-letter topic.");
     add(&b, "bulkstate_dead_letters_total %" PRIu64 "\n", m->dlq);

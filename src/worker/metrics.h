@@ -69,7 +69,11 @@ typedef struct bs_metrics {
     uint64_t status[4];          /* results by bs_status */
     uint64_t by_type[10][10];    /* written transitions by (from, to), BS_NONE = 9 */
     bs_hist batch, latency, txn; /* runs per command; seconds; seconds */
-    double phase_s[BS_PHASES];   /* one-batch commands' time, by phase (bs_phase_names) */
+    /* seconds a one-batch command waited for the broker's acknowledgement of its replies (its
+     * "ack" phase: after its completion was sent, so in no bulkstate.phases header, and before
+     * the thread takes the next message) */
+    bs_hist ack;
+    double phase_s[BS_PHASES]; /* one-batch commands' time, by phase (bs_phase_names) */
     bs_lag lag[256];
     size_t nlag;
     bs_seen seen[256];

@@ -232,7 +232,8 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
         bs_outcome o = {0};
         int attempts = 0, rc = -1;
         bool poisoned = false;
-        w->cur = m; /* (a large command's batch during a backoff sets its own) */
+        w->cur = m;      /* (a large command's batch during a backoff sets its own) */
+        w->count_us = 0; /* this delivery's count, when it is made now (bs_handle's clocks) */
         const int64_t count_start_us = bs_mono_us();
         if (!counted && bs_store_bump_attempt(w->store, &src, &attempts, &herr) == 0) {
             counted = true;

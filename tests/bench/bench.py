@@ -509,6 +509,8 @@ def latency_run(db, name, cmds, rate, extra_env=None):
             for line in r.read().decode().splitlines():
                 if line.startswith("bulkstate_command_phase_seconds_total{"):
                     totals[line.split('"')[1]] = float(line.split()[-1])
+                elif line.startswith("bulkstate_reply_ack_seconds_bucket{"):
+                    totals.setdefault("ack_le", {})[line.split('"')[1]] = int(line.split()[-1])
     except OSError:
         pass
     w.terminate()
@@ -550,10 +552,24 @@ def scenario_latency(args, res):
     print(f"\nlatency at {rate:.1f} commands/s (50% of throughput), {st['n']} commands: "
           f"p50 {st['p50']} ms, p95 {st['p95']} ms, p99 {st['p99']} ms, max {st['max']} ms")
     res["latency_phases_ms"] = print_phases(done, st["p99"])
-    if totals.get("ack") is not None and st["n"]:
-        res["latency_ack_ms_mean"] = round(1000 * totals["ack"] / st["n"], 2)
-        print(f"  then the acknowledgement of its replies (the broker's): "
-              f"{res['latency_ack_ms_mean']} ms per command on average (the worker's totals)")
+    res["latency_ack"] = print_ack(totals, st["n"])
+
+
+def print_ack(totals, n):
+    """The wait for the broker's acknowledgement of each command's replies, from the worker's
+    totals and histogram: it comes after the completion (so in no phases header) and before
+    the thread takes its next command, so a slow one shows as the next command's delivery."""
+    if totals.get("ack") is None or not n:
+        return None
+    le = totals.get("ack_le", {})
+    count = le.get("+Inf", 0)
+    over = {b: count - le[b] for b in ("0.05", "0.1", "0.25") if b in le}
+    out = {"mean_ms": round(1000 * totals["ack"] / n, 2),
+           **{f"over_{int(float(b) * 1000)}_ms": v for b, v in over.items()}}
+    print(f"  then the acknowledgement of its replies (the broker's): {out['mean_ms']} ms per "
+          f"command on average; of {count}, over 50 / 100 / 250 ms: " +
+          " / ".join(str(v) for v in over.values()))
+    return out
 
 
 # Each hypothesis about the tail: one change, tested alone against the latency scenario's run
@@ -599,7 +615,7 @@ def scenario_tail(args, res):
             live_server(signal.SIGCONT)
         try:
             cmds = make_commands(db, n, 3, "lat")
-            lat, done, _ = latency_run(db, f"tail{i}", cmds, rate, h.get("env"))
+            lat, done, totals = latency_run(db, f"tail{i}", cmds, rate, h.get("env"))
         finally:
             if h.get("live"):
                 live_server(signal.SIGSTOP)
@@ -610,10 +626,12 @@ def scenario_tail(args, res):
         st = quantiles(lat)
         out[name] = st
         print(f"  {name:<66} " + " ".join(f"{st[k]:>6}" for k in ("p50", "p95", "p99", "max")))
-        phases.append((name, done, st["p99"], "BULKSTATE_WORKER_THREADS" in h.get("env", {})))
-    for name, done, p99, per_partition in phases:  # after the table, one block each
+        phases.append((name, done, st["p99"], "BULKSTATE_WORKER_THREADS" in h.get("env", {}),
+                       totals))
+    for name, done, p99, per_partition, totals in phases:  # after the table, one block each
         print(f"\n  {name}:")
         out[name]["phases_ms"] = print_phases(done, p99, per_partition)
+        out[name]["ack"] = print_ack(totals, out[name]["n"])
     res["tail_hypotheses"] = out
 
 

@@ -44,6 +44,8 @@ int main(void)
     bs_hist_observe(&m.batch, 50);
     bs_hist_observe(&m.latency, 0.004);
     bs_hist_observe(&m.latency, 30);
+    bs_hist_observe(&m.ack, 0.002);
+    bs_hist_observe(&m.ack, 0.3);
     bs_metrics_unlock(&m);
     char *t = bs_metrics_render(&m);
     CHECK(has(t, "# TYPE bulkstate_commands_consumed_total counter\n"));
@@ -68,6 +70,9 @@ int main(void)
     CHECK(has(t, "bulkstate_command_latency_seconds_bucket{le=\"0.005\"} 1\n"));
     CHECK(has(t, "bulkstate_command_latency_seconds_bucket{le=\"10\"} 1\n"));
     CHECK(has(t, "bulkstate_command_latency_seconds_bucket{le=\"+Inf\"} 2\n"));
+    CHECK(has(t, "# TYPE bulkstate_reply_ack_seconds histogram\n"));
+    CHECK(has(t, "bulkstate_reply_ack_seconds_bucket{le=\"0.25\"} 1\n"));
+    CHECK(has(t, "bulkstate_reply_ack_seconds_bucket{le=\"0.5\"} 2\n"));
     CHECK(has(t, "bulkstate_ready 0\n"));
     free(t);
 
