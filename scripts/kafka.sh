@@ -6,6 +6,9 @@
 # `start` writes $BS_RUN_DIR/kafka.env (BULKSTATE_KAFKA_BOOTSTRAP_SERVERS).
 # BS_KAFKA_INSTANCE names a second broker (its own directory, port and env file), and
 # BS_KAFKA_AUTO_CREATE=true lets it create topics on first use (a test of that case).
+# The broker's JVM collects with the serial collector (one small broker sharing two cores), or
+# with G1 and a 20 ms pause goal when BS_KAFKA_GC=g1 (Kafka's own choice); its pauses go to
+# $DIR/gc.log with wall-clock times.
 source "$(dirname "$0")/lib.sh"
 
 VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$BS_SOURCE_DIR/scripts/kafka/pom.xml")
@@ -37,13 +40,16 @@ ready() {
 }
 
 launch() {
-  nohup java -Xms256m -Xmx768m -XX:+UseSerialGC -Djava.awt.headless=true \
+  local gc=-XX:+UseSerialGC
+  [ "${BS_KAFKA_GC:-serial}" = g1 ] && gc="-XX:+UseG1GC -XX:MaxGCPauseMillis=20"
+  nohup java -Xms256m -Xmx768m $gc -Xlog:gc:file="$DIR/gc.log":time -Djava.awt.headless=true \
        -Dlog4j2.configurationFile="$BS_SOURCE_DIR/scripts/kafka/log4j2.properties" \
        -cp "$JARS/*" kafka.Kafka "$DIR/server.properties" >>"$LOGF" 2>&1 &
   echo $! >"$DIR/pid"
 }
 
-# bounce: stop the running broker and start it again on the same ports and data (fault tests)
+# bounce: stop the running broker and start it again on the same ports and data (fault tests;
+# the bench, to change BS_KAFKA_GC)
 bounce() {
   fetch_jars
   [ -f "$ENVF" ] || die "kafka is not running"

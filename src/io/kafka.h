@@ -107,6 +107,8 @@ void bs_consumer_pause(bs_consumer *cons, bool pause);
 /* Holds one partition paused (a large command of it runs in batches), or releases it. */
 void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, bool hold);
 int bs_consumer_assigned(const bs_consumer *cons);
+/* Whether the group has given this consumer an assignment yet (an empty one counts). */
+bool bs_consumer_joined(const bs_consumer *cons);
 /* Commits stored offsets, leaves the group, destroys. NULL is a no-op. */
 void bs_consumer_close(bs_consumer *cons);
 

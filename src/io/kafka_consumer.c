@@ -18,6 +18,7 @@
 struct bs_consumer {
     rd_kafka_t *rk;
     int assigned; /* partitions currently assigned */
+    int joins;    /* assignments received from the group (an empty one included) */
     /* partitions held paused while a large command of theirs runs in batches */
     struct {
         char topic[256];
@@ -65,6 +66,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         bs_log(BS_LOG_INFO, "kafka", "partitions assigned count=%d", parts->cnt);
+        cons->joins++;
         if (cooperative) {
             rd_kafka_error_t *ke = rd_kafka_incremental_assign(rk, parts);
             if (ke) rd_kafka_error_destroy(ke);
@@ -423,6 +425,11 @@ void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, b
 int bs_consumer_assigned(const bs_consumer *cons)
 {
     return cons->assigned;
+}
+
+bool bs_consumer_joined(const bs_consumer *cons)
+{
+    return cons->joins > 0;
 }
 
 /* How long leaving the group may take at shutdown. rd_kafka_consumer_close() waits for the

@@ -201,7 +201,12 @@ static void hist(sbuf *b, const char *name, const char *help, const bs_hist *h)
  * returns how many. */
 static int reasons(const bs_metrics *m, sbuf *b)
 {
-    int n = 0;
+    int n = 0, joined = 0;
+    for (int i = 0; i < m->threads && i < BS_METRICS_THREADS; i++)
+        joined += m->thread_joined[i];
+    if (joined < m->threads)
+        n++, add(b, "%d of %d threads have not joined the consumer group yet\n",
+                 m->threads - joined, m->threads);
     if (m->assigned <= 0) n++, add(b, "no partitions assigned\n");
     if (!m->db_ok)
         n++, add(b, "postgresql unreachable: %s\n",

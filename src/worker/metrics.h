@@ -82,7 +82,8 @@ typedef struct bs_metrics {
     int inflight, assigned; /* over the worker's threads */
     int threads;            /* worker.threads */
     int thread_assigned[BS_METRICS_THREADS];
-    int backoff; /* threads retrying after a transient failure now */
+    bool thread_joined[BS_METRICS_THREADS]; /* its consumer has had an assignment */
+    int backoff;                            /* threads retrying after a transient failure now */
     bool db_ok;
     uint64_t commands, transitions; /* settled commands, their runs (systemd STATUS=) */
     char db_error[160], backoff_error[160];

@@ -41,7 +41,9 @@ void bs_periodic_reap(bs_worker *w)
     bs_arena_reset(w->ar);
 }
 
-/* systemd: READY=1 once partitions are assigned and PostgreSQL answered; WATCHDOG=1 while
+/* systemd: READY=1 once every thread's consumer has joined the group, partitions are assigned
+ * and PostgreSQL answered (so not while the group still rebalances as the threads join one
+ * after the other); WATCHDOG=1 while
  * every thread's loop turns. All no-ops outside systemd. Each thread keeps its share of the
  * assigned partitions in the metrics; the main thread (lane 0) speaks for the process. */
 void bs_periodic_notify(bs_worker *w)
@@ -52,11 +54,16 @@ void bs_periodic_notify(bs_worker *w)
     bs_metrics_lock(w->m);
     w->m->assigned += assigned - w->m->thread_assigned[w->lane];
     w->m->thread_assigned[w->lane] = assigned;
+    w->m->thread_joined[w->lane] = bs_consumer_joined(w->cons);
+    int joined = 0;
+    for (int i = 0; i < w->m->threads; i++)
+        joined += w->m->thread_joined[i];
+    const bool all_joined = joined == w->m->threads;
     const int total = w->m->assigned;
     const bool db_ok = w->m->db_ok;
     bs_metrics_unlock(w->m);
     if (w->lane != 0) return;
-    if (!w->ready_sent && total > 0 && db_ok) {
+    if (!w->ready_sent && all_joined && total > 0 && db_ok) {
         char msg[160];
         snprintf(msg, sizeof msg, "READY=1\nSTATUS=ready: %d partitions assigned", total);
         bs_notify(msg);

@@ -26,11 +26,13 @@ Scenarios (each prints a table; all figures go to build/bench/results.json):
 """
 import argparse
 import concurrent.futures
+import datetime
 import hashlib
 import json
 import os
 import signal
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -499,11 +501,13 @@ def latency_run(db, name, cmds, rate, extra_env=None):
             raise SystemExit(f"the latency worker never became ready: see {OUT}/{name}.log")
         time.sleep(0.1)
     prefix = cmds[0]["command_id"].rsplit("-", 1)[0]
+    t_start = time.time()
     open_loop(topic, cmds, rate)
     deadline = time.time() + 600  # bounded: the backlog is done, or 10 minutes pass
     while progress(db, prefix)[0] < len(cmds) and time.time() < deadline:
         time.sleep(0.2)
-    totals = {}  # the worker's own totals per phase (ack included, which no header carries)
+    totals = {"gc": broker_gc(t_start, time.time())}
+    # the worker's own totals per phase (ack included, which no header carries)
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             for line in r.read().decode().splitlines():
@@ -555,6 +559,26 @@ def scenario_latency(args, res):
     res["latency_ack"] = print_ack(totals, st["n"])
 
 
+def broker_gc(t0, t1):
+    """The broker JVM's collection pauses between two wall-clock times, from its gc.log
+    (scripts/kafka.sh): count, total and longest, and how many passed 100 ms."""
+    path = os.path.join(os.environ.get("BS_RUN_DIR", os.path.join(BUILD, "services")), "kafka",
+                        "gc.log")
+    pauses = []
+    try:
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"^\[(\S+)\] GC\(\d+\) Pause .* ([\d.]+)ms$", line.strip())
+                if m:
+                    t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+                    if t0 <= t <= t1:
+                        pauses.append(float(m.group(2)))
+    except OSError:
+        return None
+    return {"pauses": len(pauses), "total_ms": round(sum(pauses), 1),
+            "max_ms": round(max(pauses, default=0), 1), "over_100_ms": sum(p > 100 for p in pauses)}
+
+
 def print_ack(totals, n):
     """The wait for the broker's acknowledgement of each command's replies, from the worker's
     totals and histogram: it comes after the completion (so in no phases header) and before
@@ -569,13 +593,19 @@ def print_ack(totals, n):
     print(f"  then the acknowledgement of its replies (the broker's): {out['mean_ms']} ms per "
           f"command on average; of {count}, over 50 / 100 / 250 ms: " +
           " / ".join(str(v) for v in over.values()))
+    gc = totals.get("gc")
+    if gc is not None:
+        out["broker_gc"] = gc
+        print(f"  the broker's JVM meanwhile: {gc['pauses']} collection pauses, {gc['total_ms']} ms "
+              f"in all, the longest {gc['max_ms']} ms, {gc['over_100_ms']} over 100 ms (its gc.log)")
     return out
 
 
 # Each hypothesis about the tail: one change, tested alone against the latency scenario's run
 # (same copy of the population, same commands, same rate). sql: run in the copy first;
 # system: ALTER SYSTEM settings (reset after); live: Prefect's server with its services runs
-# beside (it is stopped otherwise); env: the worker's environment.
+# beside (it is stopped otherwise); env: the worker's environment; broker_gc: the broker
+# restarted with that collector (scripts/kafka.sh BS_KAFKA_GC; restarted as before after).
 TAIL_HYPOTHESES = [
     ("trigram index of run names without fastupdate",
      {"sql": "ALTER INDEX trgm_ix_flow_run_name SET (fastupdate = off)"}),
@@ -584,7 +614,14 @@ TAIL_HYPOTHESES = [
      {"system": {"checkpoint_timeout": "1800", "max_wal_size": "8192"}}),
     ("Prefect's server and its services running beside", {"live": True}),
     ("worker.threads 3: one thread per partition", {"env": {"BULKSTATE_WORKER_THREADS": "3"}}),
+    ("the broker's JVM on G1 with a 20 ms pause goal (serial otherwise)", {"broker_gc": "g1"}),
 ]
+
+
+def bounce_broker(gc):
+    """Restarts the broker on its data with the collector gc (scripts/kafka.sh)."""
+    subprocess.run([os.path.join(SRC, "scripts/kafka.sh"), "bounce"], check=True,
+                   capture_output=True, env=dict(os.environ, BS_KAFKA_GC=gc))
 
 
 def scenario_tail(args, res):
@@ -613,12 +650,16 @@ def scenario_tail(args, res):
         psql("postgres", "SELECT pg_reload_conf()")
         if h.get("live"):
             live_server(signal.SIGCONT)
+        if h.get("broker_gc"):
+            bounce_broker(h["broker_gc"])
         try:
             cmds = make_commands(db, n, 3, "lat")
             lat, done, totals = latency_run(db, f"tail{i}", cmds, rate, h.get("env"))
         finally:
             if h.get("live"):
                 live_server(signal.SIGSTOP)
+            if h.get("broker_gc"):
+                bounce_broker("serial")
             for k in h.get("system", {}):
                 psql("postgres", f"ALTER SYSTEM RESET {k}")
             psql("postgres", "SELECT pg_reload_conf()")

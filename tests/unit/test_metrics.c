@@ -81,7 +81,9 @@ int main(void)
     CHECK_INT(bs_metrics_ready(&m, &body), 0);
     CHECK(strstr(body, "no partitions assigned") != NULL);
     CHECK(strstr(body, "postgresql unreachable: not checked yet") != NULL);
+    CHECK(strstr(body, "1 of 1 threads have not joined the consumer group yet") != NULL);
     free(body);
+    m.thread_joined[0] = true;
     m.assigned = 3;
     m.db_ok = true;
     m.backoff = 1;
@@ -102,6 +104,13 @@ int main(void)
     CHECK(has(t, "bulkstate_thread_assigned_partitions{thread=\"1\"} 1\n"));
     CHECK(strstr(t, "thread=\"2\"") == NULL);
     free(t);
+    /* ready once every thread's consumer has joined the group (an empty assignment counts) */
+    CHECK_INT(bs_metrics_ready(&m, &body), 0);
+    CHECK_STR(body, "1 of 2 threads have not joined the consumer group yet\n");
+    free(body);
+    m.thread_joined[1] = true;
+    CHECK_INT(bs_metrics_ready(&m, &body), 1);
+    free(body);
 
     /* lag from librdkafka statistics: assigned partitions only, the UA partition -1 skipped */
     static const char stats[] =
