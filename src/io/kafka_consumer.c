@@ -404,9 +404,13 @@ void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, b
     while (i < cons->nheld &&
            !(cons->held[i].partition == partition && strcmp(cons->held[i].topic, topic) == 0))
         i++;
-    if (hold && i == HELD_MAX) {
-        bs_log(BS_LOG_ERROR, "kafka", "more than %d partitions held: %s [%d] not held", HELD_MAX,
-               topic, partition);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    if (hold && i == HELD_MAX) { /* not recorded: paused all the same, resumed on release */
+        bs_log(BS_LOG_ERROR, "kafka", "more than %d partitions held: %s [%d] not recorded",
+               HELD_MAX, topic, partition);
+        rd_kafka_pause_partitions(cons->rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
         return;
     }
     if (hold && i == cons->nheld) {
@@ -416,8 +420,6 @@ void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, b
     } else if (!hold && i < cons->nheld) {
         cons->held[i] = cons->held[--cons->nheld];
     }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, partition);
     apply_pause(cons, l);
     rd_kafka_topic_partition_list_destroy(l);
 }
