@@ -891,10 +891,21 @@ def scenario_delivery(args, res):
 SCALE_ROWS = [(1, 1, 1), (1, 3, 1), (1, 6, 1), (2, 1, 1), (2, 3, 1), (2, 6, 1), (1, 6, 2), (1, 6, 3)]
 
 
+def machine_cpu():
+    """The machine's CPU time so far, from /proc/stat's first line: (busy, iowait, total) in
+    ticks; busy is user, nice, system, irq, softirq and steal, of every process (the broker's
+    and the kernel's included)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return user + nice + system + irq + softirq + steal, iowait, sum(v)
+
+
 def scenario_scale(args, res):
     print("\nscale (same backlog each time):")
     print(f"  {'workers':>7} {'threads':>7} {'partitions':>10} {'transitions/s':>14} "
-          f"{'worker CPU s':>12} {'PostgreSQL CPU s':>16} {'wall s':>7} {'CPU busy':>8}")
+          f"{'worker CPU s':>12} {'PostgreSQL CPU s':>16} {'wall s':>7} {'CPU busy':>8} "
+          f"{'machine':>8} {'iowait':>7}")
     tps = {}
     # 6 partitions as well: with 3, two workers split the partitions 2:1, so the second worker
     # can add at most half (1.5x) whatever the worker does; 6 split evenly. Then one worker of
@@ -905,19 +916,26 @@ def scenario_scale(args, res):
         cmds = make_commands("bench", args.scale_commands, 10 + i, prefix)
         topics("bench", topic, parts)
         produce(topic, cmds, parts)
+        m0 = machine_cpu()
         elapsed, matched, _, wcpu, pcpu = run_workers(
             "bench", topic, f"bench-{prefix}", prefix, len(cmds), workers,
             extra_env={"BULKSTATE_WORKER_THREADS": str(threads)})
+        m1 = machine_cpu()
+        # the whole machine meanwhile: busy (every process) and waiting on the disk
+        machine = (m1[0] - m0[0]) / max(1, m1[2] - m0[2])
+        iowait = (m1[1] - m0[1]) / max(1, m1[2] - m0[2])
         tps[(workers, parts, threads)] = matched / elapsed
         # the share of the machine's cores the workers and PostgreSQL kept busy: which resource
         # saturates
         busy = (wcpu + pcpu) / (elapsed * os.cpu_count())
         print(f"  {workers:>7} {threads:>7} {parts:>10} {matched / elapsed:>14.1f} {wcpu:>12.1f} "
-              f"{pcpu:>16.1f} {elapsed:>7.1f} {busy:>8.0%}")
+              f"{pcpu:>16.1f} {elapsed:>7.1f} {busy:>8.0%} {machine:>8.0%} {iowait:>7.0%}")
         key = f"scale_w{workers}_p{parts}" + (f"_t{threads}" if threads > 1 else "")
         res[f"{key}_transitions_per_s"] = round(matched / elapsed, 1)
         res[f"{key}_cpu_busy"] = round(busy, 3)
         res[f"{key}_postgres_cpu_share"] = round(pcpu / (wcpu + pcpu), 3)
+        res[f"{key}_machine_busy"] = round(machine, 3)
+        res[f"{key}_iowait"] = round(iowait, 3)
     res["two_worker_speedup"] = round(tps[(2, 6, 1)] / tps[(1, 6, 1)], 2)
     res["two_worker_speedup_3_partitions"] = round(tps[(2, 3, 1)] / tps[(1, 3, 1)], 2)
     print(f"  2 workers / 1: {res['two_worker_speedup']} with 6 partitions, "
