@@ -69,6 +69,7 @@ static int send_event(bs_worker *w, const char *run_id, const char *event, const
     int rc = bs_producer_send(w->prod, w->cfg->events_topic, run_id, strlen(run_id),
                               (const unsigned char *)event, strlen(event), h, n, &w->dv, err);
     json_decref(ev);
+    if (rc == 0) w->events_sent = true;
     return rc;
 }
 
@@ -118,6 +119,12 @@ int bs_reply_wait(bs_worker *w, bs_err *err)
 int bs_reply_complete(bs_worker *w, const bs_mode *mode, const bs_outcome *o, bs_err *err)
 {
     if (!mode->publish || o->command_id == NULL) return 0;
+    /* its events are on another topic, so not ordered with its replies: they are acknowledged
+     * before the completion is sent, and a consumer that has the completion finds them */
+    if (w->events_sent) {
+        w->events_sent = false;
+        if (bs_reply_wait(w, err) < 0) return -1;
+    }
     bs_completion c = {.command_id = o->command_id,
                        .matched = o->matched,
                        .replayed = o->kind == BS_OUT_ALREADY,

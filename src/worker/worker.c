@@ -90,7 +90,9 @@ static bs_worker *worker_new(bs_config *cfg, bs_worker *lane0, int lane, bool re
     const bs_kafka_props kp = bs_config_kafka_props(cfg);
     if ((w->prod = bs_producer_new(&kp, err)) == NULL) goto fail;
     if (!replay) /* the producer learns its topics now, not on a command's first reply */
-        for (const char *const *t = (const char *const[]){cfg->reply_topic, cfg->dlq_topic, NULL};
+        for (const char *const *t =
+                 (const char *const[]){cfg->reply_topic, cfg->dlq_topic,
+                                       cfg->events_topic[0] ? cfg->events_topic : NULL, NULL};
              *t; t++)
             if (!bs_producer_topic_exists(w->prod, *t, TOPIC_CHECK_MS))
                 bs_log(BS_LOG_WARN, "worker",

@@ -86,6 +86,7 @@ struct bs_worker {
         int64_t us[BS_PHASES];
     } ph;
     int64_t count_us; /* the current delivery's count (before bs_handle starts the clocks) */
+    bool events_sent; /* events sent since the last wait for acknowledgements */
 };
 
 /* The time since the last mark goes to phase p (while w->ph.on). */
