@@ -29,8 +29,9 @@
 _Static_assert(BS_MAX_THREADS <= BS_METRICS_THREADS, "a gauge for every thread");
 
 static const bs_mode WORKER_MODE = {.publish = true, .dead_letter = true};
-/* how long a worker thread waits at start for the broker to describe its reply and dead-letter
- * topics (bounded: a broker down at start leaves the check to the first records) */
+/* how long the worker waits at start for the broker to describe a topic it writes (reply,
+ * dead-letter, events): at most once per process when the broker does not answer, since the
+ * other threads skip the check when the first thread's failed */
 #define TOPIC_CHECK_MS 5000
 
 /* One lane. lane0 NULL: lane 0, which makes what the process shares (metrics, HTTP endpoint,
@@ -89,16 +90,18 @@ static bs_worker *worker_new(bs_config *cfg, bs_worker *lane0, int lane, bool re
     bs_metrics_unlock(w->m);
     const bs_kafka_props kp = bs_config_kafka_props(cfg);
     if ((w->prod = bs_producer_new(&kp, err)) == NULL) goto fail;
-    if (!replay) /* the producer learns its topics now, not on a command's first reply */
-        for (const char *const *t =
-                 (const char *const[]){cfg->reply_topic, cfg->dlq_topic,
-                                       cfg->events_topic[0] ? cfg->events_topic : NULL, NULL};
-             *t; t++)
-            if (!bs_producer_topic_exists(w->prod, *t, TOPIC_CHECK_MS))
-                bs_log(BS_LOG_WARN, "worker",
-                       "topic %s: not found, or the broker did not answer within %d ms (its "
-                       "records fail until it exists)",
-                       *t, TOPIC_CHECK_MS);
+    /* the producer learns its topics now, not on a command's first reply (which waited 0.5 s
+     * for them) */
+    w->topics_known = !replay && (lane0 == NULL || lane0->topics_known);
+    for (const char *const *t =
+             (const char *const[]){cfg->reply_topic, cfg->dlq_topic,
+                                   cfg->events_topic[0] ? cfg->events_topic : NULL, NULL};
+         w->topics_known && *t; t++)
+        if (!(w->topics_known = bs_producer_topic_exists(w->prod, *t, TOPIC_CHECK_MS)))
+            bs_log(BS_LOG_WARN, "worker",
+                   "topic %s: not found, or the broker did not answer within %d ms (its records "
+                   "fail until it exists)",
+                   *t, TOPIC_CHECK_MS);
     bs_kafka_set_stats_hook(w->lane0->http ? bs_periodic_on_stats : NULL, w);
     /* a replay reads the log on its own, outside the consumer group */
     if (!replay && (w->cons = bs_consumer_new(&kp, cfg->command_topic, err)) == NULL) goto fail;

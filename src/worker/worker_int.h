@@ -85,8 +85,9 @@ struct bs_worker {
         int64_t last_us; /* monotonic time of the last mark */
         int64_t us[BS_PHASES];
     } ph;
-    int64_t count_us; /* the current delivery's count (before bs_handle starts the clocks) */
-    bool events_sent; /* events sent since the last wait for acknowledgements */
+    int64_t count_us;  /* the current delivery's count (before bs_handle starts the clocks) */
+    bool events_sent;  /* events sent since the last wait for acknowledgements */
+    bool topics_known; /* its producer found every topic it writes at start */
 };
 
 /* The time since the last mark goes to phase p (while w->ph.on). */
