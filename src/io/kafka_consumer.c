@@ -30,12 +30,14 @@ struct bs_consumer {
     void *stats_ctx;
 };
 
-static bool is_held(const bs_consumer *cons, const char *topic, int32_t partition)
+/* The partition's place in the held list; nheld when it is not held. */
+static size_t held_index(const bs_consumer *cons, const char *topic, int32_t partition)
 {
-    for (size_t i = 0; i < cons->nheld; i++)
-        if (cons->held[i].partition == partition && strcmp(cons->held[i].topic, topic) == 0)
-            return true;
-    return false;
+    size_t i = 0;
+    while (i < cons->nheld &&
+           !(cons->held[i].partition == partition && strcmp(cons->held[i].topic, topic) == 0))
+        i++;
+    return i;
 }
 
 /* Sets the pause state of each partition of l, explicitly both ways: paused while the consumer
@@ -49,9 +51,8 @@ static void apply_pause(bs_consumer *cons, const rd_kafka_topic_partition_list_t
     rd_kafka_topic_partition_list_t *running = rd_kafka_topic_partition_list_new(l->cnt);
     for (int i = 0; i < l->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &l->elems[i];
-        rd_kafka_topic_partition_list_add(
-            cons->paused || is_held(cons, tp->topic, tp->partition) ? paused : running, tp->topic,
-            tp->partition);
+        const bool hold = cons->paused || held_index(cons, tp->topic, tp->partition) < cons->nheld;
+        rd_kafka_topic_partition_list_add(hold ? paused : running, tp->topic, tp->partition);
     }
     if (paused->cnt) rd_kafka_pause_partitions(cons->rk, paused);
     if (running->cnt) rd_kafka_resume_partitions(cons->rk, running);
@@ -400,10 +401,7 @@ void bs_consumer_pause(bs_consumer *cons, bool pause)
 
 void bs_consumer_hold(bs_consumer *cons, const char *topic, int32_t partition, bool hold)
 {
-    size_t i = 0;
-    while (i < cons->nheld &&
-           !(cons->held[i].partition == partition && strcmp(cons->held[i].topic, topic) == 0))
-        i++;
+    const size_t i = held_index(cons, topic, partition);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, partition);
     if (hold && i == HELD_MAX) { /* not recorded: paused all the same, resumed on release */
