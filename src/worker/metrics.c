@@ -197,16 +197,27 @@ static void hist(sbuf *b, const char *name, const char *help, const bs_hist *h)
         name, h->sum, name, h->total);
 }
 
+static int joined(const bs_metrics *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->threads && i < BS_METRICS_THREADS; i++)
+        n += m->thread_joined[i];
+    return n;
+}
+
+bool bs_metrics_all_joined(const bs_metrics *m)
+{
+    return joined(m) == m->threads;
+}
+
 /* Why the worker is not ready, one line each, into b (NULL: only counted; the lock held);
  * returns how many. */
 static int reasons(const bs_metrics *m, sbuf *b)
 {
-    int n = 0, joined = 0;
-    for (int i = 0; i < m->threads && i < BS_METRICS_THREADS; i++)
-        joined += m->thread_joined[i];
-    if (joined < m->threads)
+    int n = 0;
+    if (!bs_metrics_all_joined(m))
         n++, add(b, "%d of %d threads have not joined the consumer group yet\n",
-                 m->threads - joined, m->threads);
+                 m->threads - joined(m), m->threads);
     if (m->assigned <= 0) n++, add(b, "no partitions assigned\n");
     if (!m->db_ok)
         n++, add(b, "postgresql unreachable: %s\n",

@@ -105,6 +105,8 @@ void bs_metrics_unlock(bs_metrics *m);
 void bs_metrics_failed(bs_metrics *m, const char *code);
 void bs_metrics_seen(bs_metrics *m, const char *topic, int32_t partition, int64_t ts_ms);
 void bs_hist_observe(bs_hist *h, double v);
+/* Whether every thread's consumer has joined the group (thread_joined). */
+bool bs_metrics_all_joined(const bs_metrics *m);
 
 /* Replaces the lag entries of a worker thread (lane) from its consumer's librdkafka statistics
  * JSON (topics.*.partitions.*.consumer_lag of the partitions it has assigned). Returns -1 when

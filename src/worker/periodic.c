@@ -55,10 +55,7 @@ void bs_periodic_notify(bs_worker *w)
     w->m->assigned += assigned - w->m->thread_assigned[w->lane];
     w->m->thread_assigned[w->lane] = assigned;
     w->m->thread_joined[w->lane] = bs_consumer_joined(w->cons);
-    int joined = 0;
-    for (int i = 0; i < w->m->threads; i++)
-        joined += w->m->thread_joined[i];
-    const bool all_joined = joined == w->m->threads;
+    const bool all_joined = bs_metrics_all_joined(w->m);
     const int total = w->m->assigned;
     const bool db_ok = w->m->db_ok;
     bs_metrics_unlock(w->m);
