@@ -2,9 +2,10 @@
 """bulkstate's performance benchmark, side by side with a set-based SQL floor and with
 Prefect's own HTTP endpoint, on the same machine and the same 1,000,000-run population.
 
-PostgreSQL runs durable (its defaults: fsync, synchronous_commit and full_page_writes on) for
-the headline; throughput, floor and Prefect run again non-durable as a second column
-(--durability). Each scenario that must start from the same runs gets its own copy of the
+PostgreSQL is sized as in production (shared_buffers a quarter of the memory, set by bench.sh;
+checkpoints every 30 min or 8 GB of WAL) and runs durable (its defaults: fsync,
+synchronous_commit and full_page_writes on) for the headline; throughput, floor and Prefect
+run again non-durable as a second column (--durability). Each scenario that must start from the same runs gets its own copy of the
 population, which is loaded once and kept across bench runs (bench_pristine).
 
 Scenarios (each prints a table; all figures go to build/bench/results.json):
@@ -86,17 +87,22 @@ def rss_mb(pid):
     return None
 
 
+def postmaster():
+    """The pid of PostgreSQL's postmaster (its data directory's postmaster.pid)."""
+    data = psql("postgres", "SHOW data_directory")
+    with open(os.path.join(data, "postmaster.pid")) as f:
+        return int(f.readline())
+
+
 def postgres_cpu_s():
     """CPU seconds PostgreSQL has used: the postmaster and its children, and the backends that
     exited since its start (the postmaster's reaped children: cutime and cstime), so that a
     connection closed before the sample still counts. The children are found by their parent,
     not their command line: a backend that is exiting has none left, yet is not reaped, and
     its CPU would be missed (a sample right after a worker stopped lost its backend's)."""
-    data = psql("postgres", "SHOW data_directory")
     tick = os.sysconf("SC_CLK_TCK")
     try:
-        with open(os.path.join(data, "postmaster.pid")) as f:
-            master = int(f.readline())
+        master = postmaster()
         with open(f"/proc/{master}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         reaped = (int(fields[13]) + int(fields[14])) / tick
@@ -147,10 +153,11 @@ def postgres_pids():
 
 DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
 # Checkpoints as a production server writing this much would have them: driven by time, not by
-# the WAL's size. With PostgreSQL's defaults (5 min, max_wal_size 1 GB) the benchmark's 20-25 kB
-# of WAL per transition filled 1 GB every 20-25 s, and after every checkpoint the first change
-# to each page writes the whole page again (full_page_writes). The test command's cluster keeps
-# the defaults. A tail hypothesis measures them against these.
+# the WAL's size. With PostgreSQL's defaults (5 min, max_wal_size 1 GB) the benchmark's 22 kB of
+# WAL per transition brought a checkpoint every 6-11 s ("checkpoints are occurring too
+# frequently"), and after each one the first change to every page writes the whole page again
+# (full_page_writes). The test command's cluster keeps the defaults. A tail hypothesis
+# measures them against these.
 CHECKPOINTS = {"checkpoint_timeout": "30min", "max_wal_size": "8GB"}
 
 
@@ -379,12 +386,6 @@ def run_delay_s(pids):
     return total / 1e9
 
 
-def postgres_children():
-    data = psql("postgres", "SHOW data_directory")
-    with open(os.path.join(data, "postmaster.pid")) as f:
-        return children(int(f.readline()))
-
-
 def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=None, waits=None):
     """Starts the workers on a produced backlog, waits for n commands; returns elapsed s,
     transitions, RSS samples {mark: MB} of the first worker, CPU s of workers and PostgreSQL.
@@ -395,7 +396,7 @@ def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=
              for i in range(workers)]
     rss = {"start": None}
     pg_before = postgres_cpu_s()
-    pg_delay = run_delay_s(postgres_children())
+    pg_delay = run_delay_s(children(postmaster()))
     t0 = time.time()
     marks = sorted(rss_marks)
     while True:
@@ -414,7 +415,7 @@ def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=
     worker_cpu = cpu_s([p.pid for p in procs])
     pg_cpu = postgres_cpu_s() - pg_before
     if waits is not None:
-        waits["postgres"] = run_delay_s(postgres_children()) - pg_delay
+        waits["postgres"] = run_delay_s(children(postmaster())) - pg_delay
         waits["workers"] = run_delay_s([p.pid for p in procs])
     for p in procs:
         p.terminate()
@@ -1006,10 +1007,9 @@ def scenario_scale(args, res):
     # 6 partitions as well: with 3, two workers split the partitions 2:1, so the second worker
     # can add at most half (1.5x) whatever the worker does; 6 split evenly. Then one worker of
     # 2 and 3 threads (worker.threads) against two workers of one
-    # each row on its own copy of the population: on one database the rows ran one after the
-    # other on ever more dead row versions (every transition leaves one in flow_run and each of
-    # its indexes) and met autovacuum at different points, so a row's figure depended on its
-    # place in the list (the first row was the fastest one-worker row in every run)
+    # each row on its own copy of the population: on one database, which aged as the rows ran
+    # one after the other, a row's figure depended on its place in the list (the first row was
+    # the fastest one-worker row in both runs made so)
     for i, (workers, parts, threads) in enumerate(SCALE_ROWS):
         prefix = f"sc{i}"
         topic = f"bench.scale{i}.{RUN}"
