@@ -709,6 +709,7 @@ TAIL_HYPOTHESES = [
     ("no autovacuum on flow_run", {"sql": "ALTER TABLE flow_run SET (autovacuum_enabled = off)"}),
     ("checkpoints at PostgreSQL's defaults (5 min, max_wal_size 1 GB)",
      {"system": {"checkpoint_timeout": "'5min'", "max_wal_size": "'1GB'"}}),
+    ("new WAL segments not zero-filled (wal_init_zero off)", {"system": {"wal_init_zero": "off"}}),
     ("Prefect's server and its services running beside", {"live": True}),
     ("worker.threads 3: one thread per partition", {"env": {"BULKSTATE_WORKER_THREADS": "3"}}),
     ("the broker's JVM on G1 with a 20 ms pause goal (serial otherwise)", {"broker_gc": "g1"}),
