@@ -40,15 +40,13 @@ start() {
   # Non-durable for the tests' speed, in a file of its own so that ALTER SYSTEM (the
   # benchmark's durable runs: tests/bench/bench.py) can override it without a restart; a
   # start drops what an earlier ALTER SYSTEM left. shared_buffers: 256 MB for the tests,
-  # BS_PG_SHARED_BUFFERS for the benchmark's production-sized cluster (there too, not on the
-  # command line, so that ALTER SYSTEM and a restart can change it). pg_stat_statements: the
-  # benchmark's statements per transition.
-  printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = %s\n' \
-    "${BS_PG_SHARED_BUFFERS:-256MB}" | as_owner tee "$DATA/bulkstate.conf" >/dev/null
+  # BS_PG_SHARED_BUFFERS for the benchmark's production-sized cluster (tests/bench/bench.sh).
+  # pg_stat_statements: the benchmark's statements per transition.
+  printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' | as_owner tee "$DATA/bulkstate.conf" >/dev/null
   grep -q "^include_if_exists 'bulkstate.conf'" "$DATA/postgresql.conf" \
     || echo "include_if_exists 'bulkstate.conf'" | as_owner tee -a "$DATA/postgresql.conf" >/dev/null
   echo "# reset by scripts/pg.sh start" | as_owner tee "$DATA/postgresql.auto.conf" >/dev/null
-  echo "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$SOCK -c max_connections=50 -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=10000" >"$DIR/opts"
+  echo "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$SOCK -c max_connections=50 -c shared_buffers=${BS_PG_SHARED_BUFFERS:-256MB} -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=10000" >"$DIR/opts"
   up
   PORT=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' "$DIR/opts")
   cat >"$ENVF" <<EOV
