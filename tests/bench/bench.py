@@ -5,8 +5,9 @@ Prefect's own HTTP endpoint, on the same machine and the same 1,000,000-run popu
 PostgreSQL is sized as in production (shared_buffers a quarter of the memory, set by bench.sh;
 checkpoints every 30 min or 8 GB of WAL) and runs durable (its defaults: fsync,
 synchronous_commit and full_page_writes on) for the headline; throughput, floor and Prefect
-run again non-durable as a second column (--durability). Each scenario that must start from the same runs gets its own copy of the
-population, which is loaded once and kept across bench runs (bench_pristine).
+run again non-durable as a second column (--durability). Each scenario that must start from
+the same runs gets its own copy of the population, which is loaded once and kept across bench
+runs (bench_pristine).
 
 Scenarios (each prints a table; all figures go to build/bench/results.json):
   throughput  a backlog of --commands commands (limit 50: id lists, state+tag filters,
@@ -161,19 +162,25 @@ DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
 CHECKPOINTS = {"checkpoint_timeout": "30min", "max_wal_size": "8GB"}
 
 
-def set_checkpoints():
-    """CHECKPOINTS in force (ALTER SYSTEM and a reload); returns them, read back."""
-    for k, v in CHECKPOINTS.items():
+def alter_system(want, hint=""):
+    """want ({setting: value}) in force without a restart: ALTER SYSTEM, a reload, and the
+    settings read back until they show it. Returns them as read back."""
+    for k, v in want.items():
         psql("postgres", f"ALTER SYSTEM SET {k} = '{v}'")
     psql("postgres", "SELECT pg_reload_conf()")
     deadline = time.time() + 10  # bounded: the reload is applied within 10 s, or the bench stops
     while True:
-        got = {k: psql("postgres", f"SHOW {k}") for k in CHECKPOINTS}
-        if got == CHECKPOINTS:
+        got = {k: psql("postgres", f"SHOW {k}") for k in want}
+        if got == want:
             return got
         if time.time() > deadline:
-            raise SystemExit(f"PostgreSQL kept {got} (wanted {CHECKPOINTS})")
+            raise SystemExit(f"PostgreSQL kept {got} (wanted {want}){hint}")
         time.sleep(0.1)
+
+
+def set_checkpoints():
+    """CHECKPOINTS in force; returns them, read back."""
+    return alter_system(CHECKPOINTS)
 
 
 def set_durable(durable):
@@ -181,18 +188,9 @@ def set_durable(durable):
     scripts/pg.sh keeps the non-durable settings in a file ALTER SYSTEM overrides. Returns the
     settings in force, read back."""
     v = "on" if durable else "off"
-    for k in DURABILITY:
-        psql("postgres", f"ALTER SYSTEM SET {k} = {v}")
-    psql("postgres", "SELECT pg_reload_conf()")
-    deadline = time.time() + 10  # bounded: the reload is applied within 10 s, or the bench stops
-    while True:
-        got = {k: psql("postgres", f"SHOW {k}") for k in DURABILITY}
-        if all(g == v for g in got.values()):
-            break
-        if time.time() > deadline:
-            raise SystemExit(f"PostgreSQL kept {got} (wanted {v}): its server was started with "
-                             "them on its command line; stop the services and run again")
-        time.sleep(0.1)
+    got = alter_system({k: v for k in DURABILITY},
+                       ": its server was started with them on its command line; stop the "
+                       "services and run again")
     psql("postgres", "CHECKPOINT")
     return got
 
