@@ -58,7 +58,9 @@ rd_kafka_conf_t *bs_kafka_conf(const bs_kafka_props *props, bool consumer, bs_er
         rd_kafka_conf_set(conf, "queued.max.messages.kbytes", "16384", NULL, 0);
     } else {
         rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
-        rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
+        /* a command's replies are produced within a millisecond: one batch still, and its
+         * completion, not awaited when the next message follows (worker.c), leaves soon */
+        rd_kafka_conf_set(conf, "linger.ms", "1", NULL, 0);
     }
     for (size_t i = 0; i < props->n; i++) {
         bool skip = false;
@@ -164,6 +166,9 @@ int bs_producer_send_at(bs_producer *prod, const char *topic, const void *key, s
 int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err *err)
 {
     int64_t deadline = bs_mono_ms() + timeout_ms;
+    /* the reports that came meanwhile first: records sent a while ago are often acknowledged
+     * already, and then nothing else is flushed with them */
+    rd_kafka_poll(prod->rk, 0);
     /* flush, not poll: a flush sends what is queued at once instead of waiting out linger.ms
      * (the worker waits for these acknowledgements before it takes the next command) */
     while (dv->pending > 0 && bs_mono_ms() < deadline)

@@ -66,7 +66,7 @@ static int reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, bs_outcome
     o->command_id = command_id;
     o->reply_topic = reply_topic;
     o->matched = o->batches = 0;
-    o->cancelled = false;
+    o->cancelled = o->unacked = false;
     memset(o->counts, 0, sizeof o->counts);
     o->error_code = code;
     o->error = *why;
@@ -223,12 +223,13 @@ static void phases_start(bs_worker *w, const bs_msg *m)
     w->count_us = 0;
 }
 
-static void phases_observe(bs_worker *w)
+/* acked: the acknowledgement was awaited (else settle_unacked observes it) */
+static void phases_observe(bs_worker *w, bool acked)
 {
     if (!w->ph.on) return;
     for (int i = 0; i < BS_PHASES; i++)
         w->m->phase_s[i] += (double)w->ph.us[i] / 1e6;
-    bs_hist_observe(&w->m->ack, (double)w->ph.us[BS_PH_ACK] / 1e6);
+    if (acked) bs_hist_observe(&w->m->ack, (double)w->ph.us[BS_PH_ACK] / 1e6);
     w->ph.on = false;
 }
 
@@ -257,7 +258,12 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
     int rc = cmd.cancel_command_id ? cancel(w, mode, m, &cmd, o, err)
              : cmd.max_runs > 0    ? bs_large_start(w, mode, m, &cmd, identity, o, err)
                                    : run_one(w, mode, m, &cmd, identity, o, err);
-    if (rc == 0 && !completes_itself) rc = bs_reply_complete(w, mode, o, err);
+    if (rc == 0 && !completes_itself) {
+        /* the worker awaits an applied command's acknowledgements while it handles the next */
+        o->unacked = mode->defer_ack && o->kind == BS_OUT_APPLIED;
+        rc = bs_reply_complete(w, mode, o, err);
+        if (rc < 0) o->unacked = false;
+    }
     if (rc < 0 && o->kind != BS_OUT_REJECTED &&
         bs_settle_decide(err, false, false) == BS_SETTLE_REJECT) {
         /* about this command (a reused id, a statement it makes fail, replies the broker
@@ -270,7 +276,7 @@ int bs_handle(bs_worker *w, const bs_mode *mode, bs_msg *m, bs_outcome *o, bs_er
     if (rc < 0) w->ph.on = false;
     if (rc < 0 || completes_itself) return rc;
     bs_metrics_lock(w->m);
-    phases_observe(w);
+    phases_observe(w, !o->unacked);
     w->m->completed[o->kind == BS_OUT_ALREADY ? 1 : 0]++;
     w->m->commands++;
     if (o->kind == BS_OUT_APPLIED) w->m->transitions += (uint64_t)o->matched;

@@ -278,6 +278,15 @@ void bs_large_run(bs_worker *w, volatile sig_atomic_t *stop)
     }
 }
 
+void bs_large_drop(bs_worker *w, const bs_msg *m)
+{
+    for (size_t i = 0; i < w->nlarge; i++)
+        if (w->large[i]->m == m) {
+            large_free(w, i, true);
+            return;
+        }
+}
+
 void bs_large_release_all(bs_worker *w, const char *why)
 {
     while (w->nlarge > 0) { /* between two batches: the checkpoint is in the database */

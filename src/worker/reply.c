@@ -42,7 +42,7 @@ static int send_reply(bs_worker *w, const char *topic, const char *command_id,
     if (phases) h[n++] = (bs_header){"bulkstate.phases", phases, strlen(phases)};
     n = add_trace(w, h, n);
     return bs_producer_send(w->prod, topic, command_id, command_id ? strlen(command_id) : 0, buf,
-                            len, h, n, &w->dv, err);
+                            len, h, n, w->dv, err);
 }
 
 /* A state-change event: JSON, keyed by the run (Prefect's events are JSON documents), with the
@@ -67,7 +67,7 @@ static int send_event(bs_worker *w, const char *run_id, const char *event, const
     if (time) h[n++] = (bs_header){"ce_time", time, strlen(time)};
     n = add_trace(w, h, n);
     int rc = bs_producer_send(w->prod, w->cfg->events_topic, run_id, strlen(run_id),
-                              (const unsigned char *)event, strlen(event), h, n, &w->dv, err);
+                              (const unsigned char *)event, strlen(event), h, n, w->dv, err);
     json_decref(ev);
     if (rc == 0) w->events_sent = true;
     return rc;
@@ -105,15 +105,20 @@ int bs_reply_publish(bs_worker *w, const bs_mode *mode, const char *topic, const
     return 0;
 }
 
-int bs_reply_wait(bs_worker *w, bs_err *err)
+int bs_reply_wait_for(bs_worker *w, bs_delivery *dv, bs_err *err)
 {
-    int rc = bs_producer_wait(w->prod, &w->dv, w->cfg->flush_timeout_ms, err);
-    if (w->dv.pending == 0) {
-        w->dv.failed = 0;
-        w->dv.permanent = false;
-        w->dv.error[0] = '\0';
+    int rc = bs_producer_wait(w->prod, dv, w->cfg->flush_timeout_ms, err);
+    if (dv->pending == 0) {
+        dv->failed = 0;
+        dv->permanent = false;
+        dv->error[0] = '\0';
     }
     return rc;
+}
+
+int bs_reply_wait(bs_worker *w, bs_err *err)
+{
+    return bs_reply_wait_for(w, w->dv, err);
 }
 
 int bs_reply_complete(bs_worker *w, const bs_mode *mode, const bs_outcome *o, bs_err *err)
@@ -149,8 +154,8 @@ int bs_reply_complete(bs_worker *w, const bs_mode *mode, const bs_outcome *o, bs
     rc = send_reply(w, o->reply_topic ? o->reply_topic : w->cfg->reply_topic, o->command_id, buf,
                     len, NULL, w->ph.on ? phases : NULL, err);
     free(buf);
-    if (rc < 0 || bs_reply_wait(w, err) < 0) return -1;
-    bs_phase_mark(w, BS_PH_ACK);
+    if (rc < 0 || (!o->unacked && bs_reply_wait(w, err) < 0)) return -1;
+    if (!o->unacked) bs_phase_mark(w, BS_PH_ACK);
     return 0;
 }
 
@@ -210,7 +215,7 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
            cut ? " dead_letter=truncated" : "");
     const int64_t ts = m->timestamp_ms > 0 ? m->timestamp_ms : 0; /* the original's */
     int rc = bs_producer_send_at(w->prod, w->cfg->dlq_topic, m->key, m->key_len, m->payload, len, h,
-                                 cut ? n : whole, ts, &w->dv, err);
+                                 cut ? n : whole, ts, w->dv, err);
     if (rc == 0) rc = bs_reply_wait(w, err);
     if (rc < 0 && !err->retriable && (len > 0 || ours > 0 || m->key_len > 0)) {
         /* refused for good (the topic's own max.message.bytes is below the producer's, or the
@@ -219,7 +224,7 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
         bs_log(BS_LOG_WARN, "worker", "dead letter refused, sent without its value: %s", err->msg);
         memset(err, 0, sizeof *err);
         rc = bs_producer_send_at(w->prod, w->cfg->dlq_topic, NULL, 0, "", 0, h + ours, n - ours, ts,
-                                 &w->dv, err);
+                                 w->dv, err);
         if (rc == 0) rc = bs_reply_wait(w, err);
     }
     if (rc < 0) return -1;

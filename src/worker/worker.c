@@ -6,6 +6,12 @@
  * anywhere before that redelivers the command, which then finds its record 'done' and
  * republishes the stored replies instead of applying anything again.
  *
+ * An applied one-batch command's acknowledgements are awaited once the next message was
+ * handled (the unacked command: one at most), so the broker's round trip overlaps the next
+ * transaction instead of adding to each command's time; with no message waiting they are
+ * awaited at once. Offsets are still stored in order, and if they fail, both messages are
+ * delivered again (settle_unacked).
+ *
  * worker.threads > 1 runs that loop in as many lanes, one thread each, each with a consumer of
  * its own in the group (as Kafka Streams runs one consumer per stream thread): the group
  * spreads the partitions over the lanes, rebalances reach each lane's consumer in its own
@@ -28,7 +34,7 @@
 
 _Static_assert(BS_MAX_THREADS <= BS_METRICS_THREADS, "a gauge for every thread");
 
-static const bs_mode WORKER_MODE = {.publish = true, .dead_letter = true};
+static const bs_mode WORKER_MODE = {.publish = true, .dead_letter = true, .defer_ack = true};
 /* how long the worker waits at start for the broker to describe a topic it writes (reply,
  * dead-letter, events): at most once per process when the broker does not answer, since the
  * other threads skip the check when the first thread's failed */
@@ -62,6 +68,7 @@ static bs_worker *worker_new(bs_config *cfg, bs_worker *lane0, int lane, bool re
         }
     }
     w->ar = bs_arena_new();
+    w->dv = &w->dvs[0];
     char why[256];
     if (bs_topic_pattern_compile(cfg->reply_topic_pattern, &w->reply_re, why, sizeof why) < 0) {
         bs_err_fatal(err, BS_EINVAL, "worker.reply_topic_pattern: %s", why);
@@ -150,6 +157,7 @@ void bs_worker_free(bs_worker *w)
     for (size_t i = w->nlanes; i-- > 1;) /* lane 0 frees the others first: they use its parts */
         bs_worker_free(w->lanes[i]);
     bs_large_release_all(w, NULL);
+    bs_msg_free(w->unacked.m);
     if (w->lane == 0) bs_outbox_stop(w->outbox);
     bs_consumer_close(w->cons);
     bs_producer_free(w->prod, w->cfg->flush_timeout_ms);
@@ -235,8 +243,59 @@ static void back_off(bs_worker *w, const bs_msg *m, int64_t delay, const bs_err 
     bs_metrics_unlock(w->m);
 }
 
-/* One message, until it is settled, the partition is revoked or a stop is asked. Returns
- * whether the worker keeps the message (a large command in progress); -1 with err to stop. */
+/* The unacked command's acknowledgements, awaited once the next message was handled (they
+ * have mostly come by then), then its offset stored. If they failed or did not come within
+ * flush_timeout_ms, it and next (the message handled since; NULL: none) go back to be
+ * delivered again, next first so that a partition they share resumes at the lower offset: the
+ * unacked command is found done, and its stored replies are published again and awaited
+ * through the usual retries. -1 then. */
+static int settle_unacked(bs_worker *w, const bs_msg *next)
+{
+    bs_msg *u = w->unacked.m;
+    if (u == NULL) return 0;
+    w->unacked.m = NULL;
+    bs_err err = {0};
+    const int64_t t0 = bs_mono_us();
+    const int rc = bs_reply_wait_for(w, w->unacked.dv, &err);
+    const double waited = (double)(bs_mono_us() - t0) / 1e6;
+    bs_metrics_lock(w->m);
+    w->m->phase_s[BS_PH_ACK] += waited; /* the command's last phase, not in its header */
+    bs_hist_observe(&w->m->ack, waited);
+    if (rc < 0) w->m->retries++;
+    bs_metrics_unlock(w->m);
+    if (rc == 0) {
+        bs_failpoint("before_offset");
+        bs_err serr = {0};
+        if (bs_consumer_store(w->cons, u, &serr) < 0) bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+    } else {
+        bs_log(BS_LOG_WARN, "worker",
+               "replies not acknowledged partition=%" PRId32 " offset=%" PRId64
+               ", it is delivered again%s: %s",
+               u->partition, u->offset, next ? " with the message after it" : "", err.msg);
+        if (next != NULL) bs_consumer_rewind(w->cons, next);
+        bs_consumer_rewind(w->cons, u);
+    }
+    bs_msg_free(u);
+    return rc;
+}
+
+/* m is not settled: it is delivered again, to whoever owns its partition. That is not a failed
+ * delivery of m, so its count is taken back (an applied command's transaction cleared it
+ * already). started_large: m started a large command, which lets go of m (its checkpoint is
+ * in the database). Returns settle_message's answer. */
+static int let_go(bs_worker *w, bs_msg *m, const bs_source *src, bool counted, bool started_large)
+{
+    bs_err uerr = {0};
+    if (counted && bs_store_uncount_attempt(w->store, src, &uerr) < 0)
+        bs_log(BS_LOG_WARN, "worker", "%s", uerr.msg);
+    if (!started_large) return 0;
+    bs_large_drop(w, m);
+    return 1; /* (freed with the large command) */
+}
+
+/* One message, until it is settled, the partition is revoked or a stop is asked. Returns 0, 1
+ * when the worker keeps the message (a large command in progress), 2 when it is the unacked
+ * command now; -1 with err to stop. */
 static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, bs_err *err)
 {
     int64_t backoff = w->cfg->retry_backoff_initial_ms;
@@ -260,6 +319,8 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
         } else if (counted) {
             rc = bs_handle(w, &WORKER_MODE, m, &o, &herr);
         }
+        if (settle_unacked(w, m) < 0) /* the previous command goes again, and m after it */
+            return let_go(w, m, &src, counted, rc == 0 && o.kind == BS_OUT_RUNNING);
         const bool rejecting = rc < 0 && o.kind == BS_OUT_REJECTED;
         switch (bs_settle_decide(rc == 0 ? NULL : &herr, rejecting, poisoned)) {
         case BS_SETTLE_DONE: {
@@ -269,6 +330,12 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
             w->m->db_ok = true;
             bs_metrics_unlock(w->m);
             bs_periodic_status(w);
+            if (o.unacked) { /* settled after the next message (settle_unacked) */
+                w->unacked.m = m;
+                w->unacked.dv = w->dv;
+                w->dv = w->dv == &w->dvs[0] ? &w->dvs[1] : &w->dvs[0];
+                return 2;
+            }
             bs_failpoint("before_offset");
             bs_err serr = {0};
             if (bs_consumer_store(w->cons, m, &serr) < 0)
@@ -287,14 +354,8 @@ static int settle_message(bs_worker *w, bs_msg *m, volatile sig_atomic_t *stop, 
         }
         if (bs_settle_counts_attempt(&herr, rejecting)) counted = false;
         back_off(w, m, jitter(backoff), &herr, stop);
-        if (*stop || !bs_consumer_owns(w->cons, m)) {
-            /* not settled: redelivered to whoever owns the partition. A clean stop or a
-             * rebalance is not a failed delivery: uncount it */
-            bs_err uerr = {0};
-            if (counted && bs_store_uncount_attempt(w->store, &src, &uerr) < 0)
-                bs_log(BS_LOG_WARN, "worker", "%s", uerr.msg);
-            return 0;
-        }
+        if (*stop || !bs_consumer_owns(w->cons, m)) /* a clean stop, a rebalance */
+            return let_go(w, m, &src, counted, false);
         backoff =
             backoff * 2 > w->cfg->retry_backoff_max_ms ? w->cfg->retry_backoff_max_ms : backoff * 2;
     }
@@ -333,6 +394,7 @@ static int lane_loop(bs_worker *w, volatile sig_atomic_t *reload_flag, bs_err *e
             w->outbox_held = hold;
         }
         if (hold) { /* polled paused (the group keeps us), until the delivery catches up */
+            settle_unacked(w, NULL);
             bs_msg *other = bs_consumer_poll(w->cons, 100, &perr);
             if (other != NULL) bs_consumer_rewind(w->cons, other);
             bs_msg_free(other);
@@ -341,13 +403,16 @@ static int lane_loop(bs_worker *w, volatile sig_atomic_t *reload_flag, bs_err *e
             continue;
         }
         /* large commands in progress: one batch each, then a short poll for other partitions */
+        if (w->nlarge > 0) settle_unacked(w, NULL); /* offsets in order */
         bs_large_run(w, stop);
-        bs_msg *m = bs_consumer_poll(w->cons, w->nlarge ? 10 : w->cfg->poll_timeout_ms, &perr);
+        const int timeout = w->unacked.m ? 0 : w->nlarge ? 10 : w->cfg->poll_timeout_ms;
+        bs_msg *m = bs_consumer_poll(w->cons, timeout, &perr);
         bs_producer_poll(w->prod);
         bs_periodic_notify(w);
         bs_periodic_reap(w);
         reload_if_asked(w, reload_flag); /* again: a message the poll returned sees it */
         if (m == NULL) {
+            settle_unacked(w, NULL); /* nothing to overlap with */
             if (perr.fatal) {
                 *err = perr;
                 rc = -1;
@@ -362,7 +427,7 @@ static int lane_loop(bs_worker *w, volatile sig_atomic_t *reload_flag, bs_err *e
         set_inflight(w, (int)w->nlarge + 1);
         const int kept = settle_message(w, m, stop, err);
         w->cur = NULL;
-        if (kept != 1) bs_msg_free(m);
+        if (kept <= 0) bs_msg_free(m);
         bs_arena_reset(w->ar);
         set_inflight(w, (int)w->nlarge); /* large commands still in progress */
         if (kept < 0) {
@@ -370,6 +435,7 @@ static int lane_loop(bs_worker *w, volatile sig_atomic_t *reload_flag, bs_err *e
             break;
         }
     }
+    settle_unacked(w, NULL);
     if (rc == 0) bs_large_release_all(w, "stopping");
     return rc;
 }

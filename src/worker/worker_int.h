@@ -51,7 +51,14 @@ struct bs_worker {
     bs_producer *prod;
     bs_arena *ar; /* per message: reset after each one */
     bs_framing framing;
-    bs_delivery dv;    /* lives as long as the worker: late delivery reports land here */
+    /* delivery accounting, one per command in flight: the current one's (dv) and the last
+     * command's whose acknowledgements are still awaited (unacked). They live as long as the
+     * worker: late delivery reports land here */
+    bs_delivery dvs[2], *dv;
+    struct {
+        bs_msg *m;       /* NULL: none; else its replies and completion are sent, not yet acked */
+        bs_delivery *dv; /* its records' accounting (one of dvs) */
+    } unacked;
     const bs_msg *cur; /* the message being handled: its trace context goes on */
     regex_t reply_re;  /* worker.reply_topic_pattern */
     bool reply_re_set;
@@ -101,6 +108,8 @@ typedef struct bs_mode {
     bool deterministic; /* clock and ids derive from the command's issued_at and id */
     bool inline_large;  /* a large command runs all its batches at once (no group to serve) */
     bool dry_run;       /* the store rolls everything back at the end (an outer transaction) */
+    bool defer_ack;     /* an applied one-batch command's acknowledgements are awaited while the
+                         * next message is handled (worker.c: the unacked command) */
     FILE *print;        /* every result also as a JSON line here; NULL: nowhere */
 } bs_mode;
 
@@ -122,6 +131,7 @@ typedef struct bs_outcome {
     bool cancelled;
     const char *error_code; /* REJECTED: "invalid_command", ... */
     bs_err error;           /* REJECTED: what was wrong */
+    bool unacked; /* its completion was sent without awaiting the acknowledgements (defer_ack) */
 } bs_outcome;
 
 /* handle.c: one message. 0: settled, o says how (RUNNING: m now belongs to the worker's
@@ -154,7 +164,8 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
  * first reply. */
 int bs_reply_publish(bs_worker *w, const bs_mode *mode, const char *topic, const char *command_id,
                      int first_seq, const bs_replies *r, const char *failpoint, bs_err *err);
-/* The completion of a command (error_code NULL: none), its acknowledgement awaited. */
+/* The completion of a command (error_code NULL: none), its acknowledgement awaited unless
+ * o->unacked (then the caller awaits them, bs_reply_wait_for). */
 int bs_reply_complete(bs_worker *w, const bs_mode *mode, const bs_outcome *o, bs_err *err);
 /* Bad input: an error completion (when the command id is known) and a copy of the message on
  * the dead-letter topic, both acknowledged; o is the rejection (kind, code, error). */
@@ -162,6 +173,8 @@ int bs_reply_reject(bs_worker *w, const bs_mode *mode, const bs_msg *m, const bs
                     bs_err *err);
 /* Waits for every produced record's acknowledgement (bounded by flush_timeout_ms). */
 int bs_reply_wait(bs_worker *w, bs_err *err);
+/* The same for the records counted in dv (one of w->dvs). */
+int bs_reply_wait_for(bs_worker *w, bs_delivery *dv, bs_err *err);
 /* A command's own reply topic must match worker.reply_topic_pattern, not be one of bulkstate's
  * inputs, and exist (asked once per topic): 0, or -1 with why (topic_forbidden,
  * topic_not_found). */
@@ -175,6 +188,9 @@ int bs_large_start(bs_worker *w, const bs_mode *mode, bs_msg *m, const bs_comman
                    const char *identity, bs_outcome *o, bs_err *err);
 /* One batch of each large command in progress (round robin with the poll loop). */
 void bs_large_run(bs_worker *w, volatile sig_atomic_t *stop);
+/* Lets go of the large command in progress that m started, m freed with it (its checkpoint is
+ * in the database; m is delivered again). */
+void bs_large_drop(bs_worker *w, const bs_msg *m);
 /* Lets go of every large command in progress (their checkpoints are in the database). */
 void bs_large_release_all(bs_worker *w, const char *why);
 

@@ -45,7 +45,8 @@ import urllib.request
 
 SRC = os.environ["BS_SOURCE_DIR"]
 BUILD = os.environ["BS_BUILD_DIR"]
-BIN = os.path.join(BUILD, "bulkstate")
+# another build's binary to measure against the same services (a before/after comparison)
+BIN = os.environ.get("BS_BENCH_BIN") or os.path.join(BUILD, "bulkstate")
 BROKER = os.environ["BULKSTATE_KAFKA_BOOTSTRAP_SERVERS"]
 PG = f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} user=postgres"
 OUT = os.path.join(BUILD, "bench")

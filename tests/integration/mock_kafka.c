@@ -1,7 +1,8 @@
 /* Faults the real broker cannot be made to produce, on librdkafka's mock cluster (3 brokers):
- * request errors on Produce (the worker's replies) and OffsetCommit, a partition leader down
- * while commands flow, and the group coordinator down while the group rebalances (one worker
- * leaves, another joins). PostgreSQL is the real one (the services fixture). Afterwards every
+ * the reply topic's leader down at the start (the replies of a command whose acknowledgements
+ * are awaited after the next one time out), request errors on Produce (the worker's replies)
+ * and OffsetCommit, a partition leader down while commands flow, and the group coordinator
+ * down while the group rebalances (one worker leaves, another joins). PostgreSQL is the real one (the services fixture). Afterwards every
  * command has exactly one effect on its runs and a complete set of replies.
  * Prints `fault-test mock-kafka: commands=<N> faults=<K> lost=<L> doubled=<D>`. */
 #include <pthread.h>
@@ -133,6 +134,14 @@ int main(void)
     cfg->retry_backoff_max_ms = 1000;
     cfg->flush_timeout_ms = 5000;
     cfg->max_attempts = 1000;
+    /* replies to a partition whose leader is down fail after 2 s instead of being retried for
+     * minutes: the outage of phase 0 fails acknowledgements the worker awaits */
+    bs_config_set_kafka(cfg, "message.timeout.ms", "2000", NULL);
+    /* one request in flight per broker: the mock cluster checks an idempotent producer's
+     * sequence numbers only when it is transactional, so a failed request followed by a later
+     * one that succeeds would be taken as persisted (a real broker refuses the later one as out
+     * of sequence, and the producer sends both again in order) */
+    bs_config_set_kafka(cfg, "max.in.flight.requests.per.connection", "1", NULL);
 
     /* the runs and the log: forced states (always accepted), 1..4 runs each, seeded */
     char sql[512];
@@ -179,6 +188,22 @@ int main(void)
     bs_producer_free(prod, 5000);
 
     int faults = 0;
+    wthread w1, w2;
+    /* 0. the reply topic's leader is down when the worker starts: the first command's replies
+     * time out while the worker handles the next one, after which it awaits them; both go back
+     * to be delivered again, and the first one's stored replies are published again once the
+     * broker is back */
+    for (int p = 0; p < 3; p++) {
+        rd_kafka_mock_partition_set_leader(mc, "mk.replies", p, 3);
+        rd_kafka_mock_partition_set_leader(mc, "mk.commands", p, 1 + p % 2);
+    }
+    rd_kafka_mock_partition_set_leader(mc, "mk.dlq", 0, 1);
+    rd_kafka_mock_coordinator_set(mc, "group", "mk-group", 1);
+    rd_kafka_mock_broker_set_down(mc, 3);
+    start(&w1, cfg);
+    sleep_ms(4000);
+    rd_kafka_mock_broker_set_up(mc, 3);
+    faults++;
     /* 1. the worker's replies and offset commits meet request errors */
     rd_kafka_mock_push_request_errors(
         mc, API_PRODUCE, 6, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
@@ -190,8 +215,6 @@ int main(void)
         RD_KAFKA_RESP_ERR_NOT_COORDINATOR, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
         RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE);
     faults += 2;
-    wthread w1, w2;
-    start(&w1, cfg);
     if (wait_done(60, 120) < 0) fprintf(stderr, "phase 1: no progress\n");
     /* 2. a broker (leader of some partitions) goes down for 3 s while commands flow */
     rd_kafka_mock_broker_set_down(mc, 2);
@@ -269,6 +292,9 @@ int main(void)
         for (int s = 0; ok && s < matched[k]; s++)
             ok = results_seen[k][s];
         incomplete += !ok;
+        if (!ok)
+            fprintf(stderr, "incomplete: mk-%d completion=%d matched=%d\n", k, completions[k],
+                    matched[k]);
     }
     const long long ndone = done();
     printf("commands done: %lld of %d; replies complete: %d of %d\n", ndone, NCMDS,
