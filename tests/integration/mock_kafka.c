@@ -2,9 +2,10 @@
  * the reply topic's leader down at the start (the replies of a command whose acknowledgements
  * are awaited after the next one time out), request errors on Produce (the worker's replies)
  * and OffsetCommit, a partition leader down while commands flow, and the group coordinator
- * down while the group rebalances (one worker leaves, another joins). PostgreSQL is the real one (the services fixture). Afterwards every
- * command has exactly one effect on its runs and a complete set of replies.
- * Prints `fault-test mock-kafka: commands=<N> faults=<K> lost=<L> doubled=<D>`. */
+ * down while the group rebalances (one worker leaves, another joins). PostgreSQL is the real one
+ * (the services fixture). Afterwards every command has exactly one effect on its runs and a
+ * complete set of replies. Prints `fault-test mock-kafka: commands=<N> faults=<K> lost=<L>
+ * doubled=<D>`. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
