@@ -385,12 +385,44 @@ def run_delay_s(pids):
     return total / 1e9
 
 
-def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=None, waits=None):
+def free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def worker_totals(ports):
+    """The workers' own totals, summed: seconds per phase of their one-batch commands (the
+    acknowledgement included, which no completion header carries) and the acknowledgement
+    histogram's buckets (ack_le)."""
+    totals = {}
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("bulkstate_command_phase_seconds_total{"):
+                        k = line.split('"')[1]
+                        totals[k] = totals.get(k, 0.0) + float(line.split()[-1])
+                    elif line.startswith("bulkstate_reply_ack_seconds_bucket{"):
+                        le = totals.setdefault("ack_le", {})
+                        k = line.split('"')[1]
+                        le[k] = le.get(k, 0) + int(line.split()[-1])
+        except OSError:
+            pass
+    return totals
+
+
+def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=None, waits=None,
+                totals=None):
     """Starts the workers on a produced backlog, waits for n commands; returns elapsed s,
     transitions, RSS samples {mark: MB} of the first worker, CPU s of workers and PostgreSQL.
     waits (a dict), when given, gets the seconds the workers' threads and PostgreSQL's
-    processes waited for a core meanwhile (backends that start meanwhile count from zero)."""
-    procs = [subprocess.Popen([BIN, "worker"], env=dict(env_for(db, topic, group), **(extra_env or {})),
+    processes waited for a core meanwhile (backends that start meanwhile count from zero);
+    totals (a dict), the workers' own totals (worker_totals)."""
+    ports = [free_port() for _ in range(workers)]
+    procs = [subprocess.Popen([BIN, "worker"],
+                              env=dict(env_for(db, topic, group), **(extra_env or {}),
+                                       BULKSTATE_WORKER_METRICS_LISTEN=f"127.0.0.1:{ports[i]}"),
                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(OUT, f"{group}.{i}.log"), "w"))
              for i in range(workers)]
     rss = {"start": None}
@@ -416,6 +448,8 @@ def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=
     if waits is not None:
         waits["postgres"] = run_delay_s(children(postmaster())) - pg_delay
         waits["workers"] = run_delay_s([p.pid for p in procs])
+    if totals is not None:
+        totals.update(worker_totals(ports))
     for p in procs:
         p.terminate()
     for p in procs:
@@ -431,9 +465,9 @@ def scenario_throughput(args, res, db="bench"):
     topics(db, topic, 3)
     produce(topic, cmds)
     cost = Cost(db).start()
-    waits = {}
-    elapsed, matched, rss, wcpu, pcpu = run_workers(db, topic, f"{db}-tp", "tp",
-                                                    len(cmds), 1, (100000, 1000000), waits=waits)
+    waits, totals = {}, {}
+    elapsed, matched, rss, wcpu, pcpu = run_workers(db, topic, f"{db}-tp", "tp", len(cmds), 1,
+                                                    (100000, 1000000), waits=waits, totals=totals)
     res["cost_bulkstate"] = cost.stop(matched)
     res.update(commands=len(cmds), transitions=matched, throughput_s=round(elapsed, 1),
                commands_per_s=round(len(cmds) / elapsed, 1),
@@ -449,7 +483,26 @@ def scenario_throughput(args, res, db="bench"):
           f"waited for a core: PostgreSQL {waits['postgres']:.1f} s, worker {waits['workers']:.1f} s")
     print(f"  worker RSS MB: start {rss.get('start')}, after 100k {rss.get(100000)}, "
           f"after 1M {rss.get(1000000)}, end {rss.get('end')}")
+    res["throughput_phases_ms"] = print_command_time(totals, len(cmds), elapsed)
     return cmds
+
+
+def print_command_time(totals, n, elapsed):
+    """Where one command's time went in a backlog, from the worker's own totals (ms per command,
+    its wait in Kafka left out: the backlog's queue), against the wall time per command; what
+    the phases leave is the loop's own (the poll, the delivery count's start, the bookkeeping
+    between two commands)."""
+    names = [p for p in ("count", "decode", "claim", "select", "lock", "decide", "write",
+                         "record", "commit", "publish", "ack") if p in totals]
+    if not names or not n:
+        return None
+    out = {p: round(1000 * totals[p] / n, 2) for p in names}
+    out["wall"] = round(1000 * elapsed / n, 2)
+    out["between"] = round(out["wall"] - sum(out[p] for p in names), 2)
+    print("  one command's time, ms (the worker's own clocks; wall = elapsed / commands):")
+    print("    " + " ".join(f"{p:>8}" for p in names + ["between", "wall"]))
+    print("    " + " ".join(f"{out[p]:>8}" for p in names + ["between", "wall"]))
+    return out
 
 
 def scenario_floor(args, res, cmds, db="bench_floor"):
@@ -571,9 +624,7 @@ def latency_run(db, name, cmds, rate, extra_env=None):
     latency, command time, phases, its partition)."""
     topic = f"bench.{name}.{RUN}"
     topics(db, topic, 3)
-    with socket.socket() as sk:
-        sk.bind(("127.0.0.1", 0))
-        port = sk.getsockname()[1]
+    port = free_port()
     env = dict(env_for(db, topic, f"bench-{name}"), **(extra_env or {}),
                BULKSTATE_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}")
     w = subprocess.Popen([BIN, "worker"], env=env, stdout=subprocess.DEVNULL,
@@ -595,17 +646,7 @@ def latency_run(db, name, cmds, rate, extra_env=None):
     deadline = time.time() + 600  # bounded: the backlog is done, or 10 minutes pass
     while progress(db, prefix)[0] < len(cmds) and time.time() < deadline:
         time.sleep(0.2)
-    totals = {"gc": broker_gc(t_start, time.time())}
-    # the worker's own totals per phase (ack included, which no header carries)
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith("bulkstate_command_phase_seconds_total{"):
-                    totals[line.split('"')[1]] = float(line.split()[-1])
-                elif line.startswith("bulkstate_reply_ack_seconds_bucket{"):
-                    totals.setdefault("ack_le", {})[line.split('"')[1]] = int(line.split()[-1])
-    except OSError:
-        pass
+    totals = dict(worker_totals([port]), gc=broker_gc(t_start, time.time()))
     w.terminate()
     w.wait(timeout=60)
     sent = {}
