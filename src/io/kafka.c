@@ -169,8 +169,8 @@ int bs_producer_wait(bs_producer *prod, bs_delivery *dv, int timeout_ms, bs_err 
     /* the reports that came meanwhile first: records sent a while ago are often acknowledged
      * already, and then nothing else is flushed with them */
     rd_kafka_poll(prod->rk, 0);
-    /* flush, not poll: a flush sends what is queued at once instead of waiting out linger.ms
-     * (the worker waits for these acknowledgements before it takes the next command) */
+    /* then flush, not poll: a flush sends what is queued at once instead of waiting out
+     * linger.ms (the caller waits for these acknowledgements now) */
     while (dv->pending > 0 && bs_mono_ms() < deadline)
         if (rd_kafka_flush(prod->rk, 50) == RD_KAFKA_RESP_ERR_NO_ERROR && dv->pending > 0)
             rd_kafka_poll(prod->rk, 50); /* nothing queued, yet reports due: serve them */
