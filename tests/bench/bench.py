@@ -1241,7 +1241,7 @@ def run_all(args, res, modes, skip):
     print(f"\ntargets ({modes[0]})")
     targets = [("transitions_per_s / prefect", res.get("ratio_to_prefect"), ">=", 25),
                ("  2 workers (scale) / prefect", res.get("ratio_two_workers_to_prefect"), ">=", 25),
-               (f"  1 worker, {res.get('threads_best')} threads / prefect",
+               (f"  1 worker, {res.get('threads_best') or 'n'} threads / prefect",
                 res.get("ratio_threads_to_prefect"), ">=", 25),
                ("transitions_per_s / floor", res.get("ratio_to_floor"), ">=", 0.85),
                ("p50 ms at 50% load", res.get("p50_ms_half_load"), "<=", 30),
