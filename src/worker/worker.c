@@ -266,7 +266,13 @@ static int settle_unacked(bs_worker *w, const bs_msg *next)
     if (rc == 0) {
         bs_failpoint("before_offset");
         bs_err serr = {0};
-        if (bs_consumer_store(w->cons, u, &serr) < 0) bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
+        if (bs_consumer_store(w->cons, u, &serr) < 0 && !bs_consumer_owns(w->cons, u))
+            bs_log(BS_LOG_INFO, "worker",
+                   "partition=%" PRId32 " revoked before offset=%" PRId64
+                   " was acknowledged: its new owner publishes that command's replies again",
+                   u->partition, u->offset);
+        else if (serr.msg[0])
+            bs_log(BS_LOG_WARN, "worker", "%s", serr.msg);
     } else {
         bs_log(BS_LOG_WARN, "worker",
                "replies not acknowledged partition=%" PRId32 " offset=%" PRId64
