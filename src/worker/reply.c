@@ -154,8 +154,10 @@ int bs_reply_complete(bs_worker *w, const bs_mode *mode, const bs_outcome *o, bs
     rc = send_reply(w, o->reply_topic ? o->reply_topic : w->cfg->reply_topic, o->command_id, buf,
                     len, NULL, w->ph.on ? phases : NULL, err);
     free(buf);
-    if (rc < 0 || (!o->unacked && bs_reply_wait(w, err) < 0)) return -1;
-    if (!o->unacked) bs_phase_mark(w, BS_PH_ACK);
+    if (rc < 0) return -1;
+    if (o->unacked) return 0; /* awaited by the caller, after the next message */
+    if (bs_reply_wait(w, err) < 0) return -1;
+    bs_phase_mark(w, BS_PH_ACK);
     return 0;
 }
 

@@ -489,9 +489,9 @@ def scenario_throughput(args, res, db="bench"):
 
 def print_command_time(totals, n, elapsed):
     """Where one command's time went in a backlog, from the worker's own totals (ms per command,
-    its wait in Kafka left out: the backlog's queue), against the wall time per command; what
-    the phases leave is the loop's own (the poll, the delivery count's start, the bookkeeping
-    between two commands)."""
+    its wait in Kafka left out: the backlog's queue), against the wall time per command (from
+    the worker's launch); what the phases leave ("between") is the worker's start and group
+    join, and the loop's own time between two commands (the poll, the bookkeeping)."""
     names = [p for p in ("count", "decode", "claim", "select", "lock", "decide", "write",
                          "record", "commit", "publish", "ack") if p in totals]
     if not names or not n:
