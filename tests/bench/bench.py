@@ -14,7 +14,9 @@ Scenarios (each prints a table; all figures go to build/bench/results.json):
               deployment filters; force on and off; ACCEPT, REJECT and WAIT) consumed by one
               worker as fast as it goes; worker RSS at start, after 100k and at the end
   floor       the same commands as one set-based SQL statement each (select with the filter,
-              insert the states, update the runs) through psql, on a copy of the population
+              insert the states, update the runs) through psql, on a copy of the population;
+              then both again in turns of --chunk-commands (--interleaved-commands in all),
+              each timed by the database: the ratio's target is checked against this run
   prefect     Prefect's server answering bulk_set_state over HTTP (its own database, the same
               population), client concurrency 1 and 4
   cost        per transition, for the three above: PostgreSQL CPU, WAL bytes, statements
@@ -412,6 +414,31 @@ def worker_totals(ports):
     return totals
 
 
+def metrics_text(port):
+    """A worker's metrics page ("" while it does not listen yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def metric_progress(ports):
+    """Commands the workers settled (applied or replayed) and their per-run results, summed from
+    their metrics. Read over HTTP from this process: a psql every 0.2 s (its start, its
+    backend's fork and its query) took some 0.13 of a core, as much as the worker itself, from
+    the two cores the run measures."""
+    done = matched = 0
+    for port in ports:
+        for line in metrics_text(port).splitlines():
+            if (line.startswith('bulkstate_commands_completed_total{outcome="applied"}') or
+                    line.startswith('bulkstate_commands_completed_total{outcome="replayed"}')):
+                done += int(line.split()[-1])
+            elif line.startswith("bulkstate_transitions_total{"):
+                matched += int(line.split()[-1])
+    return done, matched
+
+
 def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=None, waits=None,
                 totals=None):
     """Starts the workers on a produced backlog, waits for n commands; returns elapsed s,
@@ -431,17 +458,23 @@ def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=
     t0 = time.time()
     marks = sorted(rss_marks)
     while True:
-        done, matched = progress(db, prefix)
+        done, matched = metric_progress(ports)
         if rss["start"] is None and done == 0:
             rss["start"] = rss_mb(procs[0].pid)
         while marks and matched >= marks[0]:
             rss[marks.pop(0)] = rss_mb(procs[0].pid)
-        if done >= n or time.time() - t0 > 3600:
-            break
+        t1 = time.time()
+        # the database has the last word: every command done, and their transitions (a
+        # replay counts in the metrics of two workers)
+        if done >= n or t1 - t0 > 3600:
+            db_done, db_matched = progress(db, prefix)
+            if db_done >= n or t1 - t0 > 3600:
+                matched = db_matched
+                break
         if any(p.poll() is not None for p in procs):
             raise SystemExit(f"a worker exited: see {OUT}/{group}.*.log")
         time.sleep(0.2)
-    elapsed = time.time() - t0
+    elapsed = t1 - t0
     rss["end"] = rss_mb(procs[0].pid)
     worker_cpu = cpu_s([p.pid for p in procs])
     pg_cpu = postgres_cpu_s() - pg_before
@@ -459,8 +492,8 @@ def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=
 
 # ---- scenarios ----
 
-def scenario_throughput(args, res, db="bench"):
-    cmds = make_commands(db, args.commands, 1, "tp")
+def scenario_throughput(args, res, db="bench", cmds=None):
+    cmds = cmds or make_commands(db, args.commands, 1, "tp")
     topic = f"{db}.tp.{RUN}"
     topics(db, topic, 3)
     produce(topic, cmds)
@@ -505,12 +538,13 @@ def print_command_time(totals, n, elapsed):
     return out
 
 
-def scenario_floor(args, res, cmds, db="bench_floor"):
-    # the SQL each command's selection compiles to, parameters inlined as literals
+def floor_statements(cmds, db):
+    """The floor's psql lines for each command: the SQL its selection compiles to, parameters
+    inlined as literals, in one statement that locks, inserts the states and updates the runs."""
     lines = "\n".join(json.dumps({"flow_runs": c.get("flow_runs"), "limit": 50}) for c in cmds)
     out = subprocess.run([BIN, "select", "--sql"], input=lines, capture_output=True, text=True,
                          env=env_for(db, "x", "x"), check=True).stdout.splitlines()
-    stmts = []
+    per_command = []
 
     def inline(sql, params):
         for i in range(len(params), 0, -1):
@@ -533,15 +567,21 @@ def scenario_floor(args, res, cmds, db="bench_floor"):
                     f"state_timestamp = ins.\"timestamp\" FROM ins WHERE f.id = ins.flow_run_id;")
 
         if not j.get("window"):
-            stmts.append(write(inline(j["sql"], j["params"])))
+            per_command.append([write(inline(j["sql"], j["params"]))])
             continue
         # the worker's plan for a tags filter: the newest runs, then the planner's walk when
         # they hold a few matches, else every match from the GIN index (psql decides)
         win = inline(j["window"], j["params"])
-        stmts.append(f"SELECT count(*) >= 50 AS full, count(*) >= {j['dense_min']} AS dense "
-                     f"FROM ({win}) w \\gset")
-        stmts += ["\\if :full", write(win), "\\elif :dense", write(inline(j["sql"], j["params"])),
-                  "\\else", write(inline(j["sparse"], j["params"])), "\\endif"]
+        per_command.append([f"SELECT count(*) >= 50 AS full, count(*) >= {j['dense_min']} AS dense "
+                            f"FROM ({win}) w \\gset",
+                            "\\if :full", write(win), "\\elif :dense",
+                            write(inline(j["sql"], j["params"])), "\\else",
+                            write(inline(j["sparse"], j["params"])), "\\endif"])
+    return per_command
+
+
+def scenario_floor(args, res, cmds, db="bench_floor"):
+    stmts = [line for c in floor_statements(cmds, db) for line in c]
     path = os.path.join(OUT, "floor.sql")
     with open(path, "w") as f:
         f.write("\n".join(stmts) + "\n")
@@ -1127,6 +1167,94 @@ def ratios(r):
         r["ratio_to_prefect"] = round(r["transitions_per_s"] / r["prefect_transitions_per_s"], 1)
 
 
+def interleaved_chunk_bulkstate(db, topic, port, proc, chunk, done_before):
+    """One chunk through the running worker: seconds from its first claim to its last record
+    (the database's clocks: no polling in the figure) and its transitions."""
+    produce(topic, chunk)
+    deadline = time.time() + 600
+    while metric_progress([port])[0] < done_before + len(chunk):
+        if proc.poll() is not None or time.time() > deadline:
+            raise SystemExit(f"the interleaved run's worker stopped or stalled: see {OUT}/il.0.log")
+        time.sleep(0.05)
+    ids = ",".join(f"'{c['command_id']}'" for c in chunk)
+    row = psql(db, "SELECT extract(epoch FROM max(completed) - min(created)), sum(matched), "
+                   f"count(*) FROM bulkstate.command WHERE status = 'done' AND command_id IN ({ids})")
+    secs, rows, n = row.split("|")
+    if int(n) != len(chunk):
+        raise SystemExit(f"interleaved run: {n} of {len(chunk)} commands done")
+    return float(secs), int(rows)
+
+
+def interleaved_chunk_floor(db, lines):
+    """One chunk through psql: seconds from its first statement to its last (the database's
+    clocks: psql's start and connection left out) and its transitions."""
+    path = os.path.join(OUT, "floor_chunk.sql")
+    with open(path, "w") as f:
+        f.write("SELECT extract(epoch FROM clock_timestamp()) AS bs_t0 \\gset\n" +
+                "\n".join(lines) +
+                "\nSELECT extract(epoch FROM clock_timestamp()) AS bs_t1 \\gset\n"
+                "\\echo TIMES :bs_t0 :bs_t1\n")
+    out = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", f"{PG} dbname={db}",
+                          "-f", path], capture_output=True, text=True, check=True).stdout
+    rows = sum(int(l.split()[1]) for l in out.splitlines() if l.startswith("UPDATE "))
+    t = next(l.split() for l in out.splitlines() if l.startswith("TIMES "))
+    return float(t[2]) - float(t[1]), rows
+
+
+def scenario_interleaved(args, res):
+    """bulkstate and the floor in turns on the same commands, --chunk-commands at a time
+    (bulkstate, floor, floor, bulkstate, ...), each timed by the database from its first
+    statement to its last. Run one after the other, identical pairs of the two gave ratios
+    from 0.72 to 1.03 here: every phase of bulkstate's commands, and the floor's statements,
+    ran up to a fifth slower in one half-minute than in the next. In turns of a few seconds,
+    both meet the same machine; the ratio's target is checked against this run."""
+    n, size = args.interleaved_commands, args.chunk_commands
+    db, fdb = "bench_il", "bench_il_floor"
+    copy_population(db)
+    copy_population(fdb)
+    cmds = make_commands(db, n, 1, "il")
+    floor = floor_statements(cmds, fdb)
+    topic = f"{db}.il.{RUN}"
+    topics(db, topic, 3)
+    port = free_port()
+    proc = subprocess.Popen([BIN, "worker"],
+                            env=dict(env_for(db, topic, f"{db}-il"),
+                                     BULKSTATE_WORKER_METRICS_LISTEN=f"127.0.0.1:{port}"),
+                            stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(OUT, "il.0.log"), "w"))
+    try:
+        deadline = time.time() + 120
+        while "bulkstate_assigned_partitions 3" not in metrics_text(port):
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"the interleaved run's worker did not join: see {OUT}/il.0.log")
+            time.sleep(0.1)
+        t = {"bulkstate": [0.0, 0], "floor": [0.0, 0]}
+        for j, k in enumerate(range(0, n, size)):
+            for who in (("bulkstate", "floor") if j % 2 == 0 else ("floor", "bulkstate")):
+                if who == "bulkstate":
+                    secs, rows = interleaved_chunk_bulkstate(db, topic, port, proc,
+                                                             cmds[k:k + size], k)
+                else:
+                    secs, rows = interleaved_chunk_floor(
+                        fdb, [line for c in floor[k:k + size] for line in c])
+                t[who][0] += secs
+                t[who][1] += rows
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        for d in (db, fdb):
+            psql("postgres", f"DROP DATABASE {d} WITH (FORCE)")
+    b, f = (t[w][1] / t[w][0] for w in ("bulkstate", "floor"))
+    res.update(interleaved_commands=n, interleaved_chunk=size,
+               interleaved_transitions_per_s=round(b, 1),
+               interleaved_floor_transitions_per_s=round(f, 1),
+               interleaved_ratio_to_floor=round(b / f, 3))
+    print(f"\nbulkstate and the floor in turns of {size} commands ({n} commands, "
+          f"{t['floor'][1]} transitions each way): bulkstate {b:.1f} transitions/s in "
+          f"{t['bulkstate'][0]:.1f} s, the floor {f:.1f} in {t['floor'][0]:.1f} s: "
+          f"{res['interleaved_ratio_to_floor']}")
+
+
 def headline_modes(args, res, modes, skip):
     """throughput, floor and Prefect's endpoint in each durability mode, each on its own copy of
     the population: res (the first mode's figures, the headline), res[mode] for the others."""
@@ -1146,6 +1274,8 @@ def headline_modes(args, res, modes, skip):
         if "prefect" not in skip:
             scenario_prefect(args, r, 2 + 2 * i)  # another seed: its population is not copied
         ratios(r)
+        if i == 0 and "floor" not in skip and args.interleaved_commands > 0:
+            scenario_interleaved(args, r)
         if i > 0:
             psql("postgres", f"DROP DATABASE {db} WITH (FORCE)")
     set_durable(modes[0] == "durable")
@@ -1172,6 +1302,10 @@ def main():
     ap.add_argument("--prefect-commands", type=int, default=200)
     ap.add_argument("--latency-seconds", type=int, default=60)
     ap.add_argument("--scale-commands", type=int, default=3000)
+    ap.add_argument("--interleaved-commands", type=int, default=3000,
+                    help="commands of the headline mode's run of bulkstate and the floor in "
+                         "turns, against which the floor target is checked (0: none)")
+    ap.add_argument("--chunk-commands", type=int, default=100)
     ap.add_argument("--delivery-commands", type=int, default=3000)
     ap.add_argument("--delivery-repeats", type=int, default=3)
     ap.add_argument("--tail", default="",
@@ -1233,6 +1367,7 @@ def run_all(args, res, modes, skip):
                       ("floor transitions/s", "floor_transitions_per_s"),
                       ("Prefect transitions/s (best)", "prefect_transitions_per_s"),
                       ("bulkstate / floor", "ratio_to_floor"),
+                      ("  in turns (interleaved)", "interleaved_ratio_to_floor"),
                       ("bulkstate / Prefect", "ratio_to_prefect")]:
         print(f"  {name:<30} " + " ".join(f"{str(r.get(key)):>12}" for _, r in cols))
     print_cost(res, modes)
@@ -1243,7 +1378,9 @@ def run_all(args, res, modes, skip):
                ("  2 workers (scale) / prefect", res.get("ratio_two_workers_to_prefect"), ">=", 25),
                (f"  1 worker, {res.get('threads_best') or 'n'} threads / prefect",
                 res.get("ratio_threads_to_prefect"), ">=", 25),
-               ("transitions_per_s / floor", res.get("ratio_to_floor"), ">=", 0.85),
+               ("/ floor, in turns" if res.get("interleaved_ratio_to_floor")
+                else "transitions_per_s / floor",
+                res.get("interleaved_ratio_to_floor", res.get("ratio_to_floor")), ">=", 0.85),
                ("p50 ms at 50% load", res.get("p50_ms_half_load"), "<=", 30),
                ("p99 ms at 50% load", res.get("p99_ms_half_load"), "<=", 100),
                ("RSS growth 100k -> 1M (MB)", growth, "<", 5),
