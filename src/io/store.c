@@ -49,22 +49,33 @@ PGresult *bs_pg_exec(bs_store *st, const char *sql, int n, const char *const *pa
     return PQexecParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
 }
 
-/* sql is a static string: its address names its prepared statement */
-PGresult *bs_pg_exec_prepared(bs_store *st, const char *sql, int n, const char *const *params)
+/* sql is a static string: its address names its prepared statement, prepared here on first
+ * use. NULL with name "" when every slot is taken (the statement runs unprepared); NULL when
+ * ready; the failed PQprepare's result otherwise. */
+static PGresult *prepared_name(bs_store *st, const char *sql, int n, char name[16])
 {
-    char name[16];
     int i = 0;
     while (i < st->nprepared && st->prepared[i] != sql)
         i++;
-    snprintf(name, sizeof name, "bs_%d", i);
-    if (i == st->nprepared) {
-        if (i == (int)(sizeof st->prepared / sizeof st->prepared[0]))
-            return bs_pg_exec(st, sql, n, params);
-        PGresult *res = PQprepare(st->conn, name, sql, n, NULL);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) return res;
-        PQclear(res);
-        st->prepared[st->nprepared++] = sql;
+    snprintf(name, 16, "bs_%d", i);
+    if (i < st->nprepared) return NULL;
+    if (i == (int)(sizeof st->prepared / sizeof st->prepared[0])) {
+        name[0] = '\0';
+        return NULL;
     }
+    PGresult *res = PQprepare(st->conn, name, sql, n, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) return res;
+    PQclear(res);
+    st->prepared[st->nprepared++] = sql;
+    return NULL;
+}
+
+PGresult *bs_pg_exec_prepared(bs_store *st, const char *sql, int n, const char *const *params)
+{
+    char name[16];
+    PGresult *failed = prepared_name(st, sql, n, name);
+    if (failed != NULL) return failed;
+    if (name[0] == '\0') return bs_pg_exec(st, sql, n, params);
     return PQexecPrepared(st->conn, name, n, params, NULL, NULL, 0);
 }
 
@@ -86,6 +97,25 @@ int bs_pg_exec_prepared_ok(bs_store *st, const char *sql, int n, const char *con
                            const char *what, bs_err *err)
 {
     return result_ok(st, bs_pg_exec_prepared(st, sql, n, params), what, err);
+}
+
+int bs_pg_exec_prepared_meanwhile_ok(bs_store *st, const char *sql, int n,
+                                     const char *const *params, const bs_store_meanwhile *mw,
+                                     const char *what, bs_err *err)
+{
+    if (mw == NULL) return bs_pg_exec_prepared_ok(st, sql, n, params, what, err);
+    char name[16];
+    PGresult *failed = prepared_name(st, sql, n, name);
+    if (failed != NULL) return bs_pg_fail(st, failed, err, what);
+    const int sent = name[0] ? PQsendQueryPrepared(st->conn, name, n, params, NULL, NULL, 0)
+                             : PQsendQueryParams(st->conn, sql, n, NULL, params, NULL, NULL, 0);
+    mw->fn(mw->ctx);
+    if (!sent) return bs_pg_fail(st, NULL, err, what);
+    /* the statement's one result, then NULL (after a lost connection: NULL at once) */
+    PGresult *res = PQgetResult(st->conn), *more;
+    while ((more = PQgetResult(st->conn)) != NULL)
+        PQclear(more);
+    return result_ok(st, res, what, err);
 }
 
 bs_source_text bs_pg_source(const bs_source *src)

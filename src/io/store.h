@@ -163,10 +163,19 @@ int bs_store_event_context(bs_store *st, bs_arena *ar, const char *const *ids, s
 
 /* ---- writes (store_write.c) ---- */
 
+/* Work of the caller's to do while a statement executes on the server, instead of after it. */
+typedef struct bs_store_meanwhile {
+    void (*fn)(void *ctx);
+    void *ctx;
+} bs_store_meanwhile;
+
 /* Writes the states, artifacts and run columns of n decisions (those with d->write or
  * d->policy_changed), and the parent task runs' copies (d->task_write), set-based: a handful
- * of statements whatever n is. */
-int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err);
+ * of statements whatever n is. mw (may be NULL) is called once: while the runs' update (the
+ * longest of them) executes on the server, or when no run is updated, after the states; not
+ * at all when a statement before it fails. */
+int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n,
+                   const bs_store_meanwhile *mw, bs_err *err);
 
 /* ---- Prefect's outbox (store_outbox.c) ---- */
 

@@ -30,6 +30,10 @@ int bs_pg_fail(bs_store *st, PGresult *res, bs_err *err, const char *what);
 PGresult *bs_pg_exec(bs_store *st, const char *sql, int n, const char *const *params);
 /* The same, prepared on first use; sql must be a static string (its address names it). */
 PGresult *bs_pg_exec_prepared(bs_store *st, const char *sql, int n, const char *const *params);
+/* The same, with mw called while the statement executes on the server (when not NULL). */
+int bs_pg_exec_prepared_meanwhile_ok(bs_store *st, const char *sql, int n,
+                                     const char *const *params, const bs_store_meanwhile *mw,
+                                     const char *what, bs_err *err);
 /* Runs a statement whose rows are not needed: 0, or -1 with err. */
 int bs_pg_exec_ok(bs_store *st, const char *sql, int n, const char *const *params, const char *what,
                   bs_err *err);

@@ -172,7 +172,8 @@ static int write_tasks(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, 
     return 0;
 }
 
-int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_err *err)
+int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n,
+                   const bs_store_meanwhile *mw, bs_err *err)
 {
     const size_t cap = n ? n : 1;
     const char **a[6], **s[8], **u[13];
@@ -249,8 +250,11 @@ int bs_store_write(bs_store *st, bs_arena *ar, const bs_write *w, size_t n, bs_e
     if (nu > 0) {
         for (int i = 0; i < 13; i++)
             p[i] = bs_pg_array(ar, u[i], nu);
-        if (bs_pg_exec_prepared_ok(st, SQL_UPDATE_RUNS, 13, p, "update flow runs", err) < 0)
+        if (bs_pg_exec_prepared_meanwhile_ok(st, SQL_UPDATE_RUNS, 13, p, mw, "update flow runs",
+                                             err) < 0)
             return -1;
+    } else if (mw != NULL) {
+        mw->fn(mw->ctx);
     }
     return write_tasks(st, ar, w, n, err);
 }

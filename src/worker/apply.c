@@ -1,10 +1,10 @@
 /* apply: the pipeline of one batch of at most 50 runs, the same for a one-batch command,
  * every batch of a large command and replay. In the transaction the caller began (and in
  * which it claimed the command): lock the runs and the limits they may touch, decide
- * (batch.c), write the states set-based, write the slot plan, encode the replies, build the
- * events, record both with the command's progress, commit. Then publish. A crash anywhere
- * before the commit leaves nothing; after it, the redelivered command finds its record and
- * its replies are published again from the database. */
+ * (batch.c), write the states set-based (encoding the replies meanwhile), write the slot
+ * plan, build the events, record both with the command's progress, commit. Then publish. A
+ * crash anywhere before the commit leaves nothing; after it, the redelivered command finds
+ * its record and its replies are published again from the database. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,20 +14,23 @@
 #include "result.h"
 #include "worker_int.h"
 
-/* Writes the batch set-based; if that fails on the data (not the connection), rewrites it
- * run by run under savepoints so one bad run is an ABORT and the others still apply. */
-static int write_batch(bs_worker *w, bs_batch *b, bs_err *err)
+/* Writes the batch set-based, mw meanwhile; if that fails on the data (not the connection),
+ * rewrites it run by run under savepoints so one bad run is an ABORT and the others still
+ * apply. *stale: the results changed after mw ran (an ABORT). */
+static int write_batch(bs_worker *w, bs_batch *b, const bs_store_meanwhile *mw, bool *stale,
+                       bs_err *err)
 {
     if (bs_store_savepoint(w->store, err) < 0) return -1;
-    if (bs_store_write(w->store, w->ar, b->wr, b->n, err) == 0) return 0;
+    if (bs_store_write(w->store, w->ar, b->wr, b->n, mw, err) == 0) return 0;
     if (err->retriable) return -1;
     bs_log(BS_LOG_WARN, "worker", "batch write failed, retrying run by run: %s", err->msg);
     bs_store_rollback_to_savepoint(w->store);
+    *stale = true;
     for (size_t i = 0; i < b->n; i++) {
         bs_err rerr = {0};
         if (!b->found[i]) continue;
         if (bs_store_savepoint(w->store, err) < 0) return -1;
-        if (bs_store_write(w->store, w->ar, &b->wr[i], 1, &rerr) == 0) continue;
+        if (bs_store_write(w->store, w->ar, &b->wr[i], 1, NULL, &rerr) == 0) continue;
         if (rerr.retriable) {
             *err = rerr;
             return -1;
@@ -97,6 +100,25 @@ static int encode_replies(bs_worker *w, const bs_batch *b, const bs_apply *a, bs
         r->lens[i] = len;
     }
     return 0;
+}
+
+/* The replies, encoded while the runs' update executes on the server: they depend on the
+ * decisions alone, which that statement does not change. */
+typedef struct encode_job {
+    bs_worker *w;
+    const bs_batch *b;
+    const bs_apply *a;
+    bs_replies *r;
+    bool done;
+    int rc;
+    bs_err err;
+} encode_job;
+
+static void encode_meanwhile(void *ctx)
+{
+    encode_job *j = ctx;
+    j->rc = encode_replies(j->w, j->b, j->a, j->r, &j->err);
+    j->done = true;
 }
 
 /* The state-change event of every written transition (Prefect's InstrumentFlowRunState-
@@ -173,12 +195,20 @@ int bs_apply_batch(bs_worker *w, const bs_mode *mode, const bs_apply *a, const c
     bs_phase_mark(w, BS_PH_LOCK);
     bs_batch_decide(&b, a->cmd, &env, w->ar);
     bs_phase_mark(w, BS_PH_DECIDE);
-    if (n > 0 && (write_batch(w, &b, err) < 0 || write_slots(w, &b, err) < 0)) goto rollback;
-    bs_phase_mark(w, BS_PH_WRITE);
-
-    /* the replies are encoded now: they are recorded in the same transaction */
+    /* the replies are recorded in the same transaction; encoded during the write, or after
+     * it when there is none or a run's result changed in it */
     bs_replies r;
-    if (encode_replies(w, &b, a, &r, err) < 0) goto rollback;
+    encode_job job = {.w = w, .b = &b, .a = a, .r = &r};
+    const bs_store_meanwhile mw = {encode_meanwhile, &job};
+    bool stale = false;
+    if (n > 0 && (write_batch(w, &b, &mw, &stale, err) < 0 || write_slots(w, &b, err) < 0))
+        goto rollback;
+    if (!job.done || stale) encode_meanwhile(&job);
+    bs_phase_mark(w, BS_PH_WRITE);
+    if (job.rc < 0) {
+        *err = job.err;
+        goto rollback;
+    }
     const bool to_prefect = w->cfg->prefect_api_url[0] != '\0'; /* a replay's too */
     const bool to_topic = w->cfg->events_topic[0] != '\0';
     if (to_topic && n > 0 && build_events(w, &b, &r.events, err) < 0) goto rollback;

@@ -127,6 +127,22 @@ OUT=$("$BIN" send --json -t 60 --batch "$TMP/log.jsonl")
 check_eq "log replayed: same outcome, nothing applied" "$(printf '%s\n' "$OUT" | grep -c '"replayed":true')" 2
 check_eq "log: states written once" "$(sql "SELECT count(*) FROM flow_run_state WHERE flow_run_id = '$(run 30)'")" 3
 
+# 9b. a batch whose set-based write fails on one run's data: written again run by run, that
+# run an ABORT saying why, the others applied; the replies (encoded while the batch's update
+# ran) are encoded again and say so
+for i in 60 61 62; do sql "SELECT bulkstate_dev.new_run('$(run $i)', 'write-$i', 'PENDING', '{e2e-w}')" >/dev/null; done
+sql "CREATE FUNCTION e2e_refuse_fn() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RAISE EXCEPTION 'refused by the test'; END \$\$;
+     CREATE TRIGGER e2e_refuse BEFORE UPDATE ON flow_run FOR EACH ROW WHEN (OLD.name = 'write-61') EXECUTE FUNCTION e2e_refuse_fn()" >/dev/null
+cat >"$TMP/cw.json" <<J
+{"command_id": "e2e-w", "flow_runs": {"tags": {"all_": ["e2e-w"]}}, "state": {"type": "CANCELLED"}}
+J
+send "$TMP/cw.json"
+sql "DROP TRIGGER e2e_refuse ON flow_run; DROP FUNCTION e2e_refuse_fn()" >/dev/null
+check_eq "a run's write refused: its reply an ABORT, the others accepted" "$(json_field '[(x["flow_run_id"][-2:], x["status"]) for x in r]')" "[('62', 'ACCEPT'), ('61', 'ABORT'), ('60', 'ACCEPT')]"
+check_match "a run's write refused: the reason" "$(json_field 'r[1]["details"]["reason"]')" "refused by the test"
+check_eq "a run's write refused: the completion" "$(json_field '(c["accepted"], c["aborted"])')" "(2, 1)"
+check_eq "a run's write refused: the rows" "$(sql "SELECT string_agg(state_type::text, ',' ORDER BY id) FROM flow_run WHERE id IN ('$(run 60)','$(run 61)','$(run 62)')")" "CANCELLED,PENDING,CANCELLED"
+
 # 10. migrate is idempotent and leaves Prefect's tables alone once they exist
 check_match "migrate again" "$("$BIN" migrate 2>&1)" "Prefect's tables already present, left alone"
 check_eq "migrate again keeps the data" "$(sql "SELECT count(*) FROM bulkstate.command WHERE command_id = 'e2e-1'")" 1
