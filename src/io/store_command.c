@@ -153,43 +153,42 @@ static const char *hex_bytea(bs_arena *ar, const unsigned char *b, size_t n)
     return s;
 }
 
-/* The replies, and (when $7) one row in Prefect's outbox naming the range of them that carry
- * an event, or what one is built from (stored once, in its command_result row). */
+/* One statement: the replies, (when $7) one row in Prefect's outbox naming the range of them
+ * that carry an event, or what one is built from (stored once, in its command_result row),
+ * the command's progress, and its delivery count cleared. With no replies ($2 NULL) the first
+ * two insert nothing. */
 /* clang-format off */
-static const char SQL_RECORD_REPLIES[] =
+static const char SQL_RECORD[] =
     "WITH outbox AS (INSERT INTO bulkstate.prefect_outbox (command_id, result_seq, result_last, "
     "  events) SELECT $1, min(u.seq), max(u.seq), count(*) "
     "  FROM unnest($2::int[], $6::text[], $8::uuid[]) AS u(seq, e, s) "
-    "  WHERE $7::boolean AND (u.e IS NOT NULL OR u.s IS NOT NULL) HAVING count(*) > 0) "
-    "INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, reply, event, "
-    "  state_id, prior_state_id, run_count) "
-    "SELECT $1, u.seq, u.fr, u.st, u.r, u.e, u.s, u.p, u.c FROM unnest($2::int[], $3::uuid[], "
+    "  WHERE $7::boolean AND (u.e IS NOT NULL OR u.s IS NOT NULL) HAVING count(*) > 0), "
+    "results AS (INSERT INTO bulkstate.command_result (command_id, seq, flow_run_id, status, "
+    "  reply, event, state_id, prior_state_id, run_count) "
+    "  SELECT $1, u.seq, u.fr, u.st, u.r, u.e, u.s, u.p, u.c FROM unnest($2::int[], $3::uuid[], "
     "  $4::text[], $5::bytea[], $6::text[], $8::uuid[], $9::uuid[], $10::bigint[]) "
-    "  AS u(seq, fr, st, r, e, s, p, c)";
-/* clang-format on */
-
-/* clang-format off */
-static const char SQL_RECORD_PROGRESS[] =
-    "WITH attempt AS (DELETE FROM bulkstate.delivery_attempt WHERE topic = $12 AND "
-    "  partition = $13::int AND \"offset\" = $14::bigint) "
-    "UPDATE bulkstate.command SET matched = $2, accepted = $3, rejected = $4, waited = $5, "
-    "  aborted = $6, run_ids = COALESCE($7::uuid[], run_ids), last_id = $8::uuid, "
-    "  batches = $9::int, cancelled = $10::boolean, "
-    "  status = CASE WHEN $11::boolean THEN 'done' ELSE status END, "
-    "  completed = CASE WHEN $11::boolean THEN clock_timestamp() END "
+    "  AS u(seq, fr, st, r, e, s, p, c)), "
+    "attempt AS (DELETE FROM bulkstate.delivery_attempt WHERE topic = $21 AND "
+    "  partition = $22::int AND \"offset\" = $23::bigint) "
+    "UPDATE bulkstate.command SET matched = $11, accepted = $12, rejected = $13, waited = $14, "
+    "  aborted = $15, run_ids = COALESCE($16::uuid[], run_ids), last_id = $17::uuid, "
+    "  batches = $18::int, cancelled = $19::boolean, "
+    "  status = CASE WHEN $20::boolean THEN 'done' ELSE status END, "
+    "  completed = CASE WHEN $20::boolean THEN clock_timestamp() END "
     "WHERE command_id = $1";
 /* clang-format on */
 
 int bs_store_record(bs_store *st, bs_arena *ar, const char *command_id, const bs_record *rec,
                     bs_err *err)
 {
-    const size_t n = rec->n, cap = n ? n : 1;
+    const size_t n = rec->n;
+    const char *p[23] = {command_id};
     if (n > 0) {
-        const char **seq = bs_arena_alloc(ar, sizeof(char *) * cap);
-        const char **stat = bs_arena_alloc(ar, sizeof(char *) * cap);
-        const char **rep = bs_arena_alloc(ar, sizeof(char *) * cap);
-        const char **ev = bs_arena_alloc(ar, sizeof(char *) * cap);
-        const char **cnt = bs_arena_alloc(ar, sizeof(char *) * cap);
+        const char **seq = bs_arena_alloc(ar, sizeof(char *) * n);
+        const char **stat = bs_arena_alloc(ar, sizeof(char *) * n);
+        const char **rep = bs_arena_alloc(ar, sizeof(char *) * n);
+        const char **ev = bs_arena_alloc(ar, sizeof(char *) * n);
+        const char **cnt = bs_arena_alloc(ar, sizeof(char *) * n);
         for (size_t i = 0; i < n; i++) {
             seq[i] = bs_arena_printf(ar, "%zu", (size_t)rec->first_seq + i);
             stat[i] = bs_status_name(rec->statuses[i]);
@@ -200,18 +199,17 @@ int bs_store_record(bs_store *st, bs_arena *ar, const char *command_id, const bs
                          : NULL;
         }
         const bool refs = rec->state_ids != NULL;
-        const char *p[10] = {command_id,
-                             bs_pg_array(ar, seq, n),
-                             bs_pg_array(ar, rec->run_ids, n),
-                             bs_pg_array(ar, stat, n),
-                             bs_pg_array(ar, rep, n),
-                             bs_pg_array(ar, ev, n),
-                             rec->outbox && (rec->events || refs) ? "t" : "f",
-                             refs ? bs_pg_array(ar, rec->state_ids, n) : NULL,
-                             refs ? bs_pg_array(ar, rec->prior_ids, n) : NULL,
-                             refs ? bs_pg_array(ar, cnt, n) : NULL};
-        if (bs_pg_exec_prepared_ok(st, SQL_RECORD_REPLIES, 10, p, "record the replies", err) < 0)
-            return -1;
+        p[1] = bs_pg_array(ar, seq, n);
+        p[2] = bs_pg_array(ar, rec->run_ids, n);
+        p[3] = bs_pg_array(ar, stat, n);
+        p[4] = bs_pg_array(ar, rep, n);
+        p[5] = bs_pg_array(ar, ev, n);
+        p[6] = rec->outbox && (rec->events || refs) ? "t" : "f";
+        p[7] = refs ? bs_pg_array(ar, rec->state_ids, n) : NULL;
+        p[8] = refs ? bs_pg_array(ar, rec->prior_ids, n) : NULL;
+        p[9] = refs ? bs_pg_array(ar, cnt, n) : NULL;
+    } else {
+        p[6] = "f";
     }
     const bs_progress *g = rec->progress;
     char m[16], c[4][16], b[16];
@@ -221,21 +219,18 @@ int bs_store_record(bs_store *st, bs_arena *ar, const char *command_id, const bs
         snprintf(c[i], sizeof c[i], "%d", g->counts[i]);
     bs_source_text t = {{0}, {0}};
     if (rec->delivery) t = bs_pg_source(rec->delivery);
-    const char *p[14] = {command_id,
-                         m,
-                         c[0],
-                         c[1],
-                         c[2],
-                         c[3],
-                         rec->store_run_ids ? bs_pg_array(ar, rec->run_ids, n) : NULL,
-                         g->last_id[0] ? g->last_id : NULL,
-                         b,
-                         g->cancelled ? "t" : "f",
-                         rec->done ? "t" : "f",
-                         rec->delivery ? rec->delivery->topic : NULL,
-                         rec->delivery ? t.part : NULL,
-                         rec->delivery ? t.off : NULL};
-    return bs_pg_exec_prepared_ok(st, SQL_RECORD_PROGRESS, 14, p, "record the command's progress",
+    p[10] = m;
+    for (int i = 0; i < 4; i++)
+        p[11 + i] = c[i];
+    p[15] = rec->store_run_ids ? bs_pg_array(ar, rec->run_ids, n) : NULL;
+    p[16] = g->last_id[0] ? g->last_id : NULL;
+    p[17] = b;
+    p[18] = g->cancelled ? "t" : "f";
+    p[19] = rec->done ? "t" : "f";
+    p[20] = rec->delivery ? rec->delivery->topic : NULL;
+    p[21] = rec->delivery ? t.part : NULL;
+    p[22] = rec->delivery ? t.off : NULL;
+    return bs_pg_exec_prepared_ok(st, SQL_RECORD, 23, p, "record the replies and the progress",
                                   err);
 }
 
