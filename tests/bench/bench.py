@@ -1427,6 +1427,12 @@ def print_limits(res):
         pg, w = res["postgres_cpu_s"] / res["throughput_s"], res["worker_cpu_s"] / res["throughput_s"]
         print(f"  throughput run: PostgreSQL busy {pg:.2f} cores, the worker {w:.2f}, of "
               f"{os.cpu_count()}")
+    one, two = res.get("scale_w1_p6_machine_busy"), res.get("scale_w2_p6_machine_busy")
+    if one and two:
+        res["two_workers_bound"] = round(min(2.0, 1 / one), 2)
+        print(f"  2 workers: one kept {one:.0%} of the machine busy, so two reach at most "
+              f"{res['two_workers_bound']}x, every core busy all the time; they reached "
+              f"{res.get('two_worker_speedup')}x with it {two:.0%} busy")
 
 
 if __name__ == "__main__":
