@@ -393,27 +393,6 @@ def free_port():
         return sk.getsockname()[1]
 
 
-def worker_totals(ports):
-    """The workers' own totals, summed: seconds per phase of their one-batch commands (the
-    acknowledgement included, which no completion header carries) and the acknowledgement
-    histogram's buckets (ack_le)."""
-    totals = {}
-    for port in ports:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                for line in r.read().decode().splitlines():
-                    if line.startswith("bulkstate_command_phase_seconds_total{"):
-                        k = line.split('"')[1]
-                        totals[k] = totals.get(k, 0.0) + float(line.split()[-1])
-                    elif line.startswith("bulkstate_reply_ack_seconds_bucket{"):
-                        le = totals.setdefault("ack_le", {})
-                        k = line.split('"')[1]
-                        le[k] = le.get(k, 0) + int(line.split()[-1])
-        except OSError:
-            pass
-    return totals
-
-
 def metrics_text(port):
     """A worker's metrics page ("" while it does not listen yet)."""
     try:
@@ -421,6 +400,23 @@ def metrics_text(port):
             return r.read().decode()
     except OSError:
         return ""
+
+
+def worker_totals(ports):
+    """The workers' own totals, summed: seconds per phase of their one-batch commands (the
+    acknowledgement included, which no completion header carries) and the acknowledgement
+    histogram's buckets (ack_le)."""
+    totals = {}
+    for port in ports:
+        for line in metrics_text(port).splitlines():
+            if line.startswith("bulkstate_command_phase_seconds_total{"):
+                k = line.split('"')[1]
+                totals[k] = totals.get(k, 0.0) + float(line.split()[-1])
+            elif line.startswith("bulkstate_reply_ack_seconds_bucket{"):
+                le = totals.setdefault("ack_le", {})
+                k = line.split('"')[1]
+                le[k] = le.get(k, 0) + int(line.split()[-1])
+    return totals
 
 
 def metric_progress(ports):
@@ -464,12 +460,12 @@ def run_workers(db, topic, group, prefix, n, workers=1, rss_marks=(), extra_env=
         while marks and matched >= marks[0]:
             rss[marks.pop(0)] = rss_mb(procs[0].pid)
         t1 = time.time()
+        timed_out = t1 - t0 > 3600
         # the database has the last word: every command done, and their transitions (a
         # replay counts in the metrics of two workers)
-        if done >= n or t1 - t0 > 3600:
-            db_done, db_matched = progress(db, prefix)
-            if db_done >= n or t1 - t0 > 3600:
-                matched = db_matched
+        if done >= n or timed_out:
+            db_done, matched = progress(db, prefix)
+            if db_done >= n or timed_out:
                 break
         if any(p.poll() is not None for p in procs):
             raise SystemExit(f"a worker exited: see {OUT}/{group}.*.log")
@@ -580,17 +576,22 @@ def floor_statements(cmds, db):
     return per_command
 
 
-def scenario_floor(args, res, cmds, db="bench_floor"):
-    stmts = [line for c in floor_statements(cmds, db) for line in c]
-    path = os.path.join(OUT, "floor.sql")
+def run_floor_script(db, name, lines):
+    """lines as one psql script (OUT/name): its output and the runs its UPDATEs changed."""
+    path = os.path.join(OUT, name)
     with open(path, "w") as f:
-        f.write("\n".join(stmts) + "\n")
-    cost = Cost(db).start()
-    t0 = time.time()
+        f.write("\n".join(lines) + "\n")
     out = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", f"{PG} dbname={db}",
                           "-f", path], capture_output=True, text=True, check=True).stdout
+    return out, sum(int(l.split()[1]) for l in out.splitlines() if l.startswith("UPDATE "))
+
+
+def scenario_floor(args, res, cmds, db="bench_floor"):
+    stmts = [line for c in floor_statements(cmds, db) for line in c]
+    cost = Cost(db).start()
+    t0 = time.time()
+    out, rows = run_floor_script(db, "floor.sql", stmts)
     elapsed = time.time() - t0
-    rows = sum(int(l.split()[1]) for l in out.splitlines() if l.startswith("UPDATE "))
     res["cost_floor"] = cost.stop(rows)
     res.update(floor_s=round(elapsed, 1), floor_transitions=rows,
                floor_transitions_per_s=round(rows / elapsed, 1))
@@ -1194,15 +1195,11 @@ def interleaved_chunk_bulkstate(db, topic, port, proc, chunk, done_before):
 def interleaved_chunk_floor(db, lines):
     """One chunk through psql: seconds from its first statement to its last (the database's
     clocks: psql's start and connection left out) and its transitions."""
-    path = os.path.join(OUT, "floor_chunk.sql")
-    with open(path, "w") as f:
-        f.write("SELECT extract(epoch FROM clock_timestamp()) AS bs_t0 \\gset\n" +
-                "\n".join(lines) +
-                "\nSELECT extract(epoch FROM clock_timestamp()) AS bs_t1 \\gset\n"
-                "\\echo TIMES :bs_t0 :bs_t1\n")
-    out = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", f"{PG} dbname={db}",
-                          "-f", path], capture_output=True, text=True, check=True).stdout
-    rows = sum(int(l.split()[1]) for l in out.splitlines() if l.startswith("UPDATE "))
+    out, rows = run_floor_script(
+        db, "floor_chunk.sql",
+        ["SELECT extract(epoch FROM clock_timestamp()) AS bs_t0 \\gset"] + lines +
+        ["SELECT extract(epoch FROM clock_timestamp()) AS bs_t1 \\gset",
+         "\\echo TIMES :bs_t0 :bs_t1"])
     t = next(l.split() for l in out.splitlines() if l.startswith("TIMES "))
     return float(t[2]) - float(t[1]), rows
 
